@@ -1,0 +1,240 @@
+"""Load and validate ``config.toml``.
+
+Every key has a default, so an empty file is a valid configuration. Unknown keys and
+wrong values are refused with a :class:`ConfigError` that names the key, because a
+typo silently ignored in a service that runs for years is worse than a refusal.
+Relative paths resolve against the folder of the config file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+AlbumMode = Literal["symlink", "hardlink", "copy"]
+NoFacePolicy = Literal["skip", "album", "all"]
+DetectorName = Literal["auto", "yunet", "dlib-hog"]
+EmbedderName = Literal["auto", "sface", "dlib"]
+
+DEFAULT_CONFIG_NAME = "config.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or holds a wrong key or value."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which face detector and embedder to use; ``auto`` picks from the models present."""
+
+    detector: DetectorName = "auto"
+    embedder: EmbedderName = "auto"
+    models_dir: Path = Path("models")
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    """Filters applied to detected faces before they are embedded."""
+
+    min_score: float = 0.8
+    """Detector confidence below which a face is dropped (YuNet score, 0..1)."""
+    min_face_px: int = 36
+    """Faces whose shorter box side (in original pixels) is smaller are dropped."""
+    max_side: int = 1280
+    """Photos are downscaled so their longer side is at most this before detection."""
+    max_pixels: int = 100_000_000
+    """Photos whose header claims more pixels are refused before decoding (bomb guard)."""
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """DBSCAN settings; ``eps = 0`` means "the engine's measured default"."""
+
+    eps: float = 0.0
+    min_samples: int = 0
+    """0 means the engine's measured default."""
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """Behaviour of ``facecluster run``."""
+
+    settle_seconds: float = 2.0
+    """A photo is read only once its size and mtime have been still this long."""
+    polling: bool = False
+    """Use polling instead of OS events (SMB/NFS shares deliver no inotify events)."""
+    poll_interval: float = 10.0
+    rescan_interval: float = 3600.0
+    """Full rescan every so many seconds to catch missed events; 0 disables it."""
+    recluster_after_faces: int = 200
+    """Full re-clustering after this many new faces..."""
+    recluster_quiet_seconds: float = 60.0
+    """...or once no photo has arrived for this long after some new faces."""
+    recluster_interval: float = 86400.0
+    """And on this schedule regardless (seconds; 0 disables)."""
+    queue_limit: int = 10000
+    """Most paths held in memory at once; beyond, the rescan catches them up."""
+    nice: int = 10
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration. Paths are absolute."""
+
+    watch: tuple[Path, ...] = (Path("photos"),)
+    albums_dir: Path = Path("albums")
+    state_dir: Path = Path("state")
+    labels_file: Path = Path("labels.toml")
+    album_mode: AlbumMode = "symlink"
+    no_face: NoFacePolicy = "skip"
+    workers: int = 0
+    """Indexing worker processes; 0 means cores - 1, at least 1."""
+    log_level: str = "info"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    clustering: ClusterConfig = field(default_factory=ClusterConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    config_path: Path | None = None
+
+    @property
+    def worker_count(self) -> int:
+        """The effective number of indexing workers."""
+        if self.workers > 0:
+            return self.workers
+        return max(1, (os.cpu_count() or 2) - 1)
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _check_value(key: str, hint: Any, value: Any) -> Any:
+    """Coerce ``value`` to the annotated type ``hint`` or raise ConfigError naming ``key``."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        allowed = get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected a path string, got {value!r}")
+        return Path(os.path.expanduser(value))
+    if origin is tuple:  # tuple[Path, ...]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{key}: expected a list of paths, got {value!r}")
+        return tuple(_check_value(f"{key}[{i}]", Path, v) for i, v in enumerate(value))
+    raise AssertionError(f"unhandled config type {hint!r} for {key}")  # pragma: no cover
+
+
+def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
+    """Build dataclass ``cls`` from a TOML table, refusing unknown keys."""
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.name != "config_path"}
+    for key in table:
+        if key not in known:
+            where = f"{prefix}{key}"
+            raise ConfigError(
+                f"unknown key {where!r} (known here: {', '.join(sorted(known))})"
+            )
+    values: dict[str, Any] = {}
+    for name in known:
+        if name not in table:
+            continue
+        hint = hints[name]
+        if is_dataclass(hint):
+            sub = table[name]
+            if not isinstance(sub, dict):
+                raise ConfigError(f"{prefix}{name}: expected a table [{prefix}{name}]")
+            values[name] = _build(hint, sub, f"{prefix}{name}.")
+        else:
+            values[name] = _check_value(f"{prefix}{name}", hint, table[name])
+    return cls(**values)
+
+
+def _resolve(path: Path, base: Path) -> Path:
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def from_dict(table: dict[str, Any], base_dir: Path, config_path: Path | None = None) -> Config:
+    """Validate a parsed TOML table and return a :class:`Config` with absolute paths."""
+    cfg: Config = _build(Config, table, "")
+    if cfg.log_level not in _LOG_LEVELS:
+        raise ConfigError(f"log_level: {cfg.log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
+    if not 0.0 <= cfg.detection.min_score <= 1.0:
+        raise ConfigError(f"detection.min_score: must be between 0 and 1, got {cfg.detection.min_score}")
+    if cfg.detection.max_side < 64:
+        raise ConfigError(f"detection.max_side: must be at least 64, got {cfg.detection.max_side}")
+    if cfg.clustering.eps > 2.0:
+        raise ConfigError(f"clustering.eps: must be at most 2 (L2 on unit vectors), got {cfg.clustering.eps}")
+    base = base_dir.resolve()
+    cfg = replace(
+        cfg,
+        watch=tuple(_resolve(p, base) for p in cfg.watch),
+        albums_dir=_resolve(cfg.albums_dir, base),
+        state_dir=_resolve(cfg.state_dir, base),
+        labels_file=_resolve(cfg.labels_file, base),
+        engine=replace(cfg.engine, models_dir=_resolve(cfg.engine.models_dir, base)),
+        config_path=config_path,
+    )
+    for w in cfg.watch:
+        for name, d in (("albums_dir", cfg.albums_dir), ("state_dir", cfg.state_dir)):
+            if w == d or w.is_relative_to(d):
+                raise ConfigError(f"watch: {w} lies inside {name} {d}; photos must live elsewhere")
+    return cfg
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate a config file.
+
+    ``path`` defaults to ``$FACECLUSTER_CONFIG`` or ``./config.toml``. A missing default
+    file yields the defaults (relative to the current directory); a missing named file
+    is an error.
+    """
+    explicit = path is not None or "FACECLUSTER_CONFIG" in os.environ
+    p = Path(path or os.environ.get("FACECLUSTER_CONFIG") or DEFAULT_CONFIG_NAME)
+    if not p.exists():
+        if explicit:
+            raise ConfigError(f"config file {p} does not exist")
+        return from_dict({}, Path.cwd())
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {p}: {e}") from e
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: {e}") from e
+    try:
+        return from_dict(table, p.parent, p.resolve())
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from e

@@ -1,0 +1,53 @@
+"""The data the indexer hands on: faces found in one photo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+class PhotoError(Exception):
+    """A photo could not be indexed.
+
+    ``reason`` is one readable line for logs and ``facecluster status``; ``transient``
+    says whether trying again later may succeed (file still being written, permission
+    that may be fixed, disk busy) as opposed to a file that is simply not a usable image.
+    """
+
+    def __init__(self, reason: str, *, transient: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected, embedded face.
+
+    Coordinates are in pixels of the upright photo (EXIF orientation applied) at full
+    resolution, whatever size detection ran at.
+    """
+
+    box: tuple[float, float, float, float]
+    """x, y, width, height."""
+    landmarks: tuple[tuple[float, float], ...]
+    """Five points: right eye, left eye, nose tip, right and left mouth corner; may be ()."""
+    score: float
+    """Detector confidence, 0..1."""
+    embedding: np.ndarray = field(repr=False, compare=False)
+    """float32 vector of the engine's dimension, L2-normalised."""
+
+
+@dataclass(frozen=True)
+class IndexedPhoto:
+    """What the indexer learned from one photo."""
+
+    path: Path
+    width: int
+    """Upright width in pixels."""
+    height: int
+    engine: str
+    """Id of the engine that produced the embeddings, e.g. ``yunet-2023mar+dlib-resnet-v1``."""
+    faces: tuple[Face, ...]
