@@ -1,0 +1,54 @@
+"""Shared fixtures.
+
+Real photos and the YuNet model come from the shared test data folder, located by one
+setting: ``$FACECLUSTER_TESTDATA`` (default: ``../shared`` beside the repository).
+Tests that need it skip with a clear reason when it is absent, so a fresh clone passes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+YUNET_NAME = "face_detection_yunet_2023mar.onnx"
+
+
+def testdata_dir() -> Path:
+    """Where the shared test data is expected to be."""
+    return Path(os.environ.get("FACECLUSTER_TESTDATA", REPO.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    """The shared data folder, or skip."""
+    d = testdata_dir()
+    if not (d / "photos").is_dir():
+        pytest.skip(f"shared test data not found at {d} (set FACECLUSTER_TESTDATA)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def shared_photos(testdata: Path) -> Path:
+    return testdata / "photos"
+
+
+@pytest.fixture(scope="session")
+def yunet_file(testdata: Path) -> Path:
+    """The real YuNet ONNX file from the shared data, or skip."""
+    p = testdata / "models" / YUNET_NAME
+    if not p.is_file():
+        pytest.skip(f"YuNet model not found at {p}")
+    return p
+
+
+@pytest.fixture()
+def models_dir(tmp_path: Path, yunet_file: Path) -> Path:
+    """A models folder holding a copy of the real YuNet file (as a user would place it)."""
+    d = tmp_path / "models"
+    d.mkdir()
+    shutil.copy2(yunet_file, d / YUNET_NAME)
+    return d
