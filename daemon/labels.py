@@ -1,0 +1,293 @@
+"""The user's names for people: ``labels.toml``.
+
+Clustering gives every person a stable id, shown as ``person-0007``; the album of a
+person nobody has named yet is the folder ``person-0007``. The user names, merges,
+hides and corrects people in one small TOML file::
+
+    [people]
+    person-0001 = "Grandma"            # a name: the album folder becomes "Grandma"
+    person-0004 = "Grandma"            # same name again: merged into one album
+    person-0009 = { name = "Tom", exclude = ["2019/IMG_0042.jpg", "face-1234"] }
+    person-0012 = { hide = true }      # no album for this person
+
+A value is either a name (a string) or an inline table with any of
+
+``name``
+    the person's name (string). Names are compared after Unicode NFC normalisation and
+    trimming of surrounding spaces; equal names merge their people into one album.
+``hide``
+    ``true`` for no album at all (strangers, the photographer's thumb, ...).
+``exclude``
+    "not this person": a list of photo paths, relative to any watched folder or
+    absolute, and/or face ids written ``face-1234`` (as shown by ``facecluster``).
+
+The file is checked strictly: a syntax error, a key that is not ``person-<digits>``,
+a wrong type or an unknown option raises :class:`LabelsError` naming the key and, when
+it can be found, the line. A missing file means "no labels yet".
+
+Folder names are made from names by :func:`safe_folder_name`, which never yields a path
+separator, a hidden or Windows-reserved name, or more than 255 bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+MAX_LABELS_BYTES = 8 * 1024 * 1024
+"""A labels file larger than this is refused: it is typed by a person, not generated."""
+MAX_FOLDER_BYTES = 255
+"""The usual file-name limit of ext4, btrfs, ZFS, NTFS and SMB, in UTF-8 bytes."""
+
+_PERSON_KEY = re.compile(r"person-([0-9]{1,12})", re.ASCII)
+_FACE_KEY = re.compile(r"face-([0-9]{1,18})", re.ASCII)
+_LABEL_OPTIONS = ("name", "hide", "exclude")
+# Characters Windows clients cannot show in a name; Samba would mangle them.
+_WINDOWS_FORBIDDEN = set('<>:"|?*')
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
+    f"{dev}{n}" for dev in ("COM", "LPT") for n in (*"0123456789", "¹", "²", "³")
+}
+
+
+class LabelsError(ValueError):
+    """``labels.toml`` cannot be used; ``line`` is the 1-based line at fault, if known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass(frozen=True)
+class PersonLabel:
+    """What the user said about one person id."""
+
+    name: str | None = None
+    hidden: bool = False
+    exclude: tuple[str, ...] = ()
+    """Photo paths (relative to a watched folder, or absolute) and ``face-N`` ids."""
+
+
+UNLABELLED = PersonLabel()
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The parsed labels file: person id -> label."""
+
+    people: Mapping[int, PersonLabel] = field(default_factory=lambda: MappingProxyType({}))
+
+    def label(self, person_id: int) -> PersonLabel:
+        """The label of ``person_id``; an unnamed, visible label if the file says nothing."""
+        return self.people.get(person_id, UNLABELLED)
+
+
+def person_key(person_id: int) -> str:
+    """The user-facing key of a person id: ``person_key(7) == "person-0007"``."""
+    if person_id < 0:
+        raise ValueError(f"person id must not be negative, got {person_id}")
+    return f"person-{person_id:04d}"
+
+
+def parse_person_key(key: str) -> int:
+    """The id in a key like ``person-0007``; raises :class:`LabelsError` for any other form."""
+    m = _PERSON_KEY.fullmatch(key)
+    if m is None:
+        raise LabelsError(f"{key!r} is not a person key like 'person-0007'")
+    return int(m.group(1))
+
+
+def parse_face_key(entry: str) -> int | None:
+    """The face id of an exclude entry like ``face-1234``, or None for a photo path."""
+    m = _FACE_KEY.fullmatch(entry)
+    return int(m.group(1)) if m else None
+
+
+def normalize_name(name: str) -> str:
+    """A name as compared for merging: NFC-normalised, surrounding whitespace removed."""
+    return unicodedata.normalize("NFC", name).strip()
+
+
+def _line_of(text: str, key: str, table: str | None = None) -> int | None:
+    """Best-effort 1-based line where ``key`` is defined (``table.key`` or ``[table.key]``)."""
+    k = rf"""(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')"""
+    patterns = [rf"^\s*{k}\s*[=.]", rf"^\s*\[\[?\s*{k}\s*[\].]"]
+    if table:
+        patterns.append(rf"^\s*\[\s*{re.escape(table)}\s*\.\s*{k}\s*[\].]")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if any(re.match(p, line) for p in patterns):
+            return number
+    return None
+
+
+def _error(text: str, message: str, key: str, table: str | None = None) -> LabelsError:
+    line = _line_of(text, key, table)
+    where = f"line {line}: " if line is not None else ""
+    return LabelsError(f"{where}{message}", line)
+
+
+def _parse_label(text: str, key: str, value: object) -> PersonLabel:
+    """Validate one ``[people]`` value."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise _error(
+            text, f"{key}: expected a name or a table {{ name = ..., hide = ..., exclude = "
+            f"[...] }}, got {type(value).__name__}", key, "people",
+        )
+    unknown = sorted(str(k) for k in value if k not in _LABEL_OPTIONS)
+    if unknown:
+        raise _error(
+            text, f"{key}: unknown option {unknown[0]!r} (known: {', '.join(_LABEL_OPTIONS)})",
+            key, "people",
+        )
+    name = value.get("name")
+    if name is not None:
+        if not isinstance(name, str):
+            raise _error(text, f"{key}.name: expected a string, got {name!r}", key, "people")
+        name = normalize_name(name)
+        if not name:
+            raise _error(text, f"{key}.name: must not be empty", key, "people")
+    hidden = value.get("hide", False)
+    if not isinstance(hidden, bool):
+        raise _error(text, f"{key}.hide: expected true or false, got {hidden!r}", key, "people")
+    exclude = value.get("exclude", [])
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    if not isinstance(exclude, list) or not all(isinstance(e, str) and e for e in exclude):
+        raise _error(
+            text, f"{key}.exclude: expected a list of photo paths or face-N ids",
+            key, "people",
+        )
+    entries = tuple(e if parse_face_key(e) is not None else os.path.normpath(e) for e in exclude)
+    return PersonLabel(name=name, hidden=hidden, exclude=entries)
+
+
+def parse_labels(text: str) -> Labels:
+    """Parse the text of a labels file; raises :class:`LabelsError`."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        line = getattr(e, "lineno", None)
+        if line is None:
+            m = re.search(r"at line (\d+)", str(e))
+            line = int(m.group(1)) if m else None
+        raise LabelsError(f"syntax error: {e}", line) from e
+    except RecursionError as e:
+        raise LabelsError("syntax error: nested too deeply") from e
+    for key in table:
+        if key != "people":
+            raise _error(text, f"unknown key {key!r} (only [people] is allowed)", key)
+    people_table = table.get("people", {})
+    if not isinstance(people_table, dict):
+        raise _error(text, "people: expected a table [people]", "people")
+    people: dict[int, PersonLabel] = {}
+    for key, value in people_table.items():
+        try:
+            person_id = parse_person_key(key)
+        except LabelsError:
+            raise _error(
+                text, f"{key!r} is not a person key like 'person-0007'", key, "people"
+            ) from None
+        if person_id in people:
+            raise _error(text, f"{key}: person {person_id} is listed twice", key, "people")
+        people[person_id] = _parse_label(text, key, value)
+    return Labels(MappingProxyType(people))
+
+
+def load_labels(path: Path) -> Labels:
+    """Read ``labels.toml``; a missing file is empty labels, a broken one a LabelsError."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_LABELS_BYTES + 1)
+    except FileNotFoundError:
+        return Labels()
+    except OSError as e:
+        raise LabelsError(f"cannot read {path}: {e.strerror or e}") from e
+    if len(data) > MAX_LABELS_BYTES:
+        raise LabelsError(f"{path} is larger than {MAX_LABELS_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise LabelsError(f"{path}: line {line}: not UTF-8 text", line) from e
+    try:
+        return parse_labels(text)
+    except LabelsError as e:
+        raise LabelsError(f"{path}: {e}", e.line) from e
+
+
+def excludes_face(label: PersonLabel, face_id: int) -> bool:
+    """Whether the user said face ``face_id`` is not this person."""
+    return any(parse_face_key(e) == face_id for e in label.exclude)
+
+
+def excludes_photo(label: PersonLabel, photo_path: Path, watch_roots: Iterable[Path]) -> bool:
+    """Whether the user said ``photo_path`` does not show this person.
+
+    An exclude entry matches the photo's absolute path or its path relative to any
+    watched root (``/`` separated, as the user sees it in a file browser).
+    """
+    paths = [e for e in label.exclude if parse_face_key(e) is None]
+    if not paths:
+        return False
+    photo = os.path.normpath(os.path.abspath(photo_path))
+    candidates = {photo}
+    for root in watch_roots:
+        rel = os.path.relpath(photo, os.path.normpath(os.path.abspath(root)))
+        if rel != os.curdir and not rel.startswith(os.pardir):
+            candidates.add(Path(rel).as_posix())
+    return any(e in candidates for e in paths)
+
+
+def _truncate_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` that fits ``max_bytes`` of UTF-8, whole characters."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max_bytes].decode("utf-8", "ignore")
+
+
+def _clean_char(ch: str) -> str:
+    if ch in "/\\" or ch in _WINDOWS_FORBIDDEN:
+        return "_"
+    # Control, format (bidi overrides), lone surrogates and line/paragraph separators;
+    # zero-width (non-)joiners stay, Persian and Indic names and emoji sequences need them.
+    if ch not in "\u200c\u200d" and unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        return "_" if ch not in "\t\n\r" else " "
+    return ch
+
+
+def _is_reserved(name: str) -> bool:
+    """Windows refuses ``CON``, ``com1.txt``, ``NUL .jpg`` and the like as names."""
+    return name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_RESERVED
+
+
+def safe_folder_name(name: str, max_bytes: int = MAX_FOLDER_BYTES) -> str:
+    """A folder name for ``name`` that is safe on Linux, macOS and SMB/Windows shares.
+
+    Separators, Windows-forbidden characters and control characters become ``_``;
+    leading dots (hidden) and trailing dots and spaces (dropped by Windows) are removed;
+    reserved device names get a ``_`` appended; the result is at most ``max_bytes``
+    bytes of UTF-8. Letters of any script are kept. Never empty, ``.`` or ``..``.
+    """
+    text = "".join(_clean_char(ch) for ch in unicodedata.normalize("NFC", name))
+    text = " ".join(text.split())  # runs of whitespace (incl. tabs) become one space
+    text = text.lstrip(". ").rstrip(". ")
+    text = _truncate_utf8(text, max_bytes).rstrip(". ")
+    if not text:
+        return "_"
+    if _is_reserved(text):
+        head, dot, tail = text.partition(".")
+        text = _truncate_utf8(f"{head.rstrip(' ')}_{dot}{tail}", max_bytes).rstrip(". ")
+    return text
