@@ -208,7 +208,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from daemon.store import StoreError
 
     return (
-        UserError, ConfigError, EngineError, LabelsError, AlreadyRunning,
+        EngineError, LabelsError, AlreadyRunning,
         MissingModelError, StoreError, AlbumError, OSError,
     )
 
@@ -223,12 +223,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("facecluster: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - one readable line unless --debug
-        if args.debug or not isinstance(e, _known_errors()):
-            if args.debug:
-                raise
-            print(f"facecluster: internal error: {type(e).__name__}: {e} "
-                  "(run with --debug for details)", file=sys.stderr)
-            return EXIT_ERROR
+    except (UserError, ConfigError) as e:
+        if args.debug:
+            raise
         print(f"facecluster: error: {e}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, ConfigError) else EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - one readable line unless --debug
+        if args.debug:
+            raise
+        if isinstance(e, _known_errors()):
+            print(f"facecluster: error: {e}", file=sys.stderr)
+        else:
+            print(
+                f"facecluster: internal error: {type(e).__name__}: {e} "
+                "(run with --debug for the traceback)",
+                file=sys.stderr,
+            )
+        return EXIT_ERROR

@@ -1,0 +1,79 @@
+"""Config loading: defaults, path resolution and refusals that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.cli import main
+from daemon.config import ConfigError, load_config
+
+
+def _cfg(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "config.toml"
+    p.write_text(text)
+    return p
+
+
+def test_repository_config_is_valid_and_matches_defaults(tmp_path: Path) -> None:
+    repo_cfg = Path(__file__).resolve().parent.parent / "config.toml"
+    shipped = load_config(repo_cfg)
+    defaults = load_config(_cfg(tmp_path, ""))
+    # The shipped file documents the defaults: same values, paths beside the file.
+    assert shipped.album_mode == defaults.album_mode == "symlink"
+    assert shipped.no_face == "skip"
+    assert shipped.detection == defaults.detection
+    assert shipped.daemon == defaults.daemon
+    assert shipped.albums_dir == repo_cfg.parent / "albums"
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    cfg = load_config(_cfg(tmp_path, 'watch = ["a", "/abs/b"]\nstate_dir = "s"\n'))
+    assert cfg.watch == (tmp_path / "a", Path("/abs/b"))
+    assert cfg.state_dir == tmp_path / "s"
+    assert cfg.engine.models_dir == tmp_path / "models"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('album_mod = "copy"\n', "album_mod"),
+        ('album_mode = "teleport"\n', "album_mode"),
+        ('no_face = "maybe"\n', "no_face"),
+        ("[detection]\nmin_score = 2.0\n", "detection.min_score"),
+        ('[detection]\nmin_face_px = "big"\n', "detection.min_face_px"),
+        ("[daemon]\npolling = 1\n", "daemon.polling"),
+        ("[engine]\nembedder = \"facenet\"\n", "engine.embedder"),
+        ("[engine]\nturbo = true\n", "engine.turbo"),
+        ("workers = -1\n", "workers"),
+        ("engine = 3\n", "engine"),
+        ('watch = []\n', "watch"),
+    ],
+)
+def test_wrong_key_or_value_is_refused_by_name(tmp_path: Path, text: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(_cfg(tmp_path, text))
+
+
+def test_syntax_error_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="line 2"):
+        load_config(_cfg(tmp_path, 'workers = 1\nalbum_mode = "copy\n'))
+
+
+def test_watched_folder_inside_albums_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="watch"):
+        load_config(_cfg(tmp_path, 'albums_dir = "x"\nwatch = ["x/photos"]\n'))
+
+
+def test_missing_named_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_cli_reports_bad_config_in_one_line(tmp_path: Path, capsys) -> None:
+    cfg = _cfg(tmp_path, 'album_mode = "teleport"\n')
+    assert main(["--config", str(cfg), "status"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "album_mode" in err and "teleport" in err and "\n" not in err
+    assert "Traceback" not in err
