@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.lock import hold
     from daemon.progress import Progress
     from daemon.scan import Pipeline
 
@@ -71,7 +72,8 @@ def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
         bar.append(Progress(total))
         return lambda n: bar[0].update(n)
 
-    with Pipeline(cfg) as pipeline:
+    # One writer per store: a scan while the service runs is refused by the lock.
+    with hold(cfg.state_dir), Pipeline(cfg) as pipeline:
         try:
             report = pipeline.scan(progress=start)
         finally:

@@ -191,11 +191,15 @@ def from_dict(table: dict[str, Any], base_dir: Path, config_path: Path | None = 
     if cfg.log_level not in _LOG_LEVELS:
         raise ConfigError(f"log_level: {cfg.log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
     if not 0.0 <= cfg.detection.min_score <= 1.0:
-        raise ConfigError(f"detection.min_score: must be between 0 and 1, got {cfg.detection.min_score}")
+        raise ConfigError(
+            f"detection.min_score: must be between 0 and 1, got {cfg.detection.min_score}"
+        )
     if cfg.detection.max_side < 64:
         raise ConfigError(f"detection.max_side: must be at least 64, got {cfg.detection.max_side}")
     if cfg.clustering.eps > 2.0:
-        raise ConfigError(f"clustering.eps: must be at most 2 (L2 on unit vectors), got {cfg.clustering.eps}")
+        raise ConfigError(
+            f"clustering.eps: must be at most 2 (L2 on unit vectors), got {cfg.clustering.eps}"
+        )
     base = base_dir.resolve()
     cfg = replace(
         cfg,
