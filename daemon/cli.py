@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write one person's album as a ZIP file")
     ex.add_argument("person", help="album folder, name, or id such as person-0007")
     ex.add_argument("--zip", type=Path, required=True, dest="zip_path", help="ZIP to write")
+    im = sub.add_parser("import", help="add a ZIP of photos to the first watched folder")
+    im.add_argument("archive", type=Path, help="ZIP archive of photos")
     sub.add_parser(
         "rebuild", help="set the store aside and re-derive it from the photos"
     )
@@ -159,6 +161,19 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.inbox import ImportError_, import_zip
+
+    try:
+        report = import_zip(args.archive, cfg.watch[0])
+    except ImportError_ as e:
+        raise UserError(str(e)) from e
+    print(f"imported {report.photos} photos into {report.folder}")
+    for s in report.skipped:
+        print(f"  skipped {s}")
+    return 0
+
+
 def _cmd_rebuild(cfg: Config, args: argparse.Namespace) -> int:
     from daemon.rebuild import rebuild
 
@@ -195,6 +210,7 @@ COMMANDS = {
     "status": _cmd_status,
     "people": _cmd_people,
     "export": _cmd_export,
+    "import": _cmd_import,
     "rebuild": _cmd_rebuild,
     "models": _cmd_models,
 }
