@@ -106,6 +106,11 @@ class FetchResult:
     source: str | None = None
     """The URL or local file it came from; None when it was already present."""
 
+    @property
+    def key(self) -> str:
+        """The manifest key of the model."""
+        return self.model.key
+
 
 @dataclass(frozen=True)
 class ModelRow:
@@ -116,6 +121,11 @@ class ModelRow:
     size: int
     licence: str
     state: ModelState
+
+    @property
+    def license(self) -> str:
+        """US spelling of :attr:`licence`, which the CLI uses."""
+        return self.licence
 
 
 # --- manifest -------------------------------------------------------------------------
@@ -301,7 +311,7 @@ def alternatives_text(model: ModelFile, models_dir: Path) -> str:
     lines = [
         f"  - place {model.filename} ({model.size:,} bytes, sha256 {model.sha256}) "
         f"in {models_dir} by hand;",
-        f"  - or copy it from a local folder: facecluster models fetch --from DIR {model.key};",
+        "  - or copy it from a local folder: facecluster models fetch --from DIR;",
     ]
     # Without SFace only the embedder changes; without YuNet the detector must too.
     setting = 'embedder = "dlib"' if model.key == "sface" else 'detector = "dlib-hog"'

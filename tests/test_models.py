@@ -86,7 +86,7 @@ def test_fetch_downloads_from_url(setup: tuple[Path, Path], blob: bytes) -> None
     models_dir, _ = setup
     assert models.verified_model(models_dir, "demo") is None
     [result] = models.fetch(models_dir)
-    assert result.action == "downloaded"
+    assert (result.key, result.action) == ("demo", "downloaded")
     assert result.source and result.source.startswith("file://")
     assert (models_dir / "demo.onnx").read_bytes() == blob
     assert models.verified_model(models_dir, "demo") == models_dir / "demo.onnx"
@@ -274,6 +274,7 @@ def test_list_models_rows(setup: tuple[Path, Path], blob: bytes) -> None:
     (models_dir / "demo.onnx").write_bytes(blob)
     [row] = models.list_models(models_dir)
     assert row.state == "ok"
+    assert row.license == row.licence == "MIT"
     table = models.format_rows([row])
     assert table.splitlines()[1].split() == ["demo", "demo.onnx", f"{len(blob):,}", "MIT", "ok"]
 
