@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     msub = mo.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     fe = msub.add_parser("fetch", help="download (or copy) missing models, verified by sha256")
     fe.add_argument("--from", dest="source", type=Path, help="copy from this folder instead")
+    fe.add_argument("keys", nargs="*", metavar="MODEL", help="only these (yunet, sface)")
     msub.add_parser("verify", help="check the model files against the manifest")
     msub.add_parser("list", help="list the known model files and their state")
     return p
@@ -187,7 +188,13 @@ def _cmd_models(cfg: Config, args: argparse.Namespace) -> int:
 
     mdir = cfg.engine.models_dir
     if args.models_command == "fetch":
-        for r in models.fetch(mdir, source_dir=args.source):
+        try:
+            results = models.fetch(mdir, args.keys or None, source_dir=args.source)
+        except models.FetchError as e:
+            for r in e.results:
+                print(f"{r.key:<8} {r.action:<10} {r.path}")
+            raise
+        for r in results:
             print(f"{r.key:<8} {r.action:<10} {r.path}")
         return 0
     rows = models.list_models(mdir)
@@ -222,12 +229,12 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from daemon.indexer import EngineError
     from daemon.labels import LabelsError
     from daemon.lock import AlreadyRunning
-    from daemon.models import MissingModelError
+    from daemon.models import ManifestError, MissingModelError
     from daemon.store import StoreError
 
     return (
         EngineError, LabelsError, AlreadyRunning,
-        MissingModelError, StoreError, AlbumError, OSError,
+        MissingModelError, ManifestError, StoreError, AlbumError, OSError,
     )
 
 
