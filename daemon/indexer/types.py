@@ -21,6 +21,14 @@ class PhotoError(Exception):
         self.reason = reason
         self.transient = transient
 
+    def __reduce__(self) -> tuple:
+        # Exceptions pickle only their args by default; keep ``transient`` across processes.
+        return (_photo_error, (self.reason, self.transient))
+
+
+def _photo_error(reason: str, transient: bool) -> PhotoError:
+    return PhotoError(reason, transient=transient)
+
 
 @dataclass(frozen=True)
 class Face:

@@ -1,0 +1,346 @@
+"""Reading photos: header sniffing, the pixel-bomb guard, EXIF orientation and decoding.
+
+A photo's bytes are read once. Its header is parsed by hand (JPEG SOF and EXIF, PNG IHDR
+and eXIf, GIF, BMP, WebP, TIFF) so that a file claiming more than ``max_pixels`` pixels
+is refused before any decoder allocates memory for it.
+
+Orientation is applied here rather than by OpenCV: images are decoded with
+``IMREAD_IGNORE_ORIENTATION`` and rotated/flipped by :func:`apply_orientation` from the
+tag this module parsed. OpenCV applies the tag for some flags and formats but not others
+(not for ``IMREAD_UNCHANGED``, and its EXIF support differs between versions and codecs),
+so doing it ourselves gives one behaviour everywhere, and we know the exact transform
+when mapping face boxes back to full-resolution upright coordinates.
+
+Transient versus permanent failures (``PhotoError.transient``): a file that vanished, is
+not readable (permissions), is empty, or changed while we read it may be fine later, so
+those are transient. A file that is complete and unchanged yet does not decode (not an
+image, truncated, too large, unsupported format) is permanent; if it is later rewritten
+its size or mtime changes and it is indexed afresh anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from daemon.indexer.types import PhotoError
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_REDUCED_FLAGS = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a photo's header says, before decoding.
+
+    ``width`` and ``height`` are as stored (before orientation); ``orientation`` is the
+    EXIF orientation 1..8 (1 = upright, also when there is no tag).
+    """
+
+    format: str
+    width: int
+    height: int
+    orientation: int = 1
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) once the orientation is applied."""
+        if self.orientation >= 5:  # 5..8 swap the axes
+            return self.height, self.width
+        return self.width, self.height
+
+
+class HeaderError(ValueError):
+    """The bytes are not a recognised image header."""
+
+
+# --- header parsing ---------------------------------------------------------------------
+
+
+def _tiff_tags(tiff: bytes, wanted: set[int]) -> dict[int, int]:
+    """Integer values of ``wanted`` tags in IFD0 of a TIFF structure (EXIF uses the same)."""
+    if len(tiff) < 8 or tiff[:4] not in (b"II*\0", b"MM\0*"):
+        return {}
+    end = "<" if tiff[:2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(end + "I", tiff, 4)
+    if ifd + 2 > len(tiff):
+        return {}
+    (count,) = struct.unpack_from(end + "H", tiff, ifd)
+    found: dict[int, int] = {}
+    for i in range(count):
+        pos = ifd + 2 + 12 * i
+        if pos + 12 > len(tiff):
+            break
+        tag, typ, n = struct.unpack_from(end + "HHI", tiff, pos)
+        if tag not in wanted or n != 1:
+            continue
+        if typ == 3:  # SHORT, left-justified in the 4-byte value field
+            (found[tag],) = struct.unpack_from(end + "H", tiff, pos + 8)
+        elif typ == 4:  # LONG
+            (found[tag],) = struct.unpack_from(end + "I", tiff, pos + 8)
+    return found
+
+
+def _orientation_from_tiff(tiff: bytes) -> int:
+    value = _tiff_tags(tiff, {0x0112}).get(0x0112, 1)
+    return value if 1 <= value <= 8 else 1
+
+
+def _jpeg_info(data: bytes) -> ImageInfo:
+    pos = 2
+    orientation = 1
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise HeaderError("corrupt JPEG header (marker expected)")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers carry no length
+            pos += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        segment = data[pos + 4 : pos + 2 + length]
+        if marker == 0xE1 and segment[:6] == b"Exif\0\0":
+            orientation = _orientation_from_tiff(segment[6:])
+        elif marker in _SOF_MARKERS:
+            if len(segment) < 5:
+                break
+            height, width = struct.unpack_from(">HH", segment, 1)
+            if width == 0 or height == 0:
+                raise HeaderError("JPEG with its height deferred to a DNL marker (unsupported)")
+            return ImageInfo("jpeg", width, height, orientation)
+        elif marker == 0xDA:  # start of scan before any frame header
+            break
+        pos += 2 + length
+    raise HeaderError("JPEG header ends before its frame size (truncated or corrupt)")
+
+
+def _png_info(data: bytes) -> ImageInfo:
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise HeaderError("PNG without an IHDR chunk")
+    width, height = struct.unpack_from(">II", data, 16)
+    orientation = 1
+    pos = 8
+    # eXIf must precede IDAT, so the scan stops there and never walks the pixel data.
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind == b"IDAT":
+            break
+        if kind == b"eXIf":
+            orientation = _orientation_from_tiff(data[pos + 8 : pos + 8 + length])
+        pos += 12 + length
+    return ImageInfo("png", width, height, orientation)
+
+
+def _webp_info(data: bytes) -> ImageInfo:
+    kind = data[12:16]
+    body = data[20:]
+    if kind == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+        width, height = struct.unpack_from("<HH", body, 6)
+        return ImageInfo("webp", width & 0x3FFF, height & 0x3FFF)
+    if kind == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+        (bits,) = struct.unpack_from("<I", body, 1)
+        return ImageInfo("webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+    if kind == b"VP8X" and len(body) >= 10:
+        width = int.from_bytes(body[4:7], "little") + 1
+        height = int.from_bytes(body[7:10], "little") + 1
+        return ImageInfo("webp", width, height)
+    raise HeaderError("WebP with an unrecognised first chunk")
+
+
+def _bmp_info(data: bytes) -> ImageInfo:
+    if len(data) < 26:
+        raise HeaderError("BMP header truncated")
+    (size,) = struct.unpack_from("<I", data, 14)
+    if size == 12:  # OS/2 BITMAPCOREHEADER
+        width, height = struct.unpack_from("<HH", data, 18)
+    else:
+        width, height = struct.unpack_from("<ii", data, 18)
+    return ImageInfo("bmp", abs(width), abs(height))  # negative height = top-down rows
+
+
+def _tiff_info(data: bytes) -> ImageInfo:
+    tags = _tiff_tags(data, {256, 257, 0x0112})
+    if 256 not in tags or 257 not in tags:
+        raise HeaderError("TIFF without width and height in its first directory")
+    orientation = tags.get(0x0112, 1)
+    return ImageInfo("tiff", tags[256], tags[257], orientation if 1 <= orientation <= 8 else 1)
+
+
+def sniff(data: bytes) -> ImageInfo:
+    """Identify the format and stored size of an image from its first bytes.
+
+    Raises :class:`HeaderError` for anything that is not a JPEG, PNG, GIF, BMP, WebP or
+    TIFF header, or whose header is cut short.
+    """
+    if data[:3] == b"\xff\xd8\xff":
+        return _jpeg_info(data)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return _png_info(data)
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        width, height = struct.unpack_from("<HH", data, 6)
+        return ImageInfo("gif", width, height)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_info(data)
+    if data[:2] == b"BM":
+        return _bmp_info(data)
+    if data[:4] in (b"II*\0", b"MM\0*"):
+        return _tiff_info(data)
+    raise HeaderError("not a supported image format (JPEG, PNG, GIF, BMP, WebP, TIFF)")
+
+
+# --- orientation ------------------------------------------------------------------------
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an image stored with EXIF ``orientation`` (1..8) into its upright view."""
+    if orientation == 2:
+        return cv2.flip(image, 1)
+    if orientation == 3:
+        return cv2.rotate(image, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(image, 0)
+    if orientation == 5:
+        return cv2.transpose(image)
+    if orientation == 6:
+        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.flip(cv2.transpose(image), -1)
+    if orientation == 8:
+        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return image
+
+
+# --- reading and decoding ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhotoBytes:
+    """A photo's bytes read once, with what its header says and the stat seen at read time."""
+
+    path: Path
+    data: bytes
+    info: ImageInfo
+    size: int
+    mtime_ns: int
+
+
+def read_photo(path: Path, max_pixels: int) -> PhotoBytes:
+    """Read ``path`` once, check its header and refuse it if it claims over ``max_pixels``.
+
+    Raises :class:`PhotoError` (transient for a vanished, unreadable or empty file).
+    """
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read()
+    except FileNotFoundError as e:
+        raise PhotoError("file vanished before it could be read", transient=True) from e
+    except PermissionError as e:
+        raise PhotoError("permission denied reading the file", transient=True) from e
+    except IsADirectoryError as e:
+        raise PhotoError("is a directory, not a photo") from e
+    except OSError as e:
+        raise PhotoError(f"cannot read the file: {e.strerror or e}", transient=True) from e
+    if not data:
+        raise PhotoError("empty file (still being written?)", transient=True)
+    try:
+        info = sniff(data)
+    except HeaderError as e:
+        raise PhotoError(_maybe_changed(path, len(data), st.st_mtime_ns, str(e))) from e
+    except struct.error as e:
+        raise PhotoError(f"corrupt {data[:4]!r} header: {e}") from e
+    if info.width <= 0 or info.height <= 0:
+        raise PhotoError(f"{info.format} header claims an empty {info.width}x{info.height} image")
+    if info.width * info.height > max_pixels:
+        raise PhotoError(
+            f"{info.format} of {info.width}x{info.height} = {info.width * info.height:,} pixels "
+            f"exceeds detection.max_pixels = {max_pixels:,}"
+        )
+    return PhotoBytes(path, data, info, len(data), st.st_mtime_ns)
+
+
+def _maybe_changed(path: Path, size: int, mtime_ns: int, reason: str) -> str:
+    """Return ``reason`` for a permanent failure, or raise a transient one if the file moved on.
+
+    A file that changed since we read it is probably still being written: a copy in
+    progress looks exactly like a truncated photo.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        raise PhotoError(f"{reason}; the file has since vanished", transient=True) from None
+    if st.st_size != size or st.st_mtime_ns != mtime_ns:
+        raise PhotoError(f"{reason}; the file changed while being read", transient=True)
+    return reason
+
+
+def _jpeg_truncated(data: bytes) -> bool:
+    """True when no end-of-image marker follows the first scan.
+
+    Entropy-coded data stuffs every 0xFF byte, so FFD9 after the SOS can only be the real
+    end marker; a thumbnail's own FFD9 sits before the main scan and does not count.
+    """
+    sos = data.find(b"\xff\xda")
+    return sos < 0 or data.rfind(b"\xff\xd9") < sos
+
+
+def jpeg_reduction(width: int, height: int, max_side: int) -> int:
+    """The largest DCT reduction (1, 2, 4 or 8) that keeps the longer side >= ``max_side``."""
+    longer = max(width, height)
+    for factor in (8, 4, 2):
+        if longer // factor >= max_side:
+            return factor
+    return 1
+
+
+def decode(photo: PhotoBytes, reduction: int = 1) -> np.ndarray:
+    """Decode to an upright BGR uint8 image, reduced in the DCT by ``reduction`` for JPEGs.
+
+    ``reduction`` (1, 2, 4, 8) is honoured only for JPEG, where it is nearly free; other
+    formats are decoded at full size. Grayscale, 16-bit and alpha images come out as
+    8-bit BGR (alpha dropped); animated GIFs give their first frame. Raises
+    :class:`PhotoError`.
+    """
+    info = photo.info
+    if info.format == "jpeg" and _jpeg_truncated(photo.data):
+        raise PhotoError(
+            _maybe_changed(photo.path, photo.size, photo.mtime_ns, "truncated JPEG (no end marker)")
+        )
+    flags = _REDUCED_FLAGS[reduction if info.format == "jpeg" else 1]
+    buf = np.frombuffer(photo.data, dtype=np.uint8)
+    try:
+        image = cv2.imdecode(buf, flags | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error as e:
+        raise PhotoError(f"cannot decode {info.format}: {str(e).strip()[:200]}") from e
+    if image is None or image.size == 0:
+        reason = f"cannot decode {info.format} (corrupt or truncated)"
+        raise PhotoError(_maybe_changed(photo.path, photo.size, photo.mtime_ns, reason))
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.dtype == np.uint16:  # IMREAD_COLOR already gives 8 bits; this is a safety net
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise PhotoError(f"unsupported {info.format} pixel type {image.dtype}")
+    return np.ascontiguousarray(apply_orientation(image, info.orientation))
+
+
+def load_upright(path: Path, max_pixels: int) -> np.ndarray:
+    """The photo at full resolution, upright (EXIF orientation applied), as BGR uint8.
+
+    Raises :class:`PhotoError` with a readable reason.
+    """
+    return decode(read_photo(Path(path), max_pixels))
