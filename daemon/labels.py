@@ -250,7 +250,7 @@ def excludes_photo(label: PersonLabel, photo_path: Path, watch_roots: Iterable[P
     return any(e in candidates for e in paths)
 
 
-def _truncate_utf8(text: str, max_bytes: int) -> str:
+def truncate_utf8(text: str, max_bytes: int) -> str:
     """The longest prefix of ``text`` that fits ``max_bytes`` of UTF-8, whole characters."""
     data = text.encode("utf-8", "surrogatepass")
     if len(data) <= max_bytes:
@@ -284,10 +284,10 @@ def safe_folder_name(name: str, max_bytes: int = MAX_FOLDER_BYTES) -> str:
     text = "".join(_clean_char(ch) for ch in unicodedata.normalize("NFC", name))
     text = " ".join(text.split())  # runs of whitespace (incl. tabs) become one space
     text = text.lstrip(". ").rstrip(". ")
-    text = _truncate_utf8(text, max_bytes).rstrip(". ")
+    text = truncate_utf8(text, max_bytes).rstrip(". ")
     if not text:
         return "_"
     if _is_reserved(text):
         head, dot, tail = text.partition(".")
-        text = _truncate_utf8(f"{head.rstrip(' ')}_{dot}{tail}", max_bytes).rstrip(". ")
+        text = truncate_utf8(f"{head.rstrip(' ')}_{dot}{tail}", max_bytes).rstrip(". ")
     return text

@@ -1,0 +1,22 @@
+"""Per-person album folders: plan them from people and labels, write them, picture them."""
+
+from daemon.albums.export import ExportError, export_zip
+from daemon.albums.pictures import PicturesReport, write_pictures
+from daemon.albums.plan import NO_FACES_FOLDER, AlbumPlan, FaceRef, plan_albums
+from daemon.albums.writer import AlbumError, AlbumReport, entry_name, read_manifest, write_albums
+
+__all__ = [
+    "NO_FACES_FOLDER",
+    "AlbumError",
+    "AlbumPlan",
+    "AlbumReport",
+    "ExportError",
+    "FaceRef",
+    "PicturesReport",
+    "entry_name",
+    "export_zip",
+    "plan_albums",
+    "read_manifest",
+    "write_albums",
+    "write_pictures",
+]

@@ -1,0 +1,593 @@
+"""Make the album folders on disk match a list of :class:`AlbumPlan`.
+
+Layout::
+
+    albums_dir/
+      Grandma/IMG_0001~3fa2c1d0.jpg   -> ../../photos/2019/IMG_0001.jpg  (relative symlink)
+      person-0007/...
+      .facecluster/manifest.json      what this writer created (it removes nothing else)
+      .thumbnails/                    see pictures.py
+
+Entry names are ``<stem>~<hash><suffix>``: the original's file name plus the first 8 hex
+digits of the SHA-1 of its absolute path. The name is a pure function of the source, so
+two ``IMG_0001.jpg`` from different folders never collide, an entry keeps its name from
+run to run, and it keeps it when its person is renamed (the entry is then moved, not
+re-created). Names longer than 255 bytes are shortened in the stem.
+
+Reconciling is cheap when nothing changed: one ``lstat`` (plus ``readlink`` or a
+``stat`` of the original) per entry, no writes. Safety rules:
+
+* Only entries recorded in the manifest (or found to be exactly what this writer would
+  create) are ever replaced or removed; any other file is a user's and is left alone
+  (a name clash with one is counted as an error).
+* Every file operation goes through a directory file descriptor opened with
+  ``O_NOFOLLOW``: an album folder, or ``.facecluster``, that is a symlink (planted to
+  point at ``/etc``, say) is refused, never followed.
+* Symlinks are relative, computed between real paths, so they keep working when the
+  share is mounted elsewhere and Samba follows them without ``wide links``.
+* ``hardlink`` falls back to a copy across file systems; copies keep the original's
+  mtime and are written to a temporary name, then renamed into place.
+* One failing entry is logged and counted; running out of space stops adding entries
+  (removals still happen, freeing space) and sets :attr:`AlbumReport.no_space` so the
+  caller can pause and retry later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from daemon.albums.plan import AlbumPlan
+
+log = structlog.get_logger(__name__)
+
+AlbumMode = Literal["symlink", "hardlink", "copy"]
+STATE_DIR = ".facecluster"
+MANIFEST_NAME = "manifest.json"
+MAX_NAME_BYTES = 255
+_TMP_PREFIX = ".facecluster-tmp-"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+# Errors of os.link that mean "no hardlink here", not "this entry failed".
+_NO_HARDLINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
+class AlbumError(Exception):
+    """The album tree cannot be written or read safely (message says why and where)."""
+
+
+@dataclass(frozen=True)
+class AlbumReport:
+    """What one reconcile did."""
+
+    added: int = 0
+    removed: int = 0
+    kept: int = 0
+    errors: int = 0
+    no_space: bool = False
+    """The disk filled up: some entries were not added; retry after freeing space."""
+
+
+@dataclass
+class ManifestEntry:
+    """One entry this writer created: its original, how it refers to it, its inode."""
+
+    source: str
+    mode: str
+    """What is on disk: ``symlink``, ``hardlink`` or ``copy``."""
+    ino: int
+    fallback: bool = False
+    """A copy made because a hardlink was impossible (other file system)."""
+
+
+@dataclass
+class Manifest:
+    """Everything this writer created in an albums dir."""
+
+    entries: dict[tuple[str, str], ManifestEntry] = field(default_factory=dict)
+    """(folder, entry name) -> entry."""
+    folders: set[str] = field(default_factory=set)
+    """Album folders this writer created (and may remove once empty)."""
+
+
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` is one visible path component (no separator, dot-name or NUL)."""
+    return (
+        bool(name)
+        and "/" not in name
+        and "\0" not in name
+        and not name.startswith(".")
+        and len(os.fsencode(name)) <= MAX_NAME_BYTES
+    )
+
+
+def entry_name(source: Path) -> str:
+    """The stable, collision-free name of ``source``'s entry in an album."""
+    digest = hashlib.sha1(os.fsencode(os.path.abspath(source))).hexdigest()[:8]
+    stem, suffix = os.path.splitext(source.name)
+    if len(os.fsencode(suffix)) > 16:  # not a real extension
+        stem, suffix = source.name, ""
+    room = MAX_NAME_BYTES - len(os.fsencode(suffix)) - 9
+    while len(os.fsencode(stem)) > room:
+        stem = stem[:-1]
+    return f"{stem}~{digest}{suffix}"
+
+
+# -- manifest ---------------------------------------------------------------------------
+
+
+def open_dir(parent_fd: int, name: str, *, create: bool = False) -> tuple[int, bool]:
+    """Open directory ``name`` under ``parent_fd`` without following a symlink.
+
+    Returns (fd, created). Raises :class:`AlbumError` if ``name`` is a symlink or not a
+    directory, FileNotFoundError if it is missing and ``create`` is false.
+    """
+    created = False
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd), created
+    except FileNotFoundError:
+        if not create:
+            raise
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise AlbumError(f"{name!r} is a symlink or not a folder; refusing to use it") from e
+        raise
+    try:
+        os.mkdir(name, 0o755, dir_fd=parent_fd)
+        created = True
+    except FileExistsError:
+        pass  # made meanwhile; the open below checks what it is
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd), created
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise AlbumError(f"{name!r} is a symlink or not a folder; refusing to use it") from e
+        raise
+
+
+def _parse_manifest(data: object) -> Manifest:
+    """Validate a decoded manifest; anything malformed is dropped, not trusted."""
+    manifest = Manifest()
+    if not isinstance(data, dict):
+        return manifest
+    entries, folders = data.get("entries"), data.get("folders")
+    for key, rec in (entries.items() if isinstance(entries, dict) else ()):
+        folder, _, name = str(key).partition("/")
+        if not (is_plain_name(folder) and is_plain_name(name) and isinstance(rec, dict)):
+            continue
+        source, mode, ino = rec.get("source"), rec.get("mode"), rec.get("ino")
+        valid = mode in ("symlink", "hardlink", "copy") and isinstance(ino, int)
+        if isinstance(source, str) and valid:
+            fallback = rec.get("fallback") is True
+            manifest.entries[(folder, name)] = ManifestEntry(source, mode, ino, fallback)
+    if isinstance(folders, list):
+        manifest.folders = {f for f in folders if isinstance(f, str) and is_plain_name(f)}
+    return manifest
+
+
+def read_manifest_at(root_fd: int) -> Manifest:
+    """The manifest of the albums dir open as ``root_fd``; empty if missing or corrupt."""
+    try:
+        state_fd, _ = open_dir(root_fd, STATE_DIR)
+    except FileNotFoundError:
+        return Manifest()
+    try:
+        fd = os.open(MANIFEST_NAME, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=state_fd)
+    except FileNotFoundError:
+        return Manifest()
+    except OSError as e:
+        raise AlbumError(f"{STATE_DIR}/{MANIFEST_NAME} cannot be read: {e.strerror}") from e
+    finally:
+        os.close(state_fd)
+    with open(fd, "rb") as f:
+        raw = f.read()
+    try:
+        return _parse_manifest(json.loads(raw))
+    except (ValueError, UnicodeDecodeError) as e:
+        log.warning("album_manifest_corrupt", error=str(e))
+        return Manifest()
+
+
+def read_manifest(albums_dir: Path) -> Manifest:
+    """The manifest of ``albums_dir`` (empty if the dir or manifest does not exist)."""
+    try:
+        root_fd = os.open(albums_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return Manifest()
+    try:
+        return read_manifest_at(root_fd)
+    finally:
+        os.close(root_fd)
+
+
+def _write_manifest(root_fd: int, manifest: Manifest) -> None:
+    """Replace the manifest atomically (temp file, fsync, rename)."""
+    state_fd, _ = open_dir(root_fd, STATE_DIR, create=True)
+    try:
+        data = {
+            "version": 1,
+            "folders": sorted(manifest.folders),
+            "entries": {
+                f"{folder}/{name}": {"source": e.source, "mode": e.mode, "ino": e.ino}
+                | ({"fallback": True} if e.fallback else {})
+                for (folder, name), e in sorted(manifest.entries.items())
+            },
+        }
+        write_file_atomic(state_fd, MANIFEST_NAME, json.dumps(data, indent=1).encode())
+    finally:
+        os.close(state_fd)
+
+
+def write_file_atomic(dir_fd: int, name: str, data: bytes) -> None:
+    """Write ``data`` to ``name`` in ``dir_fd`` via a temporary file and a rename."""
+    tmp = _TMP_PREFIX + secrets.token_hex(8)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        _unlink_quietly(dir_fd, tmp)
+        raise
+
+
+def _unlink_quietly(dir_fd: int, name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
+# -- making entries ---------------------------------------------------------------------
+
+
+class _NoHardlink(Exception):
+    """os.link is impossible here (other file system, not permitted); copy instead."""
+
+
+def _copy_into(dir_fd: int, name: str, source: Path) -> None:
+    """Copy ``source`` to ``name`` atomically, keeping its mtime."""
+    tmp = _TMP_PREFIX + secrets.token_hex(8)
+    with open(source, "rb") as src:
+        st = os.fstat(src.fileno())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644,
+                     dir_fd=dir_fd)
+        try:
+            with open(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.utime(dst.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+                os.fsync(dst.fileno())
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            _unlink_quietly(dir_fd, tmp)
+            raise
+
+
+def _link_into(dir_fd: int, name: str, source: Path, replace: bool) -> None:
+    target = _TMP_PREFIX + secrets.token_hex(8) if replace else name
+    try:
+        os.link(source, target, dst_dir_fd=dir_fd, follow_symlinks=True)
+    except OSError as e:
+        if e.errno in _NO_HARDLINK:
+            raise _NoHardlink(e.strerror) from e
+        raise
+    if replace:
+        try:
+            os.rename(target, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            _unlink_quietly(dir_fd, target)
+            raise
+
+
+def _symlink_into(dir_fd: int, name: str, link_target: str, replace: bool) -> None:
+    target = _TMP_PREFIX + secrets.token_hex(8) if replace else name
+    os.symlink(link_target, target, dir_fd=dir_fd)
+    if replace:
+        try:
+            os.rename(target, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            _unlink_quietly(dir_fd, target)
+            raise
+
+
+# -- reconciling ------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """State of one reconcile: the open albums dir, the manifest and the counters."""
+
+    root: Path
+    root_fd: int
+    real_root: str
+    mode: AlbumMode
+    manifest: Manifest
+    added: int = 0
+    removed: int = 0
+    kept: int = 0
+    errors: int = 0
+    no_space: bool = False
+    fell_back: bool = False
+    _real_parents: dict[str, str] = field(default_factory=dict)
+    _source_stats: dict[str, os.stat_result | None] = field(default_factory=dict)
+
+    def link_target(self, folder: str, source: Path) -> str:
+        """The relative symlink target from ``folder`` to ``source``, between real paths."""
+        parent = str(source.parent)
+        real = self._real_parents.get(parent)
+        if real is None:
+            real = self._real_parents[parent] = os.path.realpath(parent)
+        here = os.path.join(self.real_root, folder)
+        return os.path.relpath(os.path.join(real, source.name), here)
+
+    def source_stat(self, source: Path) -> os.stat_result | None:
+        key = str(source)
+        if key not in self._source_stats:
+            try:
+                self._source_stats[key] = os.stat(source)
+            except OSError:
+                self._source_stats[key] = None
+        return self._source_stats[key]
+
+    def matches(self, folder: str, st: os.stat_result, fd: int, name: str, source: Path,
+                rec: ManifestEntry | None) -> bool:
+        """Whether the existing entry ``st`` is exactly what this run wants there."""
+        if self.mode == "symlink":
+            return stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=fd) == self.link_target(
+                folder, source
+            )
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        src = self.source_stat(source)
+        if src is None:
+            return False
+        same_file = (st.st_ino, st.st_dev) == (src.st_ino, src.st_dev)
+        same_copy = not same_file and (st.st_size, st.st_mtime_ns) == (src.st_size, src.st_mtime_ns)
+        if self.mode == "hardlink":
+            # A copy made because hardlinking was impossible stays a copy.
+            return same_file or (same_copy and rec is not None and rec.fallback)
+        return same_copy
+
+    def fail(self, event: str, exc: OSError, **fields: object) -> None:
+        """Count a failed entry; a full disk stops further additions."""
+        if exc.errno in _NO_SPACE:
+            if not self.no_space:
+                log.error("albums_out_of_space", albums_dir=str(self.root), error=exc.strerror)
+            self.no_space = True
+        else:
+            log.error(event, error=exc.strerror or str(exc), **fields)
+        self.errors += 1
+
+    def create(self, fd: int, folder: str, name: str, source: Path, replace: bool) -> None:
+        """Make the entry ``folder/name`` for ``source`` and record it."""
+        mode = self.mode
+        if mode == "symlink":
+            _symlink_into(fd, name, self.link_target(folder, source), replace)
+        elif mode == "hardlink":
+            try:
+                _link_into(fd, name, source, replace)
+            except _NoHardlink as e:
+                if not self.fell_back:
+                    log.warning("hardlink_fallback_copy", albums_dir=str(self.root), reason=str(e))
+                self.fell_back = True
+                mode = "copy"
+                _copy_into(fd, name, source)
+        else:
+            _copy_into(fd, name, source)
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        self.manifest.entries[(folder, name)] = ManifestEntry(
+            str(source), mode, st.st_ino, fallback=mode != self.mode
+        )
+
+    def remove(self, folder: str, name: str) -> None:
+        """Remove a stale entry if it is still the one this writer made."""
+        rec = self.manifest.entries[(folder, name)]
+        try:
+            fd, _ = open_dir(self.root_fd, folder)
+        except FileNotFoundError:
+            del self.manifest.entries[(folder, name)]
+            return
+        except AlbumError as e:
+            log.error("album_folder_unsafe", folder=folder, error=str(e))
+            self.errors += 1
+            return
+        try:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if st.st_ino == rec.ino and not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=fd)
+                self.removed += 1
+            else:
+                log.warning("album_entry_left", entry=f"{folder}/{name}",
+                            reason="changed by someone else; not removing it")
+            del self.manifest.entries[(folder, name)]
+        except FileNotFoundError:
+            del self.manifest.entries[(folder, name)]
+        except OSError as e:
+            self.fail("album_entry_remove_failed", e, entry=f"{folder}/{name}")
+        finally:
+            os.close(fd)
+
+    def move(self, old: tuple[str, str], fd: int, folder: str, name: str, source: Path) -> bool:
+        """Move a stale entry of the same original into ``folder``; False if impossible."""
+        try:
+            old_fd, _ = open_dir(self.root_fd, old[0])
+        except (OSError, AlbumError):
+            return False
+        try:
+            rec = self.manifest.entries[old]
+            st = os.stat(old[1], dir_fd=old_fd, follow_symlinks=False)
+            if st.st_ino != rec.ino:
+                return False
+            os.rename(old[1], name, src_dir_fd=old_fd, dst_dir_fd=fd)
+        except OSError:
+            return False
+        finally:
+            os.close(old_fd)
+        del self.manifest.entries[old]
+        self.manifest.entries[(folder, name)] = ManifestEntry(
+            str(source), rec.mode, rec.ino, rec.fallback
+        )
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if not self.matches(folder, st, fd, name, source, rec):
+            # Same inode but not right here (e.g. a copy of an edited original): redo it.
+            self.create(fd, folder, name, source, replace=True)
+        self.added += 1
+        self.removed += 1
+        return True
+
+
+def _desired(plans: Sequence[AlbumPlan]) -> dict[str, dict[str, Path]]:
+    """folder -> entry name -> original, refusing unsafe folder names."""
+    want: dict[str, dict[str, Path]] = {}
+    for plan in plans:
+        if not is_plain_name(plan.folder):
+            raise AlbumError(f"album folder name {plan.folder!r} is not a plain folder name")
+        if plan.folder in want:
+            raise AlbumError(f"two albums share the folder {plan.folder!r}")
+        entries = want[plan.folder] = {}
+        for photo in plan.photos:
+            source = Path(os.path.abspath(photo))
+            entries[entry_name(source)] = source
+    return want
+
+
+def write_albums(albums_dir: Path, plans: Sequence[AlbumPlan], mode: AlbumMode) -> AlbumReport:
+    """Reconcile ``albums_dir`` with ``plans``: add, move, keep and remove entries.
+
+    Raises :class:`AlbumError` if the albums dir itself or its ``.facecluster`` folder
+    cannot be used safely; per-entry problems are logged and counted instead.
+    """
+    if mode not in ("symlink", "hardlink", "copy"):
+        raise AlbumError(f"album mode must be symlink, hardlink or copy, got {mode!r}")
+    want = _desired(plans)
+    albums_dir = Path(os.path.abspath(albums_dir))
+    try:
+        albums_dir.mkdir(parents=True, exist_ok=True)
+        root_fd = os.open(albums_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise AlbumError(f"cannot use albums folder {albums_dir}: {e.strerror or e}") from e
+    try:
+        run = _Run(albums_dir, root_fd, os.path.realpath(albums_dir), mode,
+                   read_manifest_at(root_fd))
+        try:
+            _reconcile(run, want)
+        finally:
+            _write_manifest(root_fd, run.manifest)
+    finally:
+        os.close(root_fd)
+    report = AlbumReport(run.added, run.removed, run.kept, run.errors, run.no_space)
+    log.debug("albums_reconciled", albums_dir=str(albums_dir), **report.__dict__)
+    return report
+
+
+def _reconcile(run: _Run, want: dict[str, dict[str, Path]]) -> None:
+    manifest = run.manifest
+    stale = {
+        key for key, rec in manifest.entries.items()
+        if want.get(key[0], {}).get(key[1]) is None
+        or str(want[key[0]][key[1]]) != rec.source
+    }
+    stale_by_source: dict[str, list[tuple[str, str]]] = {}
+    for key in sorted(stale):
+        stale_by_source.setdefault(manifest.entries[key].source, []).append(key)
+
+    folder_fds: dict[str, int] = {}
+    todo: list[tuple[str, str, Path, bool]] = []  # folder, name, source, replace
+    try:
+        for folder in sorted(want):
+            try:
+                fd, created = open_dir(run.root_fd, folder, create=True)
+            except (AlbumError, OSError) as e:
+                log.error("album_folder_unusable", folder=folder, error=str(e))
+                run.errors += len(want[folder])
+                continue
+            folder_fds[folder] = fd
+            if created:
+                manifest.folders.add(folder)
+            for name, source in sorted(want[folder].items()):
+                key = (folder, name)
+                rec = manifest.entries.get(key)
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    todo.append((folder, name, source, False))
+                    continue
+                except OSError as e:
+                    run.fail("album_entry_failed", e, entry=f"{folder}/{name}")
+                    continue
+                ours = rec is not None and rec.ino == st.st_ino and rec.source == str(source)
+                if run.matches(folder, st, fd, name, source, rec):
+                    run.kept += 1
+                    if not ours:  # made by an earlier run that died before saving
+                        on_disk = "symlink" if stat.S_ISLNK(st.st_mode) else (
+                            rec.mode if rec else run.mode)
+                        manifest.entries[key] = ManifestEntry(
+                            str(source), on_disk, st.st_ino, rec.fallback if rec else False
+                        )
+                        stale.discard(key)
+                elif ours and not stat.S_ISDIR(st.st_mode):
+                    todo.append((folder, name, source, True))
+                else:
+                    log.warning("album_entry_conflict", entry=f"{folder}/{name}",
+                                reason="a file not made by facecluster has this name")
+                    run.errors += 1
+
+        # Moves first (a relabel renames an album), then removals, which free space.
+        rest: list[tuple[str, str, Path, bool]] = []
+        for folder, name, source, replace in todo:
+            olds = [k for k in stale_by_source.get(str(source), []) if k in stale]
+            if not replace and olds and run.move(olds[0], folder_fds[folder], folder, name,
+                                                 source):
+                stale.discard(olds[0])
+            else:
+                rest.append((folder, name, source, replace))
+        for key in sorted(stale):
+            if key in manifest.entries:
+                run.remove(*key)
+        for folder, name, source, replace in rest:
+            if run.no_space:
+                run.errors += 1
+                continue
+            if run.mode != "symlink" and run.source_stat(source) is None:
+                log.error("album_source_missing", entry=f"{folder}/{name}", source=str(source))
+                run.errors += 1
+                continue
+            try:
+                run.create(folder_fds[folder], folder, name, source, replace)
+                run.added += 1
+            except OSError as e:
+                run.fail("album_entry_failed", e, entry=f"{folder}/{name}", source=str(source))
+    finally:
+        for fd in folder_fds.values():
+            os.close(fd)
+    _remove_empty_folders(run, set(want))
+
+
+def _remove_empty_folders(run: _Run, wanted: set[str]) -> None:
+    """Remove album folders this writer created that are no longer wanted and are empty."""
+    in_use = {folder for folder, _ in run.manifest.entries}
+    for folder in sorted(run.manifest.folders - wanted - in_use):
+        try:
+            os.rmdir(folder, dir_fd=run.root_fd)  # rmdir never follows a symlink
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                log.info("album_folder_kept", folder=folder, reason="holds files of a user")
+            else:
+                log.warning("album_folder_remove_failed", folder=folder, error=e.strerror)
+            continue
+        run.manifest.folders.discard(folder)
