@@ -82,7 +82,8 @@ def fill(store: Store, rng: np.random.Generator, photos: int, faces: int = 3,
     out = {}
     for i in range(photos):
         p = root / f"img{i:04d}.jpg"
-        out[p] = store.save_indexed(p, 1000 + i, 10**18 + i, f"hash{i}", make_indexed(p, faces, rng))
+        indexed = make_indexed(p, faces, rng)
+        out[p] = store.save_indexed(p, 1000 + i, 10**18 + i, f"hash{i}", indexed)
     return out
 
 
@@ -172,7 +173,9 @@ def test_reindex_replaces_faces_with_new_ids(store: Store, rng: np.random.Genera
     assert_vectors_match(store)
 
 
-def test_save_failed_counts_attempts_and_drops_faces(store: Store, rng: np.random.Generator) -> None:
+def test_save_failed_counts_attempts_and_drops_faces(
+    store: Store, rng: np.random.Generator
+) -> None:
     p = Path("/photos/a.jpg")
     store.save_indexed(p, 1, 1, "h", make_indexed(p, 2, rng))
     store.save_failed(p, 2, 2, None, "truncated JPEG", transient=True)
