@@ -82,14 +82,29 @@ class AlbumReport:
 
 @dataclass
 class ManifestEntry:
-    """One entry this writer created: its original, how it refers to it, its inode."""
+    """One entry this writer created: its original, how it refers to it, its identity."""
 
     source: str
     mode: str
     """What is on disk: ``symlink``, ``hardlink`` or ``copy``."""
     ino: int
+    mtime_ns: int | None = None
+    """The entry's own mtime when made: inode numbers get reused, this tells them apart."""
     fallback: bool = False
     """A copy made because a hardlink was impossible (other file system)."""
+
+    def is_entry(self, st: os.stat_result) -> bool:
+        """Whether ``st`` (an lstat) is still this entry and not something put in its place."""
+        if st.st_ino != self.ino:
+            return False
+        if not (stat.S_ISLNK if self.mode == "symlink" else stat.S_ISREG)(st.st_mode):
+            return False
+        # A hardlink shares the original's mtime, which an edit of the original changes.
+        return self.mode == "hardlink" or self.mtime_ns in (None, st.st_mtime_ns)
+
+
+def _record(source: Path, mode: str, st: os.stat_result, fallback: bool) -> ManifestEntry:
+    return ManifestEntry(str(source), mode, st.st_ino, st.st_mtime_ns, fallback)
 
 
 @dataclass
@@ -170,8 +185,11 @@ def _parse_manifest(data: object) -> Manifest:
         source, mode, ino = rec.get("source"), rec.get("mode"), rec.get("ino")
         valid = mode in ("symlink", "hardlink", "copy") and isinstance(ino, int)
         if isinstance(source, str) and valid:
-            fallback = rec.get("fallback") is True
-            manifest.entries[(folder, name)] = ManifestEntry(source, mode, ino, fallback)
+            mtime = rec.get("mtime_ns")
+            manifest.entries[(folder, name)] = ManifestEntry(
+                source, mode, ino, mtime if isinstance(mtime, int) else None,
+                rec.get("fallback") is True,
+            )
     if isinstance(folders, list):
         manifest.folders = {f for f in folders if isinstance(f, str) and is_plain_name(f)}
     return manifest
@@ -220,7 +238,9 @@ def _write_manifest(root_fd: int, manifest: Manifest) -> None:
             "version": 1,
             "folders": sorted(manifest.folders),
             "entries": {
-                f"{folder}/{name}": {"source": e.source, "mode": e.mode, "ino": e.ino}
+                f"{folder}/{name}": {
+                    "source": e.source, "mode": e.mode, "ino": e.ino, "mtime_ns": e.mtime_ns
+                }
                 | ({"fallback": True} if e.fallback else {})
                 for (folder, name), e in sorted(manifest.entries.items())
             },
@@ -388,9 +408,7 @@ class _Run:
         else:
             _copy_into(fd, name, source)
         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        self.manifest.entries[(folder, name)] = ManifestEntry(
-            str(source), mode, st.st_ino, fallback=mode != self.mode
-        )
+        self.manifest.entries[(folder, name)] = _record(source, mode, st, mode != self.mode)
 
     def remove(self, folder: str, name: str) -> None:
         """Remove a stale entry if it is still the one this writer made."""
@@ -406,7 +424,7 @@ class _Run:
             return
         try:
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            if st.st_ino == rec.ino and not stat.S_ISDIR(st.st_mode):
+            if rec.is_entry(st):
                 os.unlink(name, dir_fd=fd)
                 self.removed += 1
             else:
@@ -429,7 +447,7 @@ class _Run:
         try:
             rec = self.manifest.entries[old]
             st = os.stat(old[1], dir_fd=old_fd, follow_symlinks=False)
-            if st.st_ino != rec.ino:
+            if not rec.is_entry(st):
                 return False
             os.rename(old[1], name, src_dir_fd=old_fd, dst_dir_fd=fd)
         except OSError:
@@ -438,7 +456,7 @@ class _Run:
             os.close(old_fd)
         del self.manifest.entries[old]
         self.manifest.entries[(folder, name)] = ManifestEntry(
-            str(source), rec.mode, rec.ino, rec.fallback
+            str(source), rec.mode, rec.ino, rec.mtime_ns, rec.fallback
         )
         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         if not self.matches(folder, st, fd, name, source, rec):
@@ -528,17 +546,17 @@ def _reconcile(run: _Run, want: dict[str, dict[str, Path]]) -> None:
                 except OSError as e:
                     run.fail("album_entry_failed", e, entry=f"{folder}/{name}")
                     continue
-                ours = rec is not None and rec.ino == st.st_ino and rec.source == str(source)
+                ours = rec is not None and rec.is_entry(st) and rec.source == str(source)
                 if run.matches(folder, st, fd, name, source, rec):
                     run.kept += 1
                     if not ours:  # made by an earlier run that died before saving
                         on_disk = "symlink" if stat.S_ISLNK(st.st_mode) else (
                             rec.mode if rec else run.mode)
-                        manifest.entries[key] = ManifestEntry(
-                            str(source), on_disk, st.st_ino, rec.fallback if rec else False
+                        manifest.entries[key] = _record(
+                            source, on_disk, st, rec.fallback if rec else False
                         )
                         stale.discard(key)
-                elif ours and not stat.S_ISDIR(st.st_mode):
+                elif ours:
                     todo.append((folder, name, source, True))
                 else:
                     log.warning("album_entry_conflict", entry=f"{folder}/{name}",
