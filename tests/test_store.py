@@ -429,7 +429,8 @@ def test_deleted_faces_compact_the_cache(store: Store, rng: np.random.Generator)
     store.vectors(ENGINE)
     paths = list(saved)
     store.delete_photo(paths[0])  # 10% dead: kept, served by gathering live rows
-    assert_vectors_match(store)
+    _, gathered = assert_vectors_match(store)
+    assert not gathered.flags.writeable
     assert cache_rows(store.state_dir) == 30
     for p in paths[1:5]:  # 50% dead: rewritten
         store.delete_photo(p)

@@ -639,7 +639,9 @@ class Store:
         all_ids = np.concatenate([committed, fresh_ids[keep]])
         all_vecs = np.concatenate([vecs, fresh[keep]]) if committed.size else fresh[keep]
         order = np.argsort(all_ids, kind="stable")
-        return all_ids[order], all_vecs[order]
+        all_vecs = all_vecs[order]
+        all_vecs.flags.writeable = False
+        return all_ids[order], all_vecs
 
     def face_vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Embeddings of the given faces straight from SQLite, row for row (few faces)."""

@@ -356,7 +356,10 @@ def load(state_dir: Path, engine: str, live: np.ndarray, fetch: Fetch) -> np.nda
         vecs = _map_vecs(paths, dim, file_ids.size)
         if np.array_equal(file_ids, live):
             return vecs
-        return np.ascontiguousarray(vecs[rows])
+        gathered = np.ascontiguousarray(vecs[rows])
+        # Read-only like the map, so a caller that writes in place fails every time.
+        gathered.flags.writeable = False
+        return gathered
 
 
 def _empty(paths: CachePaths, engine: str) -> np.ndarray:
