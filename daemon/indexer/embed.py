@@ -1,0 +1,106 @@
+"""Face embedders: OpenCV SFace and dlib's ResNet, both 128-d, both L2-normalised here.
+
+An embedder takes a BGR image and detections in that image's coordinates and returns one
+float32 row per detection. Vectors from different embedders are never comparable, which
+is why each has an ``id`` stored beside every embedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from daemon.indexer.detect import Detection, detection_row
+
+
+class Embedder(Protocol):
+    """What the indexer needs from a face embedder."""
+
+    id: str
+    """Names the model and its version, e.g. ``dlib-resnet-v1``."""
+    dim: int
+    face_px: int
+    """Face size (box side, pixels) the aligned chip holds; smaller faces are upscaled."""
+    needs_landmarks: bool
+
+    def embed(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
+        """float32 ``[len(detections), dim]`` L2-normalised embeddings."""
+        ...
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return (v / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class SFaceEmbedder:
+    """OpenCV's SFace (``cv2.FaceRecognizerSF``): aligns on YuNet's five landmarks.
+
+    The model is any ONNX graph taking 1x3x112x112 and giving 1x128; ``FaceRecognizerSF``
+    does the alignment (``alignCrop``) and the preprocessing.
+    """
+
+    id = "sface-2021dec"
+    dim = 128
+    face_px = 90
+    needs_landmarks = True
+
+    def __init__(self, model: Path) -> None:
+        """Load the ONNX model at ``model``; raises ``cv2.error`` if it cannot be loaded."""
+        self.model = Path(model)
+        self._net = cv2.FaceRecognizerSF.create(str(self.model), "")
+
+    def align(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        """The 112x112 BGR chip SFace sees for one face."""
+        return self._net.alignCrop(image, detection_row(detection))
+
+    def embed(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
+        """One SFace feature per detection (one network call each: SFace takes batch 1)."""
+        if not detections:
+            return np.zeros((0, self.dim), np.float32)
+        rows = [self._net.feature(self.align(image, d)).reshape(-1) for d in detections]
+        vectors = np.stack(rows)
+        if vectors.shape[1] != self.dim:
+            raise ValueError(f"SFace model {self.model} gives {vectors.shape[1]}-d features")
+        return l2_normalise(vectors)
+
+
+class DlibEmbedder:
+    """dlib's ResNet face descriptor, aligned with dlib's 5-point shape predictor.
+
+    Model files come from the ``face_recognition_models`` package. Works with boxes from
+    any detector: the shape predictor finds its own landmarks inside each box.
+    """
+
+    id = "dlib-resnet-v1"
+    dim = 128
+    face_px = 100  # 150 px chip with dlib's default padding of 0.25 on each side
+    needs_landmarks = False
+
+    def __init__(self, predictor: Path, recognition: Path) -> None:
+        """Load the two ``.dat`` files; raises ``RuntimeError`` if dlib cannot read them."""
+        import dlib
+
+        self._dlib = dlib
+        self._predictor = dlib.shape_predictor(str(predictor))
+        self._net = dlib.face_recognition_model_v1(str(recognition))
+
+    def embed(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
+        """All faces of the image in one batched network call."""
+        if not detections:
+            return np.zeros((0, self.dim), np.float32)
+        dlib = self._dlib
+        rgb = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        shapes = dlib.full_object_detections()
+        for d in detections:
+            x, y, w, h = d.box
+            rect = dlib.rectangle(round(x), round(y), round(x + w), round(y + h))
+            shapes.append(self._predictor(rgb, rect))
+        vectors = np.array(self._net.compute_face_descriptor(rgb, shapes), dtype=np.float32)
+        return l2_normalise(vectors.reshape(len(detections), self.dim))

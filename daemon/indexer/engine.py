@@ -1,0 +1,221 @@
+"""Choosing and opening an engine (detector + embedder), and indexing one photo with it.
+
+``auto`` picks, from the verified model files present: YuNet + SFace, else YuNet + dlib,
+else dlib HOG + dlib. The engine id (``<detector>+<embedder>``, each part naming its model
+version) is stored with every embedding so that vectors of different models are never
+compared; model files are accepted only with the manifest's sha256, so one id always
+means one set of weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import structlog
+
+from daemon.config import DetectionConfig, EngineConfig
+from daemon.indexer.detect import Detection, Detector, DlibHogDetector, YuNetDetector
+from daemon.indexer.embed import DlibEmbedder, Embedder, SFaceEmbedder
+from daemon.indexer.image import decode, jpeg_reduction, read_photo
+from daemon.indexer.types import Face, IndexedPhoto
+from daemon.models import ManifestError, MissingModelError, require_model, verified_model
+
+log = structlog.get_logger(__name__)
+
+UPSCALE_LIMIT = 1.5
+"""Largest upscale of a face into the embedder's chip before a sharper decode is taken."""
+
+
+class EngineError(ValueError):
+    """The configured engine cannot work: a model is missing or the combination is invalid."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A loaded detector and embedder; ``id`` names both models."""
+
+    id: str
+    dim: int
+    detector: Detector
+    embedder: Embedder
+
+
+@dataclass(frozen=True)
+class _Plan:
+    detector: str  # "yunet" | "dlib-hog"
+    embedder: str  # "sface" | "dlib"
+    yunet: Path | None
+    sface: Path | None
+    reason: str
+
+    @property
+    def id(self) -> str:
+        det = YuNetDetector.id if self.detector == "yunet" else DlibHogDetector.id
+        emb = SFaceEmbedder.id if self.embedder == "sface" else DlibEmbedder.id
+        return f"{det}+{emb}"
+
+
+def _present(models_dir: Path, key: str) -> Path | None:
+    try:
+        return verified_model(models_dir, key)
+    except ManifestError as e:
+        raise EngineError(str(e)) from e
+
+
+def _required(models_dir: Path, key: str, why: str) -> Path:
+    try:
+        return require_model(models_dir, key)
+    except MissingModelError as e:
+        raise EngineError(f"{why}, but {e}") from e
+    except ManifestError as e:
+        raise EngineError(str(e)) from e
+
+
+def _plan(cfg: EngineConfig) -> _Plan:
+    """Resolve ``auto`` and check the combination, looking only at which files are present."""
+    models = Path(cfg.models_dir)
+    if cfg.embedder == "sface" and cfg.detector == "dlib-hog":
+        raise EngineError(
+            'embedder = "sface" aligns faces on YuNet\'s five landmarks, which dlib-hog does '
+            'not give; use detector = "yunet" (or "auto") or embedder = "dlib"'
+        )
+    if cfg.detector == "yunet" or cfg.embedder == "sface":
+        why = 'detector = "yunet"' if cfg.detector == "yunet" else 'embedder = "sface" needs YuNet'
+        yunet: Path | None = _required(models, "yunet", why)
+    elif cfg.detector == "dlib-hog":
+        yunet = None
+    else:
+        yunet = _present(models, "yunet")
+    detector = "yunet" if yunet else "dlib-hog"
+
+    if cfg.embedder == "sface":
+        sface: Path | None = _required(models, "sface", 'embedder = "sface"')
+        reason = "embedder set to sface"
+    elif cfg.embedder == "dlib":
+        sface, reason = None, "embedder set to dlib"
+    elif detector != "yunet":
+        sface, reason = None, "no YuNet model, so the offline dlib HOG + ResNet engine"
+    else:
+        sface = _present(models, "sface")
+        reason = "YuNet and SFace present" if sface else "YuNet present but no verified SFace"
+    return _Plan(detector, "sface" if sface else "dlib", yunet, sface, reason)
+
+
+def engine_id_for(engine_cfg: EngineConfig) -> str:
+    """The id of the engine :func:`open_engine` would open, without loading any model.
+
+    Raises :class:`EngineError` for a combination that cannot work.
+    """
+    return _plan(engine_cfg).id
+
+
+def _dlib_files() -> tuple[Path, Path]:
+    try:
+        import face_recognition_models as frm
+    except ImportError as e:
+        raise EngineError(
+            "the dlib embedder needs the face_recognition_models package: "
+            "pip install face-recognition-models"
+        ) from e
+    predictor = Path(frm.pose_predictor_five_point_model_location())
+    recognition = Path(frm.face_recognition_model_location())
+    for p in (predictor, recognition):
+        if not p.is_file():
+            raise EngineError(f"dlib model file {p} is missing; reinstall face-recognition-models")
+    return predictor, recognition
+
+
+def open_engine(engine_cfg: EngineConfig) -> Engine:
+    """Load the detector and embedder the configuration asks for (resolving ``auto``).
+
+    Raises :class:`EngineError` naming the missing file and the ways to get it.
+    """
+    plan = _plan(engine_cfg)
+    try:
+        detector: Detector = YuNetDetector(plan.yunet) if plan.yunet else DlibHogDetector()
+        if plan.sface:
+            embedder: Embedder = SFaceEmbedder(plan.sface)
+        else:
+            embedder = DlibEmbedder(*_dlib_files())
+    except (cv2.error, RuntimeError) as e:
+        raise EngineError(f"cannot load the {plan.id} models: {e}") from e
+    log.info(
+        "engine_chosen",
+        engine=plan.id,
+        reason=plan.reason,
+        detector=engine_cfg.detector,
+        embedder=engine_cfg.embedder,
+        models_dir=str(engine_cfg.models_dir),
+    )
+    return Engine(plan.id, embedder.dim, detector, embedder)
+
+
+# --- indexing one photo -------------------------------------------------------------------
+
+
+def _detection_image(image: np.ndarray, max_side: int) -> np.ndarray:
+    longer = max(image.shape[:2])
+    if longer <= max_side:
+        return image
+    f = max_side / longer
+    size = (max(1, round(image.shape[1] * f)), max(1, round(image.shape[0] * f)))
+    # The DCT reduction leaves less than 2x to go (bar 1/8 on huge photos), where bilinear
+    # still touches every source pixel and is ~30x cheaper than INTER_AREA.
+    interpolation = cv2.INTER_LINEAR if f > 0.5 else cv2.INTER_AREA
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+def index_photo(path: Path, engine: Engine, detection: DetectionConfig) -> IndexedPhoto:
+    """Detect and embed the faces of one photo; coordinates are full-resolution and upright.
+
+    JPEGs are decoded reduced in the DCT (the largest of 1/2, 1/4, 1/8 that keeps the
+    longer side >= ``detection.max_side``) and detection runs at <= ``max_side``. Faces
+    are embedded from that decode unless the smallest would be upscaled more than
+    :data:`UPSCALE_LIMIT` times into the embedder's chip; then the photo is decoded once
+    more, only as sharp as that face needs. Raises :class:`PhotoError`.
+    """
+    photo = read_photo(Path(path), detection.max_pixels)
+    width, height = photo.info.upright_size
+    reduction = 1
+    if photo.info.format == "jpeg":
+        reduction = jpeg_reduction(width, height, detection.max_side)
+    image = decode(photo, reduction)
+    decoded_at = reduction
+    small = _detection_image(image, detection.max_side)
+    fx, fy = width / small.shape[1], height / small.shape[0]
+
+    found: list[Detection] = []
+    for d in engine.detector.detect(small, detection.min_score):
+        full = d.scaled(fx, fy).clipped(width, height)
+        if engine.detector.id == YuNetDetector.id and full.score < detection.min_score:
+            continue
+        if min(full.box[2], full.box[3]) < detection.min_face_px:
+            continue
+        found.append(full)
+
+    vectors = np.zeros((0, engine.dim), np.float32)
+    if found:
+        smallest = min(min(d.box[2], d.box[3]) for d in found)
+        while reduction > 1 and smallest / reduction * UPSCALE_LIMIT < engine.embedder.face_px:
+            reduction //= 2
+        if reduction != decoded_at:
+            image = decode(photo, reduction)
+        sx, sy = image.shape[1] / width, image.shape[0] / height
+        vectors = engine.embedder.embed(image, [d.scaled(sx, sy) for d in found])
+
+    faces = tuple(
+        Face(
+            box=tuple(round(v, 2) for v in d.box),
+            landmarks=tuple((round(x, 2), round(y, 2)) for x, y in d.landmarks),
+            score=round(d.score, 4),
+            embedding=vectors[i],
+        )
+        for i, d in enumerate(found)
+    )
+    log.debug(
+        "photo_indexed", path=str(path), faces=len(faces), reduction=reduction, engine=engine.id
+    )
+    return IndexedPhoto(Path(path), width, height, engine.id, faces)
