@@ -520,3 +520,15 @@ def test_unknown_person_is_refused_atomically(store: Store, rng: np.random.Gener
 def test_meta_values_must_be_strings(store: Store) -> None:
     with pytest.raises(TypeError):
         store.set_meta("k", 3)  # type: ignore[arg-type]
+
+
+def test_garbage_cache_file_does_not_move_the_id_counter(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "vectors-junk.ids").write_bytes(b"\xff" * 1024)
+    with Store.open(state) as s:
+        ids = s.save_indexed("/a.jpg", 1, 1, "h", make_indexed(Path("/a"), 1, rng))
+        assert ids == [1]
+        assert_vectors_match(s)

@@ -95,6 +95,9 @@ def max_cached_id(state_dir: Path) -> int:
     best = 0
     for p in state_dir.glob("vectors-*.ids"):
         try:
+            with open(p, "rb") as f:
+                if f.read(len(_IDS_MAGIC)) != _IDS_MAGIC:
+                    continue  # garbage must not push the id counter anywhere
             ids = np.fromfile(p, dtype="<i8", offset=HEADER_SIZE)
         except (OSError, ValueError):
             continue
