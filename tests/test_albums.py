@@ -437,3 +437,30 @@ def test_export_zip(tmp_path: Path, photos) -> None:
         with pytest.raises(ExportError):
             export_zip(albums, bad, tmp_path / "x.zip")
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_nas_litter_does_not_keep_a_folder(tmp_path: Path, photos) -> None:
+    albums = tmp_path / "albums"
+    write_albums(albums, _plans(photos, Labels()), "symlink")
+    (albums / "person-0004" / "@eaDir" / "x").mkdir(parents=True)
+    (albums / "person-0004" / ".DS_Store").write_text("x")
+    (albums / "person-0002" / "@eaDir").mkdir()
+    (albums / "person-0002" / "holiday.txt").write_text("mine")
+    write_albums(albums, [p for p in _plans(photos, Labels()) if p.folder == "person-0001"],
+                 "symlink")
+    assert set(_tree(albums)) == {"person-0001", "person-0002"}
+    assert (albums / "person-0002" / "holiday.txt").read_text() == "mine"
+
+
+def test_links_survive_moving_the_share(tmp_path: Path) -> None:
+    share = tmp_path / "share"
+    photo = _photo(share / "photos" / "a.jpg", 3)
+    via = tmp_path / "albums-link"  # the albums dir reached through a symlinked path
+    (share / "albums").mkdir()
+    via.symlink_to(share / "albums")
+    write_albums(via, [AlbumPlan("Tom", (1,), (photo,), ())], "symlink")
+    moved = tmp_path / "mounted-elsewhere"
+    share.rename(moved)
+    entry = moved / "albums" / "Tom" / entry_name(photo)
+    assert entry.resolve() == (moved / "photos" / "a.jpg").resolve()
+    assert entry.read_bytes() == (moved / "photos" / "a.jpg").read_bytes()

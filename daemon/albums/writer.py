@@ -60,6 +60,7 @@ MAX_NAME_BYTES = 255
 _TMP_PREFIX = ".facecluster-tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_LITTER = {"@eaDir", ".@__thumb", ".DS_Store", "Thumbs.db", "desktop.ini", ".AppleDouble"}
 # Errors of os.link that mean "no hardlink here", not "this entry failed".
 _NO_HARDLINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
 
@@ -594,18 +595,56 @@ def _reconcile(run: _Run, want: dict[str, dict[str, Path]]) -> None:
     _remove_empty_folders(run, set(want))
 
 
+def _is_litter(name: str) -> bool:
+    """Files a NAS or desktop drops into every folder it shows (thumbnails, view settings)."""
+    return name in _LITTER or name.startswith(("._", _TMP_PREFIX))
+
+
+def _clear_litter(root_fd: int, folder: str) -> bool:
+    """Remove NAS/desktop litter and our temp files if that is all ``folder`` holds."""
+    try:
+        fd, _ = open_dir(root_fd, folder)
+    except (OSError, AlbumError):
+        return False
+    try:
+        names = os.listdir(fd)
+        if not names or not all(_is_litter(n) for n in names):
+            return False
+        for name in names:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(name, dir_fd=fd)  # fd-based: does not follow symlinks inside
+            else:
+                os.unlink(name, dir_fd=fd)
+        return True
+    except OSError as e:
+        log.warning("album_folder_litter", folder=folder, error=e.strerror)
+        return False
+    finally:
+        os.close(fd)
+
+
 def _remove_empty_folders(run: _Run, wanted: set[str]) -> None:
-    """Remove album folders this writer created that are no longer wanted and are empty."""
+    """Remove album folders this writer created that are no longer wanted and are empty.
+
+    A folder holding only litter of a NAS or desktop (Synology ``@eaDir``, QNAP
+    ``.@__thumb``, ``.DS_Store``, ``Thumbs.db``) counts as empty; anything else in it is a
+    user's and keeps the folder.
+    """
     in_use = {folder for folder, _ in run.manifest.entries}
     for folder in sorted(run.manifest.folders - wanted - in_use):
-        try:
-            os.rmdir(folder, dir_fd=run.root_fd)  # rmdir never follows a symlink
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                log.info("album_folder_kept", folder=folder, reason="holds files of a user")
-            else:
-                log.warning("album_folder_remove_failed", folder=folder, error=e.strerror)
-            continue
-        run.manifest.folders.discard(folder)
+        for attempt in (1, 2):
+            try:
+                os.rmdir(folder, dir_fd=run.root_fd)  # rmdir never follows a symlink
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    log.warning("album_folder_remove_failed", folder=folder, error=e.strerror)
+                elif attempt == 1 and _clear_litter(run.root_fd, folder):
+                    continue
+                else:
+                    log.info("album_folder_kept", folder=folder, reason="holds files of a user")
+                break
+            run.manifest.folders.discard(folder)
+            break
