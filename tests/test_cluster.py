@@ -1,0 +1,283 @@
+"""Clustering, stable person ids, incremental votes and quality metrics on synthetic data."""
+
+from __future__ import annotations
+
+import itertools
+import tracemalloc
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sklearn.cluster import DBSCAN
+
+from daemon.cluster import (
+    ClusterParams,
+    FaceIndex,
+    assign_new,
+    bcubed_scores,
+    cluster_faces,
+    default_params,
+    eps_graph,
+    pairwise_scores,
+    stable_ids,
+)
+from daemon.cluster.dbscan import dbscan_graph
+
+DIM = 32
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def blobs(
+    n_people: int, per_person: int, spread: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around random centres; spread is the per-coordinate noise."""
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.normal(size=(n_people, DIM)))
+    truth = np.repeat(np.arange(n_people), per_person)
+    x = centres[truth] + rng.normal(scale=spread, size=(len(truth), DIM))
+    return unit(x), truth
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when two labelings group the non-noise items identically (noise equal too)."""
+    if not np.array_equal(a == -1, b == -1):
+        return False
+    m = a != -1
+    pairs = set(zip(a[m].tolist(), b[m].tolist(), strict=True))
+    return len(pairs) == len({p[0] for p in pairs}) == len({p[1] for p in pairs})
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+
+def test_metrics_on_a_hand_computed_example() -> None:
+    truth = np.array(["a", "a", "a", "b", "b"])
+    pred = np.array([0, 0, 1, 1, -1])
+    pw = pairwise_scores(truth, pred)
+    # Claimed pairs (0,1) and (2,3); true pairs: 3 of a + 1 of b; only (0,1) is right.
+    assert pw.precision == pytest.approx(1 / 2)
+    assert pw.recall == pytest.approx(1 / 4)
+    assert pw.f == pytest.approx(2 * 0.5 * 0.25 / 0.75)
+    b3 = bcubed_scores(truth, pred)
+    assert b3.precision == pytest.approx((1 + 1 + 1 / 2 + 1 / 2 + 1) / 5)
+    assert b3.recall == pytest.approx((2 / 3 + 2 / 3 + 1 / 3 + 1 / 2 + 1 / 2) / 5)
+
+
+def test_metrics_treat_noise_as_singletons() -> None:
+    truth = np.array([1, 2, 3, 4])
+    all_noise = np.array([-1, -1, -1, -1])
+    assert pairwise_scores(truth, all_noise).f == 1.0
+    assert bcubed_scores(truth, all_noise).f == 1.0
+    one_blob = np.array([0, 0, 0, 0])
+    assert pairwise_scores(truth, one_blob).precision == 0.0
+    assert bcubed_scores(truth, one_blob).precision == pytest.approx(1 / 4)
+
+
+def test_metrics_perfect_and_length_mismatch() -> None:
+    truth = np.array([5, 5, 7, 7, 7])
+    pred = np.array([1, 1, 0, 0, 0])
+    assert pairwise_scores(truth, pred).f == 1.0
+    assert bcubed_scores(truth, pred).f == 1.0
+    with pytest.raises(ValueError, match="same length"):
+        pairwise_scores(truth, pred[:3])
+
+
+# -- the sparse graph and DBSCAN ---------------------------------------------------------
+
+
+def test_eps_graph_holds_exactly_the_close_pairs() -> None:
+    x, _ = blobs(5, 8, 0.15, seed=1)
+    eps = 0.6
+    g = eps_graph(x, eps, max_neighbours=100)
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    want = (d <= eps) & ~np.eye(len(x), dtype=bool)
+    assert np.array_equal(g.toarray() > 0, want & (d > 0)) or np.array_equal(
+        _structure(g), want
+    )
+    assert (g != g.T).nnz == 0
+
+
+def _structure(g) -> np.ndarray:
+    s = np.zeros(g.shape, dtype=bool)
+    rows = np.repeat(np.arange(g.shape[0]), np.diff(g.indptr))
+    s[rows, g.indices] = True
+    return s
+
+
+def test_eps_graph_keeps_duplicates_as_edges() -> None:
+    x, _ = blobs(2, 3, 0.1)
+    x = np.r_[x, x[:1]]  # the same face twice (a copied photo): distance 0
+    g = eps_graph(x, 0.5, max_neighbours=10)
+    assert _structure(g)[0, len(x) - 1]
+
+
+def _graph_peak_bytes(n: int) -> tuple[int, int]:
+    """(nnz, peak traced bytes) of the eps-graph of three huge, tight people."""
+    x, _ = blobs(3, n // 3, 0.02, seed=2)  # everyone is within eps of a third of all faces
+    eps_graph(x[:10], 0.5, max_neighbours=10)  # warm up imports outside the trace
+    tracemalloc.start()
+    g = eps_graph(x, 0.5, max_neighbours=10)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return g.nnz, peak
+
+
+def test_graph_memory_is_sparse_not_n_squared() -> None:
+    small_nnz, small_peak = _graph_peak_bytes(3000)
+    big_nnz, big_peak = _graph_peak_bytes(12000)
+    assert big_nnz <= 2 * 10 * 12000
+    # Four times the faces: linear memory grows ~4x, an n x n matrix 16x.
+    assert big_peak < 6 * small_peak
+    assert big_peak < 12000 * 12000  # a dense float32 matrix would need 4x this
+
+
+@pytest.mark.parametrize(("eps", "min_samples"), [(0.3, 3), (0.45, 5), (0.6, 2), (0.8, 4)])
+def test_dbscan_graph_matches_scikit_learn(eps: float, min_samples: int) -> None:
+    x, _ = blobs(12, 10, 0.08, seed=3)
+    rng = np.random.default_rng(4)
+    x = np.r_[x, unit(rng.normal(size=(30, DIM)))]
+    ours = dbscan_graph(eps_graph(x, eps, max_neighbours=len(x)), min_samples)
+    ref = DBSCAN(eps=eps, min_samples=min_samples).fit(x).labels_
+    # Border faces reachable from two clusters may legitimately differ; compare cores.
+    core = np.zeros(len(x), dtype=bool)
+    core[DBSCAN(eps=eps, min_samples=min_samples).fit(x).core_sample_indices_] = True
+    assert same_partition(ours[core], ref[core])
+    assert np.array_equal(ours == -1, ref == -1)
+
+
+# -- stable person ids -------------------------------------------------------------------
+
+
+def counter(start: int):
+    """A new_id callable handing out start, start + 1, ..."""
+    it = itertools.count(start)
+    return lambda: next(it)
+
+
+def test_stable_ids_keep_people_whatever_the_cluster_numbers() -> None:
+    previous = {1: 10, 2: 10, 3: 11, 4: 11}
+    r = stable_ids([1, 2, 3, 4], [7, 7, 3, 3], previous, set(), set(), counter(100))
+    assert r.assignment == previous
+    assert r.retired == set()
+
+
+def test_stable_ids_new_cluster_gets_new_id_in_face_order() -> None:
+    previous = {1: 10, 2: 10}
+    r = stable_ids([1, 2, 5, 6, 3, 4], [0, 0, 2, 2, 1, 1], previous, set(), set(), counter(100))
+    assert r.assignment == {1: 10, 2: 10, 3: 100, 4: 100, 5: 101, 6: 101}
+
+
+def test_stable_ids_split_keeps_the_id_with_the_larger_part() -> None:
+    previous = {1: 10, 2: 10, 3: 10, 4: 10}
+    r = stable_ids([1, 2, 3, 4], [0, 1, 1, 1], previous, set(), set(), counter(100))
+    assert r.assignment == {1: 100, 2: 10, 3: 10, 4: 10}
+
+
+def test_stable_ids_merge_retires_the_smaller_person_and_ties_go_to_the_older() -> None:
+    previous = {1: 12, 2: 12, 3: 11, 4: 11}
+    r = stable_ids([1, 2, 3, 4], [0, 0, 0, 0], previous, set(), set(), counter(100))
+    assert set(r.assignment.values()) == {11}
+    assert r.retired == {12}
+    previous = {1: 12, 2: 12, 3: 12, 4: 11}
+    r = stable_ids([1, 2, 3, 4], [0, 0, 0, 0], previous, set(), set(), counter(100))
+    assert set(r.assignment.values()) == {12}
+    assert r.retired == {11}
+
+
+def test_stable_ids_named_people_keep_their_faces() -> None:
+    previous = {1: 10, 2: 10, 3: 10, 4: 11, 5: 11}
+    # DBSCAN merges everything and calls one of the named person's faces noise.
+    r = stable_ids([1, 2, 3, 4, 5, 6], [0, 0, 0, 0, -1, 0], previous, {11}, set(),
+                   counter(100))
+    assert r.assignment[4] == 11 and r.assignment[5] == 11
+    assert r.assignment[6] == 10  # the new face follows the cluster's person
+    assert r.retired == set()
+
+
+def test_stable_ids_named_person_can_win_new_faces() -> None:
+    previous = {1: 11, 2: 11}
+    r = stable_ids([1, 2, 3], [4, 4, 4], previous, {11}, set(), counter(100))
+    assert r.assignment == {1: 11, 2: 11, 3: 11}
+
+
+def test_stable_ids_honour_exclusions() -> None:
+    previous = {1: 10, 2: 10, 3: 10}
+    excluded = {(3, 10), (4, 10)}
+    r = stable_ids([1, 2, 3, 4], [0, 0, 0, 0], previous, {10}, excluded, counter(100))
+    assert r.assignment == {1: 10, 2: 10, 3: None, 4: None}
+
+
+def test_stable_ids_noise_is_sticky_while_the_person_lives() -> None:
+    previous = {1: 10, 2: 10, 3: 10, 7: 20, 8: 20}
+    r = stable_ids([1, 2, 3, 7, 8], [0, 0, -1, -1, -1], previous, set(), set(), counter(100))
+    assert r.assignment == {1: 10, 2: 10, 3: 10, 7: None, 8: None}
+    assert r.retired == {20}
+
+
+def test_stable_ids_rejects_mismatched_input() -> None:
+    with pytest.raises(ValueError, match="labels"):
+        stable_ids([1, 2], [0], {}, set(), set(), counter(1))
+
+
+# -- incremental assignment ----------------------------------------------------------------
+
+
+def test_assign_new_votes_with_the_nearest_faces() -> None:
+    x, truth = blobs(3, 10, 0.05, seed=5)
+    persons: list[int | None] = [int(t) + 40 for t in truth]
+    persons[20:30] = [None] * 10  # the third person is still unclustered
+    index = FaceIndex(x, persons)
+    params = ClusterParams(eps=0.5, min_samples=3)
+    near0 = unit(x[:1] + 0.01)
+    near2 = unit(x[25:26] + 0.01)
+    far = unit(-x[:1])
+    assert assign_new(index, np.r_[near0, near2, far], params) == [40, None, None]
+
+
+def test_assign_new_refuses_a_split_vote() -> None:
+    a = unit(np.eye(DIM)[0] + 0.0)
+    b = unit(np.eye(DIM)[0] + 0.4 * np.eye(DIM)[1])
+    x = np.stack([a, a, b, b])
+    index = FaceIndex(x, [1, 1, 2, 2])
+    q = unit((a + b)[None] / 2)
+    assert assign_new(index, q, ClusterParams(eps=0.5, min_samples=2)) == [None]
+    # Once a face of person 1 sits next to the query, the vote is clear enough... only
+    # if the share rule allows it: with vote_share 0.5 the 3-vs-2 majority wins.
+    index.add(q, [1])
+    loose = ClusterParams(eps=0.5, min_samples=2, vote_share=0.5)
+    assert assign_new(index, q, loose) == [1]
+    assert assign_new(index, q, replace(loose, vote_share=0.8)) == [None]
+
+
+# -- cluster_faces end to end --------------------------------------------------------------
+
+
+def test_well_separated_people_are_recovered_and_strangers_stay_noise() -> None:
+    x, truth = blobs(20, 6, 0.04, seed=6)
+    rng = np.random.default_rng(7)
+    strangers = unit(rng.normal(size=(40, DIM)))  # random directions: far from everyone
+    labels = cluster_faces(np.r_[x, strangers], ClusterParams(eps=0.5, min_samples=2))
+    assert labels.dtype == np.int64
+    assert same_partition(labels[: len(x)], truth)
+    assert (labels[len(x):] == -1).all()
+
+
+def test_defaults_exist_for_every_engine_and_refuse_unknown_ones() -> None:
+    for engine in ("yunet-2023mar+dlib-resnet-v1", "dlib-hog+dlib-resnet-v1",
+                   "yunet-2023mar+sface-2021dec"):
+        p = default_params(engine)
+        assert 0 < p.eps < 2 and p.min_samples >= 1
+    assert default_params("yunet-2023mar+sface-2021dec").eps > default_params(
+        "yunet-2023mar+dlib-resnet-v1").eps
+    with pytest.raises(ValueError, match="no clustering defaults"):
+        default_params("mystery-engine")
+
+
+def test_cluster_faces_handles_empty_and_tiny_input() -> None:
+    params = ClusterParams(eps=0.5, min_samples=2)
+    assert cluster_faces(np.zeros((0, DIM), np.float32), params).shape == (0,)
+    one, _ = blobs(1, 1, 0.0)
+    assert cluster_faces(one, params).tolist() == [-1]
