@@ -116,6 +116,8 @@ class Manifest:
     """(folder, entry name) -> entry."""
     folders: set[str] = field(default_factory=set)
     """Album folders this writer created (and may remove once empty)."""
+    loaded: bytes = field(default=b"", repr=False)
+    """The file's bytes as read, to skip rewriting an unchanged manifest."""
 
 
 def is_plain_name(name: str) -> bool:
@@ -131,7 +133,8 @@ def is_plain_name(name: str) -> bool:
 
 def entry_name(source: Path) -> str:
     """The stable, collision-free name of ``source``'s entry in an album."""
-    digest = hashlib.sha1(os.fsencode(os.path.abspath(source))).hexdigest()[:8]
+    absolute = str(source) if source.is_absolute() else os.path.abspath(source)
+    digest = hashlib.sha1(os.fsencode(absolute)).hexdigest()[:8]
     stem, suffix = os.path.splitext(source.name)
     if len(os.fsencode(suffix)) > 16:  # not a real extension
         stem, suffix = source.name, ""
@@ -213,7 +216,9 @@ def read_manifest_at(root_fd: int) -> Manifest:
     with open(fd, "rb") as f:
         raw = f.read()
     try:
-        return _parse_manifest(json.loads(raw))
+        manifest = _parse_manifest(json.loads(raw))
+        manifest.loaded = raw
+        return manifest
     except (ValueError, UnicodeDecodeError) as e:
         log.warning("album_manifest_corrupt", error=str(e))
         return Manifest()
@@ -246,7 +251,10 @@ def _write_manifest(root_fd: int, manifest: Manifest) -> None:
                 for (folder, name), e in sorted(manifest.entries.items())
             },
         }
-        write_file_atomic(state_fd, MANIFEST_NAME, json.dumps(data, indent=1).encode())
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        if raw != manifest.loaded:  # an unchanged tree costs no write at all
+            write_file_atomic(state_fd, MANIFEST_NAME, raw)
+            manifest.loaded = raw
     finally:
         os.close(state_fd)
 
@@ -347,12 +355,14 @@ class _Run:
 
     def link_target(self, folder: str, source: Path) -> str:
         """The relative symlink target from ``folder`` to ``source``, between real paths."""
+        # Every album folder is one real directory below the root, so the way up and over
+        # depends only on the original's folder: computed once per folder.
         parent = str(source.parent)
-        real = self._real_parents.get(parent)
-        if real is None:
-            real = self._real_parents[parent] = os.path.realpath(parent)
-        here = os.path.join(self.real_root, folder)
-        return os.path.relpath(os.path.join(real, source.name), here)
+        rel = self._real_parents.get(parent)
+        if rel is None:
+            rel = os.path.relpath(os.path.realpath(parent), os.path.join(self.real_root, "x"))
+            self._real_parents[parent] = rel
+        return os.path.join(rel, source.name)
 
     def source_stat(self, source: Path) -> os.stat_result | None:
         key = str(source)
@@ -471,6 +481,7 @@ class _Run:
 def _desired(plans: Sequence[AlbumPlan]) -> dict[str, dict[str, Path]]:
     """folder -> entry name -> original, refusing unsafe folder names."""
     want: dict[str, dict[str, Path]] = {}
+    names: dict[Path, str] = {}  # a photo in many albums is named once
     for plan in plans:
         if not is_plain_name(plan.folder):
             raise AlbumError(f"album folder name {plan.folder!r} is not a plain folder name")
@@ -478,8 +489,10 @@ def _desired(plans: Sequence[AlbumPlan]) -> dict[str, dict[str, Path]]:
             raise AlbumError(f"two albums share the folder {plan.folder!r}")
         entries = want[plan.folder] = {}
         for photo in plan.photos:
-            source = Path(os.path.abspath(photo))
-            entries[entry_name(source)] = source
+            name = names.get(photo)
+            if name is None:
+                name = names[photo] = entry_name(photo)
+            entries[name] = photo if photo.is_absolute() else Path(os.path.abspath(photo))
     return want
 
 
