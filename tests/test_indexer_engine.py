@@ -182,6 +182,28 @@ def test_large_jpeg_is_detected_reduced_and_mapped_back(
     assert float(a.faces[0].embedding @ b.faces[0].embedding) > 0.9
 
 
+def test_small_face_in_a_large_jpeg_is_embedded_from_a_sharper_decode(
+    yunet_engine: Engine, shared_photos, tmp_path: Path
+) -> None:
+    src = cv2.imread(str(shared_photos / "known/obama/obama.jpg"))
+    h, w = src.shape[:2]
+    # The face keeps its size while the photo grows 4x: at the 1/4 DCT decode it would be
+    # upscaled about 2x into dlib's chip, so the indexer must decode sharper for it.
+    canvas = cv2.copyMakeBorder(src, 0, 3 * h, 0, 3 * w, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    big = tmp_path / "big.jpg"
+    cv2.imwrite(str(big), canvas, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    det = dataclasses.replace(DET, max_side=640)
+    alone = index_photo(shared_photos / "known/obama/obama.jpg", yunet_engine, DET)
+    with capture_logs() as logs:
+        r = index_photo(big, yunet_engine, det)
+    (event,) = [e for e in logs if e["event"] == "photo_indexed"]
+    assert len(r.faces) == 1
+    in_chip = side(r.faces[0].box) / event["reduction"] * engine_mod.UPSCALE_LIMIT
+    assert event["reduction"] < 4
+    assert in_chip >= yunet_engine.embedder.face_px
+    assert float(alone.faces[0].embedding @ r.faces[0].embedding) > 0.95
+
+
 def test_min_face_px_is_in_full_resolution_pixels(yunet_engine: Engine, shared_photos) -> None:
     path = shared_photos / "groups/obama_and_biden.jpg"
     every = index_photo(path, yunet_engine, dataclasses.replace(DET, min_face_px=0))

@@ -133,8 +133,10 @@ class IndexPool:
             self._engine = open_engine(self.cfg.engine)
             self.engine_id = self._engine.id
             return self
+        started: list[_Worker] = []
         try:
-            started = [self._spawn() for _ in range(self.workers)]
+            for _ in range(self.workers):
+                started.append(self._spawn())
             for w in started:
                 self._await_ready(w)
                 self._pool.append(w)
