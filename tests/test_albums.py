@@ -175,10 +175,10 @@ def test_second_run_touches_nothing(tmp_path: Path, photos) -> None:
     albums = tmp_path / "albums"
     plans = _plans(photos, Labels())
     write_albums(albums, plans, "symlink")
-    stamp = {p: p.lstat().st_mtime_ns for p in albums.rglob("*") if p.is_symlink()}
+    stamp = {p: p.lstat().st_mtime_ns for p in albums.rglob("*")}  # manifest included
     report = write_albums(albums, plans, "symlink")
     assert (report.added, report.removed, report.kept) == (0, 0, 7)
-    assert {p: p.lstat().st_mtime_ns for p in albums.rglob("*") if p.is_symlink()} == stamp
+    assert {p: p.lstat().st_mtime_ns for p in albums.rglob("*")} == stamp
 
 
 def test_relabel_moves_entries_and_removes_old_folder(tmp_path: Path, photos) -> None:
@@ -389,7 +389,9 @@ def test_thumbnails_and_montages(tmp_path: Path, photos) -> None:
     thumb, montage = thumbnail_paths(albums, "person-0001")
     assert cv2.imread(str(thumb)).shape == (256, 256, 3)
     assert cv2.imread(str(montage)).shape == (256, 256, 3)  # 3 faces: a 2x2 grid of 128
+    tree_stamp = {p: p.lstat().st_mtime_ns for p in albums.rglob("*")}
     assert write_pictures(albums, plans).kept == 4
+    assert {p: p.lstat().st_mtime_ns for p in albums.rglob("*")} == tree_stamp
     stamp = thumb.stat().st_mtime_ns
     labels = parse_labels('[people]\nperson-0001 = { exclude = ["face-11"] }\n'
                           'person-0004 = { hide = true }\n')

@@ -262,7 +262,8 @@ def write_pictures(
                 except OSError as e:
                     log.warning("album_picture_remove_failed", name=name, error=e.strerror)
             removed += 1
-        write_file_atomic(thumbs_fd, SIGNATURES_NAME, json.dumps(new, indent=1).encode())
+        if new != old or not _exists(thumbs_fd, SIGNATURES_NAME):  # no change, no write
+            write_file_atomic(thumbs_fd, SIGNATURES_NAME, json.dumps(new, indent=1).encode())
     finally:
         os.close(thumbs_fd)
     report = PicturesReport(written, kept, removed, errors)
