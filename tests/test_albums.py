@@ -466,3 +466,15 @@ def test_links_survive_moving_the_share(tmp_path: Path) -> None:
     entry = moved / "albums" / "Tom" / entry_name(photo)
     assert entry.resolve() == (moved / "photos" / "a.jpg").resolve()
     assert entry.read_bytes() == (moved / "photos" / "a.jpg").read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["symlink", "copy", "hardlink"])
+def test_lost_manifest_entries_are_adopted(tmp_path: Path, photos, mode: str) -> None:
+    albums = tmp_path / "albums"
+    plans = _plans(photos, Labels())
+    write_albums(albums, plans, mode)
+    (albums / ".facecluster" / "manifest.json").write_text("{ not json")
+    report = write_albums(albums, plans, mode)
+    assert (report.added, report.kept, report.errors) == (0, 7, 0)
+    assert write_albums(albums, [], mode).removed == 7
+    assert _tree(albums) == {}

@@ -549,6 +549,7 @@ def _reconcile(run: _Run, want: dict[str, dict[str, Path]]) -> None:
             folder_fds[folder] = fd
             if created:
                 manifest.folders.add(folder)
+            adopted = False
             for name, source in sorted(want[folder].items()):
                 key = (folder, name)
                 rec = manifest.entries.get(key)
@@ -564,18 +565,21 @@ def _reconcile(run: _Run, want: dict[str, dict[str, Path]]) -> None:
                 if run.matches(folder, st, fd, name, source, rec):
                     run.kept += 1
                     if not ours:  # made by an earlier run that died before saving
-                        on_disk = "symlink" if stat.S_ISLNK(st.st_mode) else (
-                            rec.mode if rec else run.mode)
-                        manifest.entries[key] = _record(
-                            source, on_disk, st, rec.fallback if rec else False
-                        )
+                        fallback = run.mode == "hardlink" and rec is not None and rec.fallback
+                        on_disk = "copy" if fallback else run.mode
+                        manifest.entries[key] = _record(source, on_disk, st, fallback)
                         stale.discard(key)
+                        adopted = True
                 elif ours:
                     todo.append((folder, name, source, True))
                 else:
                     log.warning("album_entry_conflict", entry=f"{folder}/{name}",
                                 reason="a file not made by facecluster has this name")
                     run.errors += 1
+            if adopted and folder not in manifest.folders and set(os.listdir(fd)) <= set(
+                want[folder]
+            ):
+                manifest.folders.add(folder)  # nothing but our entries: a folder we made
 
         # Moves first (a relabel renames an album), then removals, which free space.
         rest: list[tuple[str, str, Path, bool]] = []
