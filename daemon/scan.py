@@ -514,7 +514,7 @@ class Pipeline:
         counts = self.store.counts()
         return PipelineStatus(
             engine=self.engine_id,
-            photos=dict(counts.photos_by_status),
+            photos={"indexed": counts.photos_indexed, "failed": counts.photos_failed},
             faces=counts.faces,
             people=counts.people,
             last_scan=self.store.get_meta("last_scan"),
