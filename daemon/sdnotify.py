@@ -15,6 +15,9 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+SEND_TIMEOUT = 0.2
+"""Seconds a notification may wait for room in the manager's socket queue."""
+
 
 def _address(value: str) -> str | bytes:
     """Turn ``$NOTIFY_SOCKET`` into an address for ``socket.sendto``."""
@@ -37,8 +40,11 @@ def notify(*lines: str) -> bool:
     payload = "\n".join(lines).encode()
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            # A manager that stops reading fills the socket's queue, and a blocking send
+            # would then hang the main loop; a status line is not worth waiting for.
+            sock.settimeout(SEND_TIMEOUT)
             sock.sendto(payload, _address(target))
-    except OSError as e:
+    except OSError as e:  # including TimeoutError
         log.warning("sd_notify_failed", socket=target, error=str(e))
         return False
     return True

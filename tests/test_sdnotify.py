@@ -67,3 +67,10 @@ def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sdnotify.watchdog_interval() == pytest.approx(15.0)
     monkeypatch.setenv("WATCHDOG_USEC", "junk")
     assert sdnotify.watchdog_interval() is None
+
+
+def test_a_manager_that_stops_reading_does_not_block(notify_socket: socket.socket) -> None:
+    sent = [sdnotify.status(f"line {i}") for i in range(300)]
+    assert sent[0] is True
+    assert sent[-1] is False  # the queue filled up; the send gave up instead of hanging
+    assert notify_socket.recv(4096) == b"STATUS=line 0"
