@@ -281,3 +281,38 @@ def test_cluster_faces_handles_empty_and_tiny_input() -> None:
     assert cluster_faces(np.zeros((0, DIM), np.float32), params).shape == (0,)
     one, _ = blobs(1, 1, 0.0)
     assert cluster_faces(one, params).tolist() == [-1]
+
+
+def chain_between_two_people(n_bridge: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Two tight people 1.0 apart and a line of bridging faces 1/(n+1) apart between them."""
+    rng = np.random.default_rng(8)
+    a, b = np.eye(DIM)[0], unit(np.eye(DIM)[0] + 1.2 * np.eye(DIM)[1])
+    people = np.r_[a + rng.normal(scale=0.002, size=(15, DIM)),
+                   b + rng.normal(scale=0.002, size=(15, DIM))]
+    t = np.linspace(0, 1, n_bridge + 2)[1:-1, None]
+    bridge = (1 - t) * a + t * b
+    truth = np.r_[np.zeros(15), np.ones(15), np.full(n_bridge, -1)].astype(np.int64)
+    return unit(np.r_[people, bridge]), truth
+
+
+def test_plain_dbscan_chains_through_bridges_but_the_guard_does_not() -> None:
+    x, truth = chain_between_two_people()
+    step = np.linalg.norm(x[30] - x[31])
+    params = ClusterParams(eps=1.5 * step, min_samples=2)
+    plain = cluster_faces(x, replace(params, guard="none"))
+    assert plain[0] == plain[15] != -1  # the failure the guard exists for
+    guarded = cluster_faces(x, params)
+    a, b = guarded[truth == 0], guarded[truth == 1]
+    assert len(set(a.tolist())) == 1 and len(set(b.tolist())) == 1
+    assert a[0] != -1 and b[0] != -1 and a[0] != b[0]
+
+
+def test_guard_leaves_a_compact_person_alone_and_splits_a_large_chained_cluster() -> None:
+    x, truth = chain_between_two_people(n_bridge=40)
+    step = np.linalg.norm(x[30] - x[31])
+    # A tiny split_limit forces the sampled path used for very large clusters.
+    params = ClusterParams(eps=1.5 * step, min_samples=2, split_limit=20)
+    labels = cluster_faces(x, params)
+    assert labels[0] != labels[15]
+    compact, _ = blobs(1, 50, 0.002, seed=9)
+    assert set(cluster_faces(compact, params).tolist()) == {0}

@@ -6,12 +6,20 @@ Draft: the guard is chosen by measurement (see bench/CLUSTERING.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+import structlog
+from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial.distance import pdist
 
-from daemon.cluster.neighbours import IndexParams, eps_graph
+from daemon.cluster.neighbours import IndexParams, build_index, eps_graph, search
+
+log = structlog.get_logger(__name__)
+
+Guard = Literal["none", "split"]
 
 NOISE = -1
 
@@ -30,6 +38,12 @@ class ClusterParams:
     """Incremental assignment looks at this many nearest known faces."""
     vote_share: float = 0.8
     """...and needs this share of those within eps to be one person."""
+    guard: Guard = "split"
+    """Chaining guard: ``split`` re-cuts each cluster by average linkage at ``split_eps``."""
+    split_eps: float = 0.0
+    """Average-linkage cut inside clusters; 0 means ``eps``."""
+    split_limit: int = 3000
+    """Clusters larger than this are split on a sample of this many faces (see split)."""
     index: IndexParams = field(default_factory=IndexParams)
 
 
@@ -80,10 +94,79 @@ def renumber(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def split_cluster(vectors: np.ndarray, cut: float, limit: int, seed: int = 0) -> np.ndarray:
+    """Sub-cluster labels 0..k-1 of one cluster by average linkage cut at ``cut``.
+
+    Average linkage joins two groups only when their faces are close *on average*, so a
+    few bridging faces cannot glue two people together the way they chain single-linkage
+    DBSCAN. It needs all pairwise distances of the cluster, so a cluster larger than
+    ``limit`` is split on a random sample of ``limit`` faces and every other face follows
+    its nearest sampled face: O(limit^2 + m) instead of O(m^2).
+    """
+    m = len(vectors)
+    if m < 3:
+        return np.zeros(m, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(m, limit, replace=False)) if m > limit else np.arange(m)
+    tree = linkage(pdist(vectors[sample].astype(np.float64)), method="average")
+    sub = fcluster(tree, t=cut, criterion="distance").astype(np.int64) - 1
+    if m == len(sample):
+        return sub
+    _, nearest = search(build_index(vectors[sample]), vectors, 1)
+    return sub[nearest[:, 0]]
+
+
+def guard_split(vectors: np.ndarray, labels: np.ndarray, params: ClusterParams) -> np.ndarray:
+    """Re-cut every cluster that is not mutually close (see :func:`split_cluster`).
+
+    A cluster whose faces all lie within the cut of each other is left alone without
+    computing anything more (its diameter bounds every average). Parts smaller than
+    ``min_samples`` become noise, as DBSCAN would have called them.
+    """
+    cut = params.split_eps or params.eps
+    out = labels.copy()
+    next_label = int(labels.max(initial=-1)) + 1
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    bounds = np.flatnonzero(np.diff(sorted_labels)) + 1
+    for members in np.split(order, bounds):
+        if len(members) < 3 or labels[members[0]] == NOISE:
+            continue
+        v = vectors[members]
+        centre = v.mean(axis=0)
+        radius = np.linalg.norm(v - centre, axis=1).max()
+        if 2 * radius <= cut:  # diameter <= cut: nothing to split
+            continue
+        sub = split_cluster(v, cut, params.split_limit)
+        if sub.max() == 0:
+            continue
+        sizes = np.bincount(sub)
+        keep = sizes[sub] >= max(2, params.min_samples)
+        out[members[~keep]] = NOISE
+        big = np.flatnonzero(sizes >= max(2, params.min_samples))
+        # The largest part keeps the label; the others get fresh ones.
+        for rank, part in enumerate(big[np.argsort(-sizes[big], kind="stable")]):
+            if rank:
+                out[members[sub == part]] = next_label
+                next_label += 1
+        log.debug("cluster_split", faces=len(members), parts=len(big))
+    return renumber(out)
+
+
 def cluster_faces(vectors: np.ndarray, params: ClusterParams) -> np.ndarray:
-    """Cluster unit face vectors into people: int64 labels, -1 = noise."""
+    """Cluster unit face vectors into people: int64 labels, -1 = noise.
+
+    DBSCAN on the sparse eps-graph, then the chaining guard. Never builds an n x n
+    matrix: the graph is O(n * max_neighbours) and the guard's pairwise work is bounded
+    by ``split_limit`` per cluster.
+    """
     graph = eps_graph(vectors, params.eps, params.max_neighbours, params.index)
-    return dbscan_graph(graph, params.min_samples)
+    labels = dbscan_graph(graph, params.min_samples)
+    if params.guard == "split":
+        labels = guard_split(np.asarray(vectors, dtype=np.float32), labels, params)
+    elif params.guard != "none":
+        raise ValueError(f"unknown chaining guard {params.guard!r} (use 'split' or 'none')")
+    return labels
 
 
 def default_params(engine_id: str) -> ClusterParams:
