@@ -9,7 +9,8 @@ inserted through ``Store.save_indexed`` in batches, then measures in fresh proce
 - ``rebuild``: ``vectors()`` after the cache files were deleted (one run).
 
 Each reports the seconds until the arrays are in hand, the seconds once every value
-was also read once (what clustering does next), and the process's peak RSS. The page
+was also read once (what clustering does next), and the process's peak RSS at both
+points (mapped pages count once touched; they are page cache, not private memory). The page
 cache is warm: files were just written or read, as on a running service.
 
 Usage: ``.venv/bin/python bench/store_scale.py [--faces 1000000] [--dir /tmp/...]``
@@ -98,10 +99,12 @@ def measure(kind: str, state_dir: Path) -> dict:
         del rows
         con.close()
     t1 = time.perf_counter()
+    rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     checksum = float(vecs.sum(dtype=np.float64))
     t2 = time.perf_counter()
     return {
         "faces": int(ids.size), "load_s": t1 - t0, "load_and_read_s": t2 - t0,
+        "rss_after_load_mb": rss_after_load,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "checksum": checksum,
     }
@@ -133,12 +136,14 @@ def main() -> None:
         label = "store (after rebuild)" if kind == "store" and kind in results else kind
         results[label] = [run_child(kind, args.dir) for _ in range(runs)]
     checksums = {r["checksum"] for rs in results.values() for r in rs}
-    print(f"\n{'method':24} {'faces':>9} {'load s':>8} {'+read s':>8} {'peak RSS MB':>12}")
+    print(f"\n{'method':24} {'faces':>9} {'load s':>8} {'+read s':>8} {'RSS MB load':>12} "
+          f"{'peak RSS MB':>12}")
     for label, rs in results.items():
         def med(key: str, rs: list[dict] = rs) -> float:
             return statistics.median(r[key] for r in rs)
         print(f"{label:24} {rs[0]['faces']:>9} {med('load_s'):>8.2f} "
-              f"{med('load_and_read_s'):>8.2f} {med('peak_rss_mb'):>12.0f}")
+              f"{med('load_and_read_s'):>8.2f} {med('rss_after_load_mb'):>12.0f} "
+              f"{med('peak_rss_mb'):>12.0f}")
     print(f"(median of {args.runs} runs, 1 for rebuild; identical vectors: {len(checksums) == 1})")
 
 
