@@ -35,6 +35,13 @@ LIBRARY = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    """main() points structlog at this test's captured stderr; don't leave it to the next."""
+    yield
+    structlog.reset_defaults()
+
+
 def _enospc(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
