@@ -440,7 +440,9 @@ class Pipeline:
             if f.person_id is None:
                 continue
             person_photos[f.person_id].add(f.path)
-            person_faces[f.person_id].append(albums.FaceRef(f.id, f.path, f.box, f.score))
+            person_faces[f.person_id].append(
+                albums.FaceRef(f.id, f.path, f.box, f.score, f.landmarks)
+            )
         no_face = {
             r.path
             for r in self.store.iter_photos()
