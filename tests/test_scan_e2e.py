@@ -95,6 +95,11 @@ def test_scan_builds_person_albums(library: Path, capsys: pytest.CaptureFixture)
         owner[person] = album
     assert len(set(owner.values())) == len(KNOWN), owner
 
+    # Unnamed people are announced in a generated file, never in the user's labels.toml.
+    suggested = (library / "state" / "people.toml").read_text()
+    assert all(f'{album} = ""' in suggested for album in owner.values())
+    assert not (library / "labels.toml").exists()
+
     # The group photo is in both Obama's and Biden's albums; no-face photos in none.
     assert "obama_and_biden.jpg" in albums[owner["obama"]]
     assert "obama_and_biden.jpg" in albums[owner["biden"]]
