@@ -19,7 +19,7 @@ import structlog
 from daemon.config import DetectionConfig, EngineConfig
 from daemon.indexer.detect import Detection, Detector, DlibHogDetector, YuNetDetector
 from daemon.indexer.embed import DlibEmbedder, Embedder, SFaceEmbedder
-from daemon.indexer.image import decode, jpeg_reduction, read_photo
+from daemon.indexer.image import PhotoBytes, decode, jpeg_reduction, read_photo
 from daemon.indexer.types import Face, IndexedPhoto
 from daemon.models import ManifestError, MissingModelError, require_model, verified_model
 
@@ -168,6 +168,32 @@ def _detection_image(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=interpolation)
 
 
+def detect_faces(
+    photo: PhotoBytes, detector: Detector, detection: DetectionConfig
+) -> tuple[np.ndarray, int, list[Detection]]:
+    """Decode ``photo`` for detection and find its faces in full-resolution coordinates.
+
+    Returns the decoded image, the DCT reduction it was decoded at (1 for non-JPEG) and
+    the faces that pass ``detection``'s score and size filters.
+    """
+    width, height = photo.info.upright_size
+    reduction = 1
+    if photo.info.format == "jpeg":
+        reduction = jpeg_reduction(width, height, detection.max_side)
+    image = decode(photo, reduction)
+    small = _detection_image(image, detection.max_side)
+    fx, fy = width / small.shape[1], height / small.shape[0]
+    found: list[Detection] = []
+    for d in detector.detect(small, detection.min_score):
+        full = d.scaled(fx, fy).clipped(width, height)
+        if detector.id == YuNetDetector.id and full.score < detection.min_score:
+            continue
+        if min(full.box[2], full.box[3]) < detection.min_face_px:
+            continue
+        found.append(full)
+    return image, reduction, found
+
+
 def index_photo(path: Path, engine: Engine, detection: DetectionConfig) -> IndexedPhoto:
     """Detect and embed the faces of one photo; coordinates are full-resolution and upright.
 
@@ -179,22 +205,8 @@ def index_photo(path: Path, engine: Engine, detection: DetectionConfig) -> Index
     """
     photo = read_photo(Path(path), detection.max_pixels)
     width, height = photo.info.upright_size
-    reduction = 1
-    if photo.info.format == "jpeg":
-        reduction = jpeg_reduction(width, height, detection.max_side)
-    image = decode(photo, reduction)
+    image, reduction, found = detect_faces(photo, engine.detector, detection)
     decoded_at = reduction
-    small = _detection_image(image, detection.max_side)
-    fx, fy = width / small.shape[1], height / small.shape[0]
-
-    found: list[Detection] = []
-    for d in engine.detector.detect(small, detection.min_score):
-        full = d.scaled(fx, fy).clipped(width, height)
-        if engine.detector.id == YuNetDetector.id and full.score < detection.min_score:
-            continue
-        if min(full.box[2], full.box[3]) < detection.min_face_px:
-            continue
-        found.append(full)
 
     vectors = np.zeros((0, engine.dim), np.float32)
     if found:

@@ -1,0 +1,510 @@
+"""Indexing throughput end to end on camera-sized photos, against face_recognition's way.
+
+Usage::
+
+    .venv/bin/python bench/index_throughput.py [--photos 40] [--workers 1,2] [--max-side 1280]
+        [--no-baseline] [--recall] [--profile]
+
+1. Builds (once, cached under /tmp) a corpus of 4000x3000 JPEGs (quality 90, sensor-like
+   grain) from the real photos in ``$FACECLUSTER_TESTDATA`` (default ``../shared``): a
+   no-face photo scaled up as background with 0-6 LFW faces pasted in at 90-700 px, a
+   quarter of them portrait (stored sideways with an EXIF orientation tag, as phones do),
+   plus a few real photos from ``photos/known`` and ``photos/groups`` scaled up whole.
+2. Indexes it as the service does (stat, SHA-256, :class:`daemon.indexer.IndexPool`,
+   batched writes into a real :class:`daemon.store.Store`) with each worker count, and
+   reports photos/s, faces/s, faces found, recall of the pasted faces and peak RSS.
+3. Runs face_recognition's own pipeline on the same files in one process
+   (``load_image_file`` -> ``face_locations`` (HOG, upsample 1) -> ``face_encodings``) if
+   it is installed (``pip install --no-deps face_recognition`` + Pillow), and the ratio.
+4. Times the SFace path with a stand-in network (plumbing only, not the real model).
+5. ``--recall``: YuNet recall on the hand-boxed Pascal VOC group photos, placed in a
+   4000x3000 frame at several sizes, for several ``detection.max_side`` values.
+
+Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import hashlib
+import multiprocessing
+import os
+import pstats
+import random
+import resource
+import shutil
+import struct
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from daemon.config import Config, DetectionConfig, EngineConfig
+from daemon.indexer import IndexPool, index_photo
+from daemon.indexer.detect import YuNetDetector
+from daemon.indexer.embed import SFaceEmbedder
+from daemon.indexer.engine import Engine, detect_faces
+from daemon.indexer.image import read_photo
+from daemon.indexer.onnxpb import Graph
+from daemon.log import configure
+from daemon.scan import content_hash
+from daemon.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FACECLUSTER_TESTDATA", REPO.parent / "shared"))
+CACHE = Path(tempfile.gettempdir()) / "facecluster-throughput"
+YUNET = "face_detection_yunet_2023mar.onnx"
+W, H = 4000, 3000
+CORPUS_VERSION = 2
+
+
+@dataclass
+class CorpusPhoto:
+    path: Path
+    truth: list[tuple[float, float, float, float]]
+    """Pasted faces (x, y, w, h) in upright full-resolution pixels; empty for whole photos."""
+    orientation: int = 1
+
+
+@dataclass
+class Run:
+    name: str
+    seconds: float
+    photos: int
+    faces: int
+    found_truth: int = 0
+    truth: int = 0
+    rss_mb: list[float] = field(default_factory=list)
+    start_seconds: float = 0.0
+    failed: int = 0
+
+    @property
+    def photos_per_s(self) -> float:
+        return self.photos / self.seconds
+
+    def row(self, baseline: Run | None) -> str:
+        ratio = f"{self.photos_per_s / baseline.photos_per_s:6.1f}x" if baseline else "     -"
+        recall = f"{self.found_truth}/{self.truth}" if self.truth else "-"
+        rss = ", ".join(f"{r:.0f}" for r in self.rss_mb) or "-"
+        return (
+            f"{self.name:<34} {self.photos_per_s:7.2f} {self.faces / self.seconds:7.2f} "
+            f"{1000 * self.seconds / self.photos:8.0f} {self.faces:6d} {recall:>8} {ratio}  "
+            f"{rss}"
+        )
+
+
+# --- corpus ------------------------------------------------------------------------------
+
+
+def _exif_orientation(orientation: int) -> bytes:
+    """An APP1 segment holding only an EXIF orientation tag."""
+    tiff = b"MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 1)
+    tiff += struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0)
+    body = b"Exif\0\0" + tiff
+    return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+
+
+def _fill(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Crop ``img`` to the aspect of w x h and scale it to exactly that size."""
+    ih, iw = img.shape[:2]
+    if iw / ih > w / h:
+        cw = int(ih * w / h)
+        img = img[:, (iw - cw) // 2 : (iw - cw) // 2 + cw]
+    else:
+        ch = int(iw * h / w)
+        img = img[(ih - ch) // 2 : (ih - ch) // 2 + ch]
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _paste(canvas: np.ndarray, face: np.ndarray, x: int, y: int) -> None:
+    """Blend ``face`` in with a feathered edge so no hard seam looks like structure."""
+    h, w = face.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    m = max(2, w // 12)
+    mask[m:-m, m:-m] = 1.0
+    mask = cv2.GaussianBlur(mask, (0, 0), m / 2)[..., None]
+    region = canvas[y : y + h, x : x + w].astype(np.float32)
+    canvas[y : y + h, x : x + w] = (face * mask + region * (1 - mask)).astype(np.uint8)
+
+
+def _save(upright: np.ndarray, path: Path, orientation: int, rng: np.random.Generator) -> None:
+    grain = rng.normal(0, 3.0, upright.shape).astype(np.float32)
+    img = np.clip(upright.astype(np.float32) + grain, 0, 255).astype(np.uint8)
+    if orientation == 6:  # displayed = stored turned 90 degrees clockwise
+        img = cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    elif orientation == 8:
+        img = cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE)
+    data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    if orientation != 1:
+        data = data[:2] + _exif_orientation(orientation) + data[2:]
+    path.write_bytes(data)
+
+
+def build_corpus(n: int, seed: int) -> list[CorpusPhoto]:
+    """Make (or reuse from /tmp) ``n`` camera-sized test photos; see the module docstring."""
+    out = CACHE / f"corpus-v{CORPUS_VERSION}-n{n}-s{seed}"
+    index = out / "truth.txt"
+    if index.exists():
+        return _read_index(out, index)
+    tmp = out.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rnd, rng = random.Random(seed), np.random.default_rng(seed)
+    backgrounds = sorted((SHARED / "photos/no-faces").glob("*.jpg"))
+    wholes = sorted((SHARED / "photos/known").glob("*/*.jpg")) + sorted(
+        (SHARED / "photos/groups").glob("*.jpg")
+    )
+    lfw = sorted((SHARED / "faces/lfw-dev").glob("*/*.jpg"))
+    lines = []
+    for i in range(n):
+        orientation = rnd.choice([1, 1, 1, 6, 1, 1, 8, 1])
+        w, h = (W, H) if orientation == 1 else (H, W)
+        truth: list[tuple[float, float, float, float]] = []
+        if i % 5 == 4:  # a real photo scaled up whole: real faces, no pasted truth
+            canvas = _fill(cv2.imread(str(rnd.choice(wholes))), w, h)
+        else:
+            canvas = _fill(cv2.imread(str(rnd.choice(backgrounds))), w, h)
+            taken: list[tuple[int, int, int]] = []
+            for _ in range(rnd.randint(0, 6)):
+                side = int(250 * rnd.uniform(0.8, 5.0))  # the LFW face is ~0.45 of its image
+                for _attempt in range(50):
+                    x, y = rnd.randrange(0, w - side), rnd.randrange(0, h - side)
+                    if all(abs(x - a) > (side + s) / 2 + 20 or abs(y - b) > (side + s) / 2 + 20
+                           for a, b, s in taken):
+                        break
+                else:
+                    continue
+                face = cv2.resize(cv2.imread(str(rnd.choice(lfw))), (side, side),
+                                  interpolation=cv2.INTER_CUBIC)
+                _paste(canvas, face, x, y)
+                taken.append((x + side // 2, y + side // 2, side))
+                truth.append((x + 0.3 * side, y + 0.28 * side, 0.4 * side, 0.44 * side))
+        path = tmp / f"IMG_{i:04d}.jpg"
+        _save(canvas, path, orientation, rng)
+        boxes = ";".join(",".join(f"{v:.1f}" for v in b) for b in truth)
+        lines.append(f"{path.name}\t{orientation}\t{boxes}")
+    (tmp / "truth.txt").write_text("\n".join(lines) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return _read_index(out, index)
+
+
+def _read_index(folder: Path, index: Path) -> list[CorpusPhoto]:
+    photos = []
+    for line in index.read_text().splitlines():
+        name, orientation, boxes = line.split("\t")
+        truth = [tuple(float(v) for v in b.split(",")) for b in boxes.split(";") if b]
+        photos.append(CorpusPhoto(folder / name, truth, int(orientation)))  # type: ignore[arg-type]
+    return photos
+
+
+def matched(truth: list[tuple[float, ...]], centres: list[tuple[float, float]]) -> int:
+    """How many truth boxes hold the centre of a distinct detection."""
+    used: set[int] = set()
+    hits = 0
+    for x, y, w, h in truth:
+        for i, (cx, cy) in enumerate(centres):
+            if i not in used and x <= cx <= x + w and y <= cy <= y + h:
+                used.add(i)
+                hits += 1
+                break
+    return hits
+
+
+# --- our pipeline ------------------------------------------------------------------------
+
+
+def _models_dir() -> Path:
+    d = CACHE / "models"
+    d.mkdir(parents=True, exist_ok=True)
+    if not (d / YUNET).exists():
+        shutil.copy(SHARED / "models" / YUNET, d / YUNET)
+    return d
+
+
+def _clear_peak_rss() -> None:
+    with contextlib.suppress(OSError):  # resets VmHWM so each run reports its own peak
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_mb(pid: int | str = "self") -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _worker_pids() -> list[int]:
+    """Our spawned index workers (direct children running multiprocessing's spawn_main)."""
+    pids = []
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"spawn_main" in cmd:
+                pids.append(int(pid))
+    return pids
+
+
+def run_ours(corpus: list[CorpusPhoto], workers: int, detection: DetectionConfig) -> Run:
+    """Index the corpus as the scan does: stat, hash, pool, one writer with batched commits."""
+    state = Path(tempfile.mkdtemp(prefix="fc-bench-state-"))
+    cfg = Config(workers=workers, engine=EngineConfig(models_dir=_models_dir()),
+                 detection=detection, state_dir=state)
+    by_path = {p.path: p for p in corpus}
+    run = Run(f"facecluster, {workers} worker{'s' if workers > 1 else ''}", 0, 0, 0)
+    _clear_peak_rss()
+    t0 = time.perf_counter()
+    with Store.open(state) as store, IndexPool(cfg) as pool:
+        t1 = time.perf_counter()
+        run.start_seconds = t1 - t0
+        for start in range(0, len(corpus), 50):
+            chunk = [p.path for p in corpus[start : start + 50]]
+            known = {p: (p.stat(), content_hash(p)) for p in chunk}
+            with store.batch():
+                for path, result in pool.imap(chunk):
+                    st, digest = known[path]
+                    run.photos += 1
+                    if not hasattr(result, "faces"):
+                        run.failed += 1
+                        store.save_failed(path, st.st_size, st.st_mtime_ns, digest,
+                                          str(result), False)
+                        continue
+                    store.save_indexed(path, st.st_size, st.st_mtime_ns, digest, result)
+                    run.faces += len(result.faces)
+                    truth = by_path[path].truth
+                    run.truth += len(truth)
+                    centres = [(f.box[0] + f.box[2] / 2, f.box[1] + f.box[3] / 2)
+                               for f in result.faces]
+                    run.found_truth += matched(truth, centres)
+        run.seconds = time.perf_counter() - t1
+        if workers > 1:
+            run.rss_mb = [_peak_rss_mb(pid) for pid in _worker_pids()]
+        else:
+            run.rss_mb = [_peak_rss_mb()]
+        stored = store.counts()
+    shutil.rmtree(state, ignore_errors=True)
+    print(f"  ({run.name}: engine start {run.start_seconds:.1f} s; store holds {stored})")
+    return run
+
+
+# --- face_recognition ----------------------------------------------------------------------
+
+
+def _upright_centre(box: tuple[int, int, int, int], orientation: int, stored: tuple[int, int]
+                    ) -> tuple[float, float]:
+    """Centre of face_recognition's (top, right, bottom, left) box in upright coordinates:
+    it reads pixels as stored and ignores the EXIF orientation."""
+    top, right, bottom, left = box
+    x, y = (left + right) / 2, (top + bottom) / 2
+    sw, sh = stored
+    if orientation == 6:
+        return sh - 1 - y, x
+    if orientation == 8:
+        return y, sw - 1 - x
+    return x, y
+
+
+def _fr_worker(paths: list[str], conn) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import face_recognition
+    except ImportError as e:
+        conn.send(("missing", str(e)))
+        return
+    results = []
+    t = time.perf_counter()
+    for p in paths:
+        image = face_recognition.load_image_file(p)
+        locations = face_recognition.face_locations(image)
+        face_recognition.face_encodings(image, locations)
+        results.append((locations, (image.shape[1], image.shape[0])))
+    seconds = time.perf_counter() - t
+    conn.send(("ok", (seconds, results, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+
+
+def run_face_recognition(corpus: list[CorpusPhoto]) -> Run | None:
+    """face_recognition's documented pipeline, one process, on the same files."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_fr_worker, args=([str(p.path) for p in corpus], child))
+    proc.start()
+    kind, value = parent.recv()
+    proc.join()
+    if kind == "missing":
+        print(f"  face_recognition is not installed ({value}); skipping the baseline. "
+              "Install it with: .venv/bin/pip install --no-deps face_recognition pillow")
+        return None
+    seconds, results, maxrss_kb = value
+    run = Run("face_recognition (HOG, 1 process)", seconds, len(corpus), 0,
+              rss_mb=[maxrss_kb / 1024])
+    for photo, (locations, stored) in zip(corpus, results, strict=True):
+        run.faces += len(locations)
+        run.truth += len(photo.truth)
+        centres = [_upright_centre(b, photo.orientation, stored) for b in locations]
+        run.found_truth += matched(photo.truth, centres)
+    return run
+
+
+# --- SFace plumbing with a stand-in network -----------------------------------------------------
+
+
+def _sface_stand_in() -> Path:
+    """A network with SFace's input and output shapes only (pool + linear): NOT SFace."""
+    path = CACHE / "sface-stand-in.onnx"
+    rng = np.random.default_rng(7)
+    g = Graph("sface_stand_in")
+    pooled = g.node("Flatten", [g.node("GlobalAveragePool", ["data"])])
+    out = g.node("MatMul", [pooled, g.constant(rng.normal(size=(3, 128)).astype(np.float32))])
+    path.write_bytes(g.model_bytes({"data": [1, 3, 112, 112]}, {out: [1, 128]}))
+    return path
+
+
+def run_sface_plumbing(corpus: list[CorpusPhoto], detection: DetectionConfig) -> Run:
+    engine = Engine("yunet-2023mar+sface-STAND-IN", 128,
+                    YuNetDetector(_models_dir() / YUNET), SFaceEmbedder(_sface_stand_in()))
+    run = Run("SFace STAND-IN (plumbing), 1 proc", 0, 0, 0)
+    t = time.perf_counter()
+    for photo in corpus:
+        run.faces += len(index_photo(photo.path, engine, detection).faces)
+        run.photos += 1
+    run.seconds = time.perf_counter() - t
+    return run
+
+
+# --- detector recall vs max_side ---------------------------------------------------------------
+
+
+def _voc_boxes() -> dict[str, list[tuple[int, int, int, int]]]:
+    boxes: dict[str, list[tuple[int, int, int, int]]] = {}
+    for xml in ("training.xml", "testing.xml"):
+        for image in ET.parse(SHARED / "photos/groups" / xml).getroot().iter("image"):
+            boxes[image.get("file")] = [
+                (int(b.get("left")), int(b.get("top")), int(b.get("width")), int(b.get("height")))
+                for b in image.iter("box")
+            ]
+    return boxes
+
+
+def recall_table(max_sides: list[int], detection: DetectionConfig) -> None:
+    """YuNet recall on the boxed VOC photos scaled to fill a fraction of a 4000 px frame."""
+    detector = YuNetDetector(_models_dir() / YUNET)
+    boxes = _voc_boxes()
+    folder = CACHE / "voc-frames"
+    folder.mkdir(parents=True, exist_ok=True)
+    fractions = (1.0, 0.5, 0.33, 0.25)
+    faces = sum(map(len, boxes.values()))
+    print(f"\nYuNet recall on the hand-boxed Pascal VOC faces ({faces} faces in {len(boxes)} "
+          "photos), each photo")
+    print("scaled to fill a share of a 4000x3000 JPEG; min_face_px=0, "
+          f"min_score={detection.min_score:.2f}")
+    print(f"{'photo width share':<18} {'face px (median)':>16} "
+          + " ".join(f"{'max_side ' + str(m):>14}" for m in max_sides))
+    times: dict[int, list[float]] = {m: [] for m in max_sides}
+    for frac in fractions:
+        hits = dict.fromkeys(max_sides, 0)
+        total, sizes = 0, []
+        for name, truth in boxes.items():
+            img = cv2.imread(str(SHARED / "photos/groups" / name))
+            k = W * frac / img.shape[1]
+            path = folder / f"{Path(name).stem}-{frac}.jpg"
+            if not path.exists():
+                canvas = np.full((H, W, 3), 127, np.uint8)
+                big = cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
+                big = big[:H, :W]
+                canvas[: big.shape[0], : big.shape[1]] = big
+                cv2.imwrite(str(path), canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            scaled = [(x * k, y * k, w * k, h * k) for x, y, w, h in truth]
+            scaled = [b for b in scaled if b[1] + b[3] <= H]
+            total += len(scaled)
+            sizes += [b[2] for b in scaled]
+            photo = read_photo(path, detection.max_pixels)
+            for m in max_sides:
+                det = replace(detection, max_side=m, min_face_px=0)
+                t = time.perf_counter()
+                _, _, found = detect_faces(photo, detector, det)
+                times[m].append(time.perf_counter() - t)
+                centres = [(d.box[0] + d.box[2] / 2, d.box[1] + d.box[3] / 2) for d in found]
+                hits[m] += matched(scaled, centres)
+        print(f"{frac:<18} {float(np.median(sizes)):16.0f} "
+              + " ".join(f"{hits[m]:>8}/{total:<3} {hits[m] / total:3.0%}"[:14].rjust(14)
+                         for m in max_sides))
+    print(f"{'decode+detect ms':<35} "
+          + " ".join(f"{1000 * float(np.median(times[m])):14.0f}" for m in max_sides))
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--photos", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    ap.add_argument("--max-side", type=int, default=DetectionConfig.max_side)
+    ap.add_argument("--no-baseline", action="store_true", help="skip face_recognition")
+    ap.add_argument("--no-sface", action="store_true", help="skip the SFace stand-in figure")
+    ap.add_argument("--recall", action="store_true", help="YuNet recall vs max_side table")
+    ap.add_argument("--recall-sides", default="640,800,960,1280,1600")
+    ap.add_argument("--profile", action="store_true",
+                    help="cProfile one in-process pass over the corpus and print the top")
+    args = ap.parse_args()
+    if not (SHARED / "photos").is_dir():
+        raise SystemExit(f"shared test data not found at {SHARED} (set FACECLUSTER_TESTDATA)")
+    detection = DetectionConfig(max_side=args.max_side)
+    configure("warning")
+
+    if args.recall:
+        cv2.setNumThreads(1)
+        recall_table([int(m) for m in args.recall_sides.split(",")], detection)
+        return
+
+    t = time.perf_counter()
+    corpus = build_corpus(args.photos, args.seed)
+    sizes = [p.path.stat().st_size for p in corpus]
+    digest = hashlib.sha256("".join(p.path.name for p in corpus).encode()).hexdigest()[:8]
+    print(f"corpus: {len(corpus)} JPEGs 4000x3000 q90 ({sum(sizes) / len(sizes) / 1e6:.1f} MB "
+          f"avg), {sum(p.orientation != 1 for p in corpus)} portrait via EXIF, "
+          f"{sum(len(p.truth) for p in corpus)} pasted faces; ready in "
+          f"{time.perf_counter() - t:.0f} s [{corpus[0].path.parent}, {digest}]")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
+          f"detection.max_side={detection.max_side}")
+
+    if args.profile:
+        cv2.setNumThreads(1)
+        cfg = Config(workers=1, engine=EngineConfig(models_dir=_models_dir()),
+                     detection=detection)
+        with IndexPool(cfg) as pool:
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in pool.imap([p.path for p in corpus]):
+                pass
+            prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(14)
+        return
+
+    runs: list[Run] = []
+    for w in (int(x) for x in args.workers.split(",")):
+        runs.append(run_ours(corpus, w, detection))
+    if not args.no_sface:
+        runs.append(run_sface_plumbing(corpus, detection))
+    baseline = None if args.no_baseline else run_face_recognition(corpus)
+
+    print(f"\n{'pipeline':<34} {'photo/s':>7} {'faces/s':>7} {'ms/photo':>8} {'faces':>6} "
+          f"{'recall':>8} {'vs f_r':>7}  peak RSS MB (per process)")
+    for r in ([baseline] if baseline else []) + runs:
+        print(r.row(baseline))
+    print("recall = pasted LFW faces found (a detection centred in the face); faces = all found")
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
