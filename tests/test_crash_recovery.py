@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from daemon.albums import AlbumPlan, read_manifest, write_albums
+from daemon.albums import writer as writer_mod
 from daemon.store import Store
 
 pytestmark = pytest.mark.slow
@@ -215,9 +216,12 @@ def _album_view(albums: Path) -> dict:
     return {"albums": sorted(groups), "leftovers": hidden, "thumbnail_kinds": Counter(thumbs)}
 
 
-def test_kill_9_at_random_moments_then_converge(
-    tmp_path: Path, shared_photos: Path, yunet_file: Path
-) -> None:
+@pytest.fixture(scope="module")
+def crashed_and_clean(
+    tmp_path_factory: pytest.TempPathFactory, shared_photos: Path, yunet_file: Path
+) -> tuple[tuple[dict, dict], tuple[dict, dict]]:
+    """Run the kill -9 session once: (store, albums) recovered and of a clean scan."""
+    tmp_path = tmp_path_factory.mktemp("crash")
     rng = random.Random(int(os.environ.get("FACECLUSTER_CRASH_SEED", "20240607")))
     photos, holding = tmp_path / "photos", tmp_path / "holding"
     for rel, src in LIBRARY.items():
@@ -267,15 +271,55 @@ def test_kill_9_at_random_moments_then_converge(
                            timeout=RUN_TIMEOUT)
     assert clean.returncode == 0, clean.stderr.decode()[-2000:]
     expected = (_store_view(tmp_path / "state", photos), _album_view(tmp_path / "albums"))
+    assert {rel: (photos / rel).stat().st_mtime_ns for rel in LIBRARY} == before
+    assert {rel: _sha(photos / rel) for rel in LIBRARY} == hashes
+    return recovered, expected
 
+
+def test_store_recovers_from_kill_9(crashed_and_clean) -> None:
+    recovered, expected = crashed_and_clean
     assert recovered[0]["photos"] == expected[0]["photos"], "photos lost or indexed twice"
     assert recovered[0]["faces"] == expected[0]["faces"], "faces differ from a clean run"
     assert recovered[0]["people"] == expected[0]["people"], "people differ from a clean run"
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="fails whenever a kill lands inside album writing (most sessions): see the two "
+    "deterministic xfails below; make this strict once albums/writer.py is fixed",
+)
+def test_albums_recover_from_kill_9(crashed_and_clean) -> None:
+    recovered, expected = crashed_and_clean
     assert recovered[1]["albums"] == expected[1]["albums"], "albums differ from a clean run"
     assert recovered[1]["thumbnail_kinds"] == expected[1]["thumbnail_kinds"]
     assert recovered[1]["leftovers"] == [], "temporary files of killed runs left behind"
-    assert {rel: (photos / rel).stat().st_mtime_ns for rel in LIBRARY} == before
-    assert {rel: _sha(photos / rel) for rel in LIBRARY} == hashes
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="albums/writer.py records new folders and entries in the manifest only after "
+    "making them: a run killed in between leaves a stale album (e.g. a second person-NNNN "
+    "with the same photos) that no later run adopts or removes",
+)
+def test_entries_of_a_run_killed_before_its_manifest_are_cleaned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    srcs = []
+    for i in range(2):
+        srcs.append(photos / f"p{i}.jpg")
+        srcs[-1].write_bytes(b"\xff\xd8" + bytes([i]) * 100 + b"\xff\xd9")
+    albums = tmp_path / "albums"
+    # kill -9 after the entries were made but before the manifest was saved
+    monkeypatch.setattr(writer_mod, "_write_manifest", lambda *args, **kwargs: None)
+    write_albums(albums, [AlbumPlan("person-0001", (1,), tuple(srcs), ())], "copy")
+    monkeypatch.undo()
+    # the next run's re-clustering handed out a new person id for the same photos
+    report = write_albums(albums, [AlbumPlan("person-0002", (2,), tuple(srcs), ())], "copy")
+    visible = sorted(p.name for p in albums.iterdir() if not p.name.startswith("."))
+    assert visible == ["person-0002"], f"stale album left by the killed run: {visible}"
+    assert report.errors == 0
 
 
 @pytest.mark.xfail(
