@@ -76,7 +76,7 @@ def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
         return lambda n: bar[0].update(n)
 
     # One writer per store: a scan while the service runs is refused by the lock.
-    with hold(cfg.state_dir), Pipeline(cfg) as pipeline:
+    with hold(cfg.state_dir), Pipeline(cfg, create=True) as pipeline:
         try:
             report = pipeline.scan(progress=start)
         finally:

@@ -9,6 +9,7 @@ and the album writer only sees plans.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -24,7 +25,8 @@ import structlog
 from daemon import albums, cluster, labels, photos
 from daemon.config import Config
 from daemon.indexer import IndexedPhoto, IndexPool, PhotoError, engine_id_for
-from daemon.store import PhotoRecord, Store
+from daemon.store import PhotoRecord, Store, StoreError
+from daemon.store.db import DB_NAME
 
 log = structlog.get_logger(__name__)
 
@@ -124,6 +126,28 @@ def content_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+def _has_traces(cfg: Config) -> bool:
+    """Whether an earlier store left anything behind (caches, an album manifest)."""
+    return any(cfg.state_dir.glob("vectors-*")) or (
+        cfg.albums_dir / ".facecluster" / "manifest.json"
+    ).exists()
+
+
+def _root_present(root: Path) -> bool:
+    """Whether a watched folder is really there.
+
+    An unmounted NFS/SMB share usually leaves its mount point behind as an empty folder;
+    taking that for "every photo deleted" would empty the albums. So an empty root counts
+    as absent: its photos stay known until it has content again (a user who really
+    deletes every photo of a folder can remove it from ``watch``).
+    """
+    try:
+        with os.scandir(root) as it:
+            return any(True for _ in it)
+    except OSError:
+        return False
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -135,9 +159,28 @@ class Pipeline:
     of worker processes that each keep the face models loaded.
     """
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, create: bool = False) -> None:
+        """Open the pipeline's store.
+
+        ``create`` allows starting a store from nothing (scan, run, rebuild). Without it,
+        a missing database where there are traces of an earlier one (vector caches, an
+        album tree) is an error: the store was deleted, and reading commands must say so
+        rather than report an empty library.
+        """
         self.cfg = cfg
         self.engine_id = engine_id_for(cfg.engine)
+        if not (cfg.state_dir / DB_NAME).exists() and _has_traces(cfg):
+            if not create:
+                raise StoreError(
+                    f"{cfg.state_dir / DB_NAME} is missing but albums exist: the store was "
+                    "deleted; run `facecluster rebuild` to re-derive it from the photos"
+                )
+            log.warning(
+                "store_missing",
+                path=str(cfg.state_dir / DB_NAME),
+                hint="re-deriving from the photos; person ids start afresh, so check the "
+                "ids in labels.toml against `facecluster people`",
+            )
         self.store = Store.open(cfg.state_dir)
         self._pool: IndexPool | None = None
         self.labels = labels.Labels()
@@ -178,7 +221,7 @@ class Pipeline:
 
     def discover(self) -> list[Path]:
         """Every photo under the watched folders that exist (missing ones are logged)."""
-        roots = [r for r in self.cfg.watch if r.is_dir()]
+        roots = [r for r in self.cfg.watch if _root_present(r)]
         for r in self.cfg.watch:
             if r not in roots:
                 log.warning("watched_folder_missing", path=str(r))
@@ -206,9 +249,7 @@ class Pipeline:
             store.delete_photo(path)  # gone between event and read
             return None
         except OSError as e:
-            store.save_failed(path, 0, 0, None, f"cannot stat: {e.strerror}", True)
-            report.failed += 1
-            return None
+            return self._unreadable(path, e, report)
         if not stat.S_ISREG(st.st_mode):
             log.debug("not_a_file", path=str(path))
             return None
@@ -219,11 +260,7 @@ class Pipeline:
         try:
             digest = content_hash(path)
         except OSError as e:
-            reason = f"cannot read: {e.strerror or e}"
-            store.save_failed(path, st.st_size, st.st_mtime_ns, None, reason, True)
-            log.warning("photo_failed", path=str(path), reason=reason)
-            report.failed += 1
-            return None
+            return self._unreadable(path, e, report, st)
         if (
             rec is not None
             and rec.content_hash == digest
@@ -252,6 +289,33 @@ class Pipeline:
                 report.copied += 1
             return None
         return path, st, digest
+
+    def _unreadable(
+        self,
+        path: Path,
+        err: OSError,
+        report: IndexReport,
+        st: os.stat_result | None = None,
+    ) -> None:
+        """Record a photo that cannot be stat'ed or read, retrying passing errors boundedly."""
+        rec = self.store.photo(path)
+        if (
+            rec is not None
+            and rec.status == "failed"
+            and (st is None or (rec.size, rec.mtime_ns) == (st.st_size, st.st_mtime_ns))
+            and not (rec.transient and rec.attempts < MAX_TRANSIENT_ATTEMPTS)
+        ):
+            report.skipped += 1
+            return None
+        # A symlink loop or a name too long never heals by waiting; permissions and
+        # vanishing network shares may.
+        transient = err.errno not in (errno.ELOOP, errno.ENAMETOOLONG, errno.EISDIR)
+        reason = f"cannot {'read' if st else 'stat'}: {err.strerror or err}"
+        size, mtime = (st.st_size, st.st_mtime_ns) if st else (0, 0)
+        self.store.save_failed(path, size, mtime, None, reason, transient)
+        log.warning("photo_failed", path=str(path), reason=reason, transient=transient)
+        report.failed += 1
+        return None
 
     def _classified(
         self, paths: Iterable[Path], report: IndexReport, progress: ProgressFn | None
@@ -323,7 +387,7 @@ class Pipeline:
         Photos under a watched folder that is itself missing are kept: an unmounted
         share must not empty the albums.
         """
-        present = [r for r in self.cfg.watch if r.is_dir()]
+        present = [r for r in self.cfg.watch if _root_present(r)]
         absent = [r for r in self.cfg.watch if r not in present]
         gone: list[Path] = []
         for rec in self.store.iter_photos():

@@ -256,11 +256,6 @@ def test_share_gone_and_back_keeps_albums(library: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="scan.Pipeline.sync_missing treats an empty watched root (an unmounted share's "
-    "bare mount point) as 'every photo deleted' and empties all albums",
-)
 def test_share_unmounted_leaving_an_empty_mount_point_keeps_albums(library: Path) -> None:
     _scan(library)
     before = _albums(library / "albums")
@@ -307,11 +302,6 @@ def test_corrupt_store_then_rebuild(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="a deleted facecluster.sqlite3 is silently recreated empty: status reports 0 "
-    "photos instead of an error naming `facecluster rebuild` (labels' person ids are lost)",
-)
 def test_deleted_store_is_reported(library: Path, capsys: pytest.CaptureFixture) -> None:
     _scan(library)
     for f in (library / "state").glob("facecluster.sqlite3*"):
