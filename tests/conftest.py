@@ -52,3 +52,12 @@ def models_dir(tmp_path: Path, yunet_file: Path) -> Path:
     d.mkdir()
     shutil.copy2(yunet_file, d / YUNET_NAME)
     return d
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    """``main()`` points structlog at the test's captured stderr; don't leak it onward."""
+    yield
+    import structlog
+
+    structlog.reset_defaults()
