@@ -478,3 +478,22 @@ def test_lost_manifest_entries_are_adopted(tmp_path: Path, photos, mode: str) ->
     assert (report.added, report.kept, report.errors) == (0, 7, 0)
     assert write_albums(albums, [], mode).removed == 7
     assert _tree(albums) == {}
+
+
+def test_temp_files_of_a_killed_run_are_cleared(tmp_path: Path, photos) -> None:
+    albums = tmp_path / "albums"
+    plans = _plans(photos, Labels())
+    write_albums(albums, plans, "copy")
+    write_pictures(albums, plans)
+    litter = [albums / d / ".facecluster-tmp-0123456789abcdef"
+              for d in ("person-0001", "person-0004", ".facecluster", ".thumbnails")]
+    for p in litter:
+        p.write_bytes(b"half a file")
+    user_file = albums / "person-0001" / ".facecluster-notes"  # not our prefix: kept
+    user_file.write_text("mine")
+    kept = [p for p in plans if p.folder != "person-0004"]
+    write_albums(albums, kept, "copy")
+    write_pictures(albums, kept)
+    assert [p for p in litter if p.exists()] == []
+    assert not (albums / "person-0004").exists(), "temp file kept an unwanted folder"
+    assert user_file.read_text() == "mine"

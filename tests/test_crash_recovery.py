@@ -322,11 +322,6 @@ def test_entries_of_a_run_killed_before_its_manifest_are_cleaned(
     assert report.errors == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="albums/writer.py never removes .facecluster-tmp-* files that a killed copy, "
-    "hardlink replace or manifest write left; they pile up and keep folders from emptying",
-)
 def test_writer_clears_temporary_files_of_a_killed_run(tmp_path: Path) -> None:
     """What a kill in the middle of a copy leaves behind is cleaned by the next run."""
     photos = tmp_path / "photos"

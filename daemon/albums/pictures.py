@@ -31,7 +31,7 @@ import numpy as np
 import structlog
 
 from daemon.albums.plan import AlbumPlan, FaceRef
-from daemon.albums.writer import AlbumError, open_dir, write_file_atomic
+from daemon.albums.writer import AlbumError, clear_leftovers, open_dir, write_file_atomic
 
 log = structlog.get_logger(__name__)
 
@@ -224,6 +224,7 @@ def write_pictures(
     finally:
         os.close(root_fd)
     try:
+        clear_leftovers(thumbs_fd)
         old = _read_signatures(thumbs_fd)
         new: dict[str, str] = {}
         for plan in plans:

@@ -240,6 +240,7 @@ def _write_manifest(root_fd: int, manifest: Manifest) -> None:
     """Replace the manifest atomically (temp file, fsync, rename)."""
     state_fd, _ = open_dir(root_fd, STATE_DIR, create=True)
     try:
+        clear_leftovers(state_fd)
         data = {
             "version": 1,
             "folders": sorted(manifest.folders),
@@ -272,6 +273,30 @@ def write_file_atomic(dir_fd: int, name: str, data: bytes) -> None:
     except BaseException:
         _unlink_quietly(dir_fd, tmp)
         raise
+
+
+def clear_leftovers(dir_fd: int) -> int:
+    """Remove temporary files a killed write left in ``dir_fd``; returns how many.
+
+    Safe because writes into the albums tree are single-writer (the service holds the
+    state lock), so a temporary file seen here is never one being written right now.
+    """
+    try:
+        names = [n for n in os.listdir(dir_fd) if n.startswith(_TMP_PREFIX)]
+    except OSError:
+        return 0
+    cleared = 0
+    for name in names:
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+            cleared += 1
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # a directory of that name, say: not ours to remove
+            log.warning("album_leftover_kept", name=name, error=e.strerror)
+    if cleared:
+        log.info("album_leftovers_cleared", files=cleared)
+    return cleared
 
 
 def _unlink_quietly(dir_fd: int, name: str) -> None:
@@ -547,6 +572,7 @@ def _reconcile(run: _Run, want: dict[str, dict[str, Path]]) -> None:
                 run.errors += len(want[folder])
                 continue
             folder_fds[folder] = fd
+            clear_leftovers(fd)
             if created:
                 manifest.folders.add(folder)
             adopted = False
