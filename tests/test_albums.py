@@ -497,3 +497,24 @@ def test_temp_files_of_a_killed_run_are_cleared(tmp_path: Path, photos) -> None:
     assert [p for p in litter if p.exists()] == []
     assert not (albums / "person-0004").exists(), "temp file kept an unwanted folder"
     assert user_file.read_text() == "mine"
+
+
+@pytest.mark.parametrize("mode", ["symlink", "copy"])
+def test_export_reads_only_what_the_entry_is(tmp_path: Path, photos, mode: str) -> None:
+    albums = tmp_path / "albums"
+    write_albums(albums, _plans(photos, Labels()), mode)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private key material")
+    path = albums / ".facecluster" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for rec in manifest["entries"].values():
+        rec["source"] = str(secret)
+    path.write_text(json.dumps(manifest))
+    out = tmp_path / "tom.zip"
+    # symlink: the link does not lead to the edited source, so nothing is read;
+    # copy: the entry's own bytes are read, never the source
+    assert export_zip(albums, "person-0001", out) == (0 if mode == "symlink" else 3)
+    with zipfile.ZipFile(out) as zf:
+        contents = {zf.read(n) for n in zf.namelist()}
+    assert b"private key material" not in contents
+    assert contents <= {p.read_bytes() for p in photos.values()}

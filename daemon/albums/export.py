@@ -2,8 +2,9 @@
 
 Only the album's own entries are exported - the ones the writer recorded in its
 manifest - so a file or symlink planted in an album folder (say, a link to
-``/etc/shadow``) never ends up in a ZIP. A symlink entry is followed to the original
-only if it still points where the writer made it point.
+``/etc/shadow``) never ends up in a ZIP. A symlink entry is read only if the manifest's
+recorded original and the file the link leads to are one and the same file, so editing
+either the manifest or the link on the share cannot redirect the read.
 
 Members are stored uncompressed (photos are compressed already) under their plain
 entry names, never a path, so unpacking the ZIP cannot write outside its target folder.
@@ -46,8 +47,21 @@ def _open_entry(dir_fd: int, name: str, mode: str, source: str) -> int:
         if not stat.S_ISLNK(st.st_mode):
             raise ExportError(f"{name}: expected facecluster's link, found something else")
         # Open the original by the recorded path rather than through the link, so a link
-        # replaced meanwhile cannot redirect the read.
-        return os.open(source, os.O_RDONLY)
+        # replaced meanwhile cannot redirect the read; but the manifest lives on the share
+        # and anyone who can write there can edit ``source``, so the file opened must also
+        # be the one the link leads to, or export would read whatever the service can.
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            opened = os.fstat(fd)
+            linked = os.stat(name, dir_fd=dir_fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if (linked.st_dev, linked.st_ino) != (opened.st_dev, opened.st_ino):
+            os.close(fd)
+            raise ExportError(f"{name}: the manifest's source is not where the link leads")
+        return fd
+    # A copy or hardlink is read as the entry itself: the manifest's source is not used.
     return os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
 
 
