@@ -29,12 +29,16 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 
 from daemon import lock, sdnotify
 from daemon.config import Config, ConfigError, load_config
 from daemon.watcher import Change, RootBack, RootGone, Watcher, WatchEvent
+
+if TYPE_CHECKING:
+    from daemon.scan import Pipeline
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +49,8 @@ LABELS_POLL = 1.0
 """Seconds between checks of labels.toml's mtime."""
 LOOP_WAIT = 0.5
 """Longest the main loop sleeps; bounds the reaction time to signals."""
+PROGRESS_EVERY = 10.0
+"""Seconds between info-level progress lines during a long indexing run."""
 MAX_CONSECUTIVE_ERRORS = 5
 """After this many failed rounds in a row the service exits non-zero (and is restarted)."""
 
@@ -194,7 +200,7 @@ class Service:
         self.message = "starting"
         self.stop_requested = False
         self.reload_requested = False
-        self.pipeline = None  # daemon.scan.Pipeline, opened in run()
+        self.pipeline: Pipeline | None = None  # opened in run(): it starts worker processes
         self.watcher: Watcher | None = None
         self._labels_sig: tuple[int, int, int] | None = None
         self._next_labels_check = 0.0
@@ -208,6 +214,11 @@ class Service:
         self._next_rescan = self._rescan_due_from(time.monotonic())
         self._rescan_wanted = False
         self._errors_in_row = 0
+
+    @property
+    def _pipe(self) -> Pipeline:
+        assert self.pipeline is not None, "pipeline used before run() opened it"
+        return self.pipeline
 
     # -- signals ------------------------------------------------------------------------
 
@@ -272,7 +283,7 @@ class Service:
         msg = "idle"
         if self.pipeline is not None:
             try:
-                st = self.pipeline.status()
+                st = self._pipe.status()
             except Exception as e:  # noqa: BLE001 - a status line is not worth a failed round
                 log.warning("status_query_failed", error=f"{type(e).__name__}: {e}")
             else:
@@ -295,11 +306,13 @@ class Service:
         """Index ``paths`` in small batches; returns the new face ids."""
         new_ids: list[int] = []
         n = self._batch_size()
+        next_log = time.monotonic() + PROGRESS_EVERY
+        totals = {"indexed": 0, "failed": 0, "faces": 0}
         for start in range(0, len(paths), n):
             self._check_stop()
             if len(paths) > n:
                 self._set_phase(phase, f"{phase} {start}/{len(paths)}")
-            report = self.pipeline.index(paths[start:start + n])
+            report = self._pipe.index(paths[start:start + n])
             c = self.counters
             c.indexed += report.indexed
             c.unchanged += report.skipped
@@ -308,15 +321,20 @@ class Service:
             c.failed += report.failed
             c.new_faces += len(report.new_face_ids)
             new_ids += report.new_face_ids
-            if report.indexed or report.failed:
-                log.info("photos_indexed", indexed=report.indexed, failed=report.failed,
-                         faces=len(report.new_face_ids), done=min(start + n, len(paths)),
-                         total=len(paths))
+            totals["indexed"] += report.indexed
+            totals["failed"] += report.failed
+            totals["faces"] += len(report.new_face_ids)
+            done = min(start + n, len(paths))
+            # One info line per PROGRESS_EVERY seconds, not per batch: the first scan of
+            # a large library would otherwise log a line every few photos.
+            if time.monotonic() >= next_log or (done == len(paths) and len(paths) > n):
+                log.info("indexing_progress", done=done, total=len(paths), **totals)
+                next_log = time.monotonic() + PROGRESS_EVERY
         return new_ids
 
     def _recluster(self) -> None:
         self._set_phase("reclustering", "re-clustering faces into people")
-        self.pipeline.recluster()
+        self._pipe.recluster()
         self.counters.reclusters += 1
         self._pending_faces = 0
         self._recluster_wanted = False
@@ -325,7 +343,7 @@ class Service:
 
     def _write_albums(self) -> None:
         self._set_phase("writing-albums", "writing albums")
-        self.pipeline.write_albums()
+        self._pipe.write_albums()
         self.counters.album_writes += 1
 
     def _reconcile(self) -> None:
@@ -334,12 +352,12 @@ class Service:
         if self.watcher is not None:
             self.watcher.take_rescan_request()  # this scan covers what was dropped
         self._set_phase("reconciling", "looking for new and changed photos")
-        found = self.pipeline.discover()
+        found = self._pipe.discover()
         new_ids = self._index(found, "indexing")
         self._check_stop()
-        removed = self.pipeline.sync_missing()
+        removed = self._pipe.sync_missing()
         self.counters.removed += removed
-        never = self.pipeline.store.get_meta("last_recluster") is None
+        never = self._pipe.store.get_meta("last_recluster") is None
         if new_ids or removed or never or self._pending_faces or self._recluster_wanted:
             self._recluster()
         else:
@@ -383,11 +401,11 @@ class Service:
         # Never forget photos of a root that is not there (unmounted share), nor a path
         # that exists again (deleted and re-created before we got to it).
         gone = [p for p in removals if self.watcher.root_present(p) and not os.path.lexists(p)]
-        removed = self.pipeline.remove(gone) if gone else 0
+        removed = self._pipe.remove(gone) if gone else 0
         if folder_gone:
-            removed += self.pipeline.sync_missing()
+            removed += self._pipe.sync_missing()
         self.counters.removed += removed
-        assigned = self.pipeline.assign_incremental(new_ids) if new_ids else 0
+        assigned = self._pipe.assign_incremental(new_ids) if new_ids else 0
         self.counters.assigned += assigned
         self._pending_faces += len(new_ids)
         log.info("changes_applied", indexed=len(upserts), new_faces=len(new_ids),
@@ -406,7 +424,7 @@ class Service:
         if sig == self._labels_sig:
             return
         self._labels_sig = sig
-        error = self.pipeline.reload_labels()
+        error = self._pipe.reload_labels()
         if error:
             # The last good labels stay in force; the error is in the status until fixed.
             log.error("labels_kept", error=error)
@@ -508,7 +526,7 @@ class Service:
             self._open()
             self._write_status()
             sdnotify.ready("starting: reconciling with the folders")
-            log.info("service_started", pid=os.getpid(), engine=self.pipeline.engine_id,
+            log.info("service_started", pid=os.getpid(), engine=self._pipe.engine_id,
                      roots=[str(r) for r in self.cfg.watch])
             self._rescan_wanted = True
             while not self.stop_requested:

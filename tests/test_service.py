@@ -251,7 +251,22 @@ rescan_interval = 0
                  lambda: "moved/biden2.jpg" in contents().get("Friends", ())
                  and album_holding(contents(), "biden/biden2.jpg") is None, 30, proc, log)
 
-        # 5. The watched folder goes away (unmounted share) and comes back: albums stay.
+        # 5. SIGHUP re-reads the config: a broken one is refused and the old one kept.
+        good = cfg.read_text()
+        cfg.write_text(good + "bogus_key = 1\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_for("broken config refused", lambda: "config_invalid_kept_old" in log.read_text(),
+                 30, proc, log)
+        cfg.write_text(good)
+        rescans = status()["counters"]["rescans"]
+        proc.send_signal(signal.SIGHUP)
+        wait_for("config reloaded and reconciled",
+                 lambda: "config_reloaded" in log.read_text()
+                 and status()["counters"]["rescans"] > rescans
+                 and status().get("phase") == "idle", 60, proc, log)
+        assert proc.poll() is None
+
+        # 6. The watched folder goes away (unmounted share) and comes back: albums stay.
         before = contents()
         rescans = status()["counters"]["rescans"]
         away = tmp_path / "photos-away"
@@ -267,10 +282,10 @@ rescan_interval = 0
                  and status().get("phase") == "idle", 60, proc, log)
         assert contents() == before
 
-        # 6. SIGTERM: clean exit 0 within 10 s.
+        # 7. SIGTERM: clean exit 0 within 10 s.
         stop(proc)
 
-        # 7. What arrives while it is down is picked up on restart.
+        # 8. What arrives while it is down is picked up on restart.
         shutil.copy(known / "obama" / "obama-720p.jpg", photos / "obama" / "obama-720p.jpg")
         proc = start()
         wait_for("photo added while down",

@@ -7,6 +7,7 @@ observers on temporary folders, polling with deadlines (never fixed sleeps) for 
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 import time
 from pathlib import Path
@@ -342,3 +343,17 @@ def test_inotify_limit_falls_back_to_polling(
         assert w.modes[cfg.watch[0]] == "polling"
         (cfg.watch[0] / "p.jpg").write_bytes(b"p")
         collect(w, lambda ev: cfg.watch[0] / "p.jpg" in upserts(ev))
+
+
+def test_kernel_queue_overflow_requests_a_rescan(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path)
+    with Watcher(cfg, root_check_seconds=0.2) as w:
+        assert not w.rescan_requested
+        # What watchdog logs when inotify reports IN_Q_OVERFLOW (it emits no event).
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
+        assert w.rescan_requested
+    w.take_rescan_request()
+    logging.getLogger("watchdog.observers.inotify_c").warning("queue overflowed")
+    assert not w.rescan_requested  # a stopped watcher no longer listens
