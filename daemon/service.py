@@ -355,7 +355,7 @@ class Service:
         found = self._pipe.discover()
         new_ids = self._index(found, "indexing")
         self._check_stop()
-        removed = self._pipe.sync_missing()
+        removed = self._sync_missing()
         self.counters.removed += removed
         never = self._pipe.store.get_meta("last_recluster") is None
         if new_ids or removed or never or self._pending_faces or self._recluster_wanted:
@@ -364,6 +364,20 @@ class Service:
             self._write_albums()
         self._next_rescan = self._rescan_due_from(time.monotonic())
         log.info("reconciled", photos=len(found), new_faces=len(new_ids), removed=removed)
+
+    def _sync_missing(self) -> int:
+        """Forget vanished photos, unless a root the watcher calls gone still exists.
+
+        That is an unmounted share's empty mount point: the pipeline, which only asks
+        ``is_dir``, would take every photo under it for deleted.
+        """
+        if self.watcher is not None:
+            hollow = [r for r in self.watcher.gone_roots if r.is_dir()]
+            if hollow:
+                log.warning("sync_missing_skipped", roots=[str(r) for r in hollow],
+                            reason="unmounted share: its mount point is empty")
+                return 0
+        return self._pipe.sync_missing()
 
     def _rescan_due_from(self, now: float) -> float:
         every = self.cfg.daemon.rescan_interval
@@ -403,7 +417,7 @@ class Service:
         gone = [p for p in removals if self.watcher.root_present(p) and not os.path.lexists(p)]
         removed = self._pipe.remove(gone) if gone else 0
         if folder_gone:
-            removed += self._pipe.sync_missing()
+            removed += self._sync_missing()
         self.counters.removed += removed
         assigned = self._pipe.assign_incremental(new_ids) if new_ids else 0
         self.counters.assigned += assigned

@@ -324,6 +324,7 @@ class Watcher:
         self._observers: dict[Path, BaseObserver] = {}
         self._modes: dict[Path, str] = {}
         self._gone: set[Path] = set()
+        self._mounted: set[Path] = set()
         self._root_events: list[WatchEvent] = []
         self._next_root_check = 0.0
         self._handler = _Handler(self)
@@ -338,7 +339,7 @@ class Watcher:
             logging.getLogger(name).addHandler(self._spy)
         self._started = True
         for root in self.roots:
-            if os.path.isdir(root):
+            if self._available(root):
                 self._watch_root(root)
             else:
                 log.warning("watch_root_missing", root=str(root))
@@ -444,7 +445,22 @@ class Watcher:
     def root_present(self, path: Path) -> bool:
         """True if the root holding ``path`` exists right now (checked, not cached)."""
         root = self.root_of(path)
-        return root is not None and os.path.isdir(root)
+        return root is not None and self._available(root)
+
+    def _available(self, root: Path) -> bool:
+        """Whether ``root`` is there with its content.
+
+        A share unmounted from its mount point usually leaves the empty mount point
+        directory behind, which ``isdir`` alone would take for a folder whose photos
+        were all deleted. So a root once seen as a mount point counts as gone while it
+        is not one.
+        """
+        if not os.path.isdir(root):
+            return False
+        if os.path.ismount(root):
+            self._mounted.add(root)
+            return True
+        return root not in self._mounted
 
     # -- events from watchdog's threads -----------------------------------------------
 
@@ -497,7 +513,7 @@ class Watcher:
             return
         self._next_root_check = now + self._root_check_seconds
         for root in self.roots:
-            present = os.path.isdir(root)
+            present = self._available(root)
             if not present and root not in self._gone:
                 self._gone.add(root)
                 self._modes[root] = "gone"

@@ -357,3 +357,20 @@ def test_kernel_queue_overflow_requests_a_rescan(tmp_path: Path) -> None:
     w.take_rescan_request()
     logging.getLogger("watchdog.observers.inotify_c").warning("queue overflowed")
     assert not w.rescan_requested  # a stopped watcher no longer listens
+
+
+def test_unmounted_share_leaving_its_empty_mount_point_counts_as_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_cfg(tmp_path)
+    root = cfg.watch[0]
+    mounted = {root}
+    monkeypatch.setattr(watcher_mod.os.path, "ismount", lambda p: Path(p) in mounted)
+    with Watcher(cfg, root_check_seconds=0.2) as w:
+        assert w.modes[root] == "events"
+        mounted.clear()  # the share goes; the empty mount point directory stays
+        collect(w, lambda ev: RootGone(root) in ev)
+        assert not w.root_present(root / "a.jpg")
+        mounted.add(root)
+        collect(w, lambda ev: RootBack(root) in ev)
+        assert w.root_present(root / "a.jpg")
