@@ -483,7 +483,7 @@ class Service:
     def _open(self) -> None:
         from daemon.scan import Pipeline
 
-        self.pipeline = Pipeline(self.cfg)
+        self.pipeline = Pipeline(self.cfg, create=True)
         self.watcher = Watcher(self.cfg)
         self.watcher.start()
         self._labels_sig = _signature(self.cfg.labels_file)  # Pipeline just read them
