@@ -48,6 +48,8 @@ STATUS_EVERY = 5.0
 LABELS_POLL = 1.0
 """Seconds between checks of labels.toml's mtime."""
 LOOP_WAIT = 0.5
+ALBUM_BURST_INTERVAL = 5.0
+"""During a burst, the album tree is rewritten at most this often (seconds)."""
 """Longest the main loop sleeps; bounds the reaction time to signals."""
 PROGRESS_EVERY = 10.0
 """Seconds between info-level progress lines during a long indexing run."""
@@ -211,6 +213,8 @@ class Service:
         self._recluster_wanted = False
         self._last_change = time.monotonic()
         self._last_recluster = time.monotonic()
+        self._albums_dirty = False
+        self._last_album_write = 0.0
         self._next_rescan = self._rescan_due_from(time.monotonic())
         self._rescan_wanted = False
         self._errors_in_row = 0
@@ -345,6 +349,25 @@ class Service:
         self._set_phase("writing-albums", "writing albums")
         self._pipe.write_albums()
         self.counters.album_writes += 1
+        self._albums_dirty = False
+        self._last_album_write = time.monotonic()
+
+    def _burst(self) -> bool:
+        """Whether settled photos are already waiting behind the batch in hand."""
+        w = self.watcher
+        return w is not None and w.pending() - w.settling() > 0
+
+    def _write_albums_soon(self) -> None:
+        """Write albums now, or, in the middle of a burst, at most every few seconds.
+
+        Rewriting a large album tree after every small batch would make a burst of
+        thousands of photos spend its time on album passes; at idle a new photo still
+        reaches its album at once.
+        """
+        if self._burst() and time.monotonic() - self._last_album_write < ALBUM_BURST_INTERVAL:
+            self._albums_dirty = True
+            return
+        self._write_albums()
 
     def _reconcile(self) -> None:
         """Catch up with the folders: index what is new, forget what vanished."""
@@ -427,7 +450,7 @@ class Service:
         if self._pending_faces >= max(1, self.cfg.daemon.recluster_after_faces):
             self._recluster()
         else:
-            self._write_albums()
+            self._write_albums_soon()
 
     def _check_labels(self) -> None:
         now = time.monotonic()
@@ -528,6 +551,8 @@ class Service:
                 self._rescan_wanted = True
                 raise
             self._idle()
+        if self._albums_dirty and not self._burst():
+            self._write_albums()
         self._maybe_recluster()
         if self.phase != "idle":
             self._idle()
