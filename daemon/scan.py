@@ -183,6 +183,8 @@ class Pipeline:
             )
         self.store = Store.open(cfg.state_dir)
         self._pool: IndexPool | None = None
+        self._index: cluster.FaceIndex | None = None
+        self._index_ids: set[int] = set()
         self.labels = labels.Labels()
         self.labels_error: str | None = None
         self.reload_labels()
@@ -442,6 +444,7 @@ class Pipeline:
         result = cluster.stable_ids(
             ids, labels_, previous, named, self._excluded(faces), self.store.new_person_id
         )
+        self._index = None  # people changed: the neighbour index is rebuilt on demand
         with self.store.batch():
             self.store.set_persons(result.assignment)
             self.store.retire_people(result.retired)
@@ -457,29 +460,48 @@ class Pipeline:
         log.info("reclustered", **report.__dict__)
         return report
 
+    def _face_index(self, leave_out: set[int]) -> cluster.FaceIndex:
+        """The neighbour index over the known faces, built once per clustering.
+
+        Rebuilding it per photo would cost seconds at a million faces; instead new faces
+        are added to it as they are assigned, and a full re-clustering drops it.
+        ``leave_out`` (the faces about to be voted on) is kept out when it is built.
+        """
+        if self._index is None:
+            ids, vecs = self.store.vectors(self.engine_id)
+            person = {f.id: f.person_id for f in self.store.faces(engine=self.engine_id)}
+            keep = [k for k, i in enumerate(ids) if int(i) not in leave_out]
+            self._index = cluster.FaceIndex(vecs[keep], [person.get(int(ids[k])) for k in keep])
+            self._index_ids = {int(ids[k]) for k in keep}
+        return self._index
+
     def assign_incremental(self, face_ids: Sequence[int]) -> int:
         """Give new faces to existing people at once where their neighbours agree.
 
-        Returns how many faces joined a person; the rest wait for the next re-clustering.
+        A vote over each person's individual faces (not an averaged centre); faces with
+        no clear majority wait for the next re-clustering. Returns how many joined.
         """
-        if not face_ids:
+        candidates = [
+            f
+            for f in self.store.faces(ids=list(face_ids))
+            if f.engine == self.engine_id and f.person_id is None  # copies keep theirs
+        ]
+        if not candidates:
             return 0
-        ids, vecs = self.store.vectors(self.engine_id)
-        faces = self.store.faces(engine=self.engine_id)
-        person = {f.id: f.person_id for f in faces}
-        new = set(face_ids)
-        known = [i for i, fid in enumerate(ids) if fid not in new and person.get(fid) is not None]
-        todo = [i for i, fid in enumerate(ids) if fid in new]
-        if not known or not todo:
+        index = self._face_index(leave_out={f.id for f in candidates})
+        faces = [f for f in candidates if f.id not in self._index_ids]
+        if not faces:
             return 0
-        index = cluster.FaceIndex(vecs[known], [person[ids[i]] for i in known])
-        votes = cluster.assign_new(index, vecs[todo], self.cluster_params())
-        excluded = self._excluded([f for f in faces if f.id in new])
+        vecs = self.store.face_vectors([f.id for f in faces])
+        votes = cluster.assign_new(index, vecs, self.cluster_params())
+        excluded = self._excluded(faces)
         assignment = {
-            int(ids[i]): pid
-            for i, pid in zip(todo, votes, strict=True)
-            if pid is not None and (int(ids[i]), pid) not in excluded
+            f.id: pid
+            for f, pid in zip(faces, votes, strict=True)
+            if pid is not None and (f.id, pid) not in excluded
         }
+        index.add(vecs, [assignment.get(f.id) for f in faces])
+        self._index_ids.update(f.id for f in faces)
         if assignment:
             self.store.set_persons(assignment)
         return len(assignment)

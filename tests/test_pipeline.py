@@ -1,0 +1,98 @@
+"""Pipeline stages on synthetic embeddings: no models needed, fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon.config import from_dict
+from daemon.indexer.types import Face, IndexedPhoto
+from daemon.scan import Pipeline
+
+RNG = np.random.default_rng(7)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+CENTRES = _unit(RNG.normal(size=(3, 128)))
+
+
+def _face(person: int) -> Face:
+    v = _unit(CENTRES[person] + RNG.normal(scale=0.02, size=128))
+    return Face((10.0, 10.0, 80.0, 80.0), (), 0.99, v)
+
+
+@pytest.fixture()
+def pipeline(tmp_path: Path):
+    (tmp_path / "photos").mkdir()
+    cfg = from_dict({"watch": ["photos"], "workers": 1}, tmp_path)
+    with Pipeline(cfg, create=True) as p:
+        yield p
+
+
+def _add(p: Pipeline, name: str, people: list[int]) -> list[int]:
+    path = p.cfg.watch[0] / name
+    path.write_bytes(name.encode())
+    photo = IndexedPhoto(path, 100, 100, p.engine_id, tuple(_face(i) for i in people))
+    return p.store.save_indexed(path, 1, 1, name, photo)
+
+
+def _persons(p: Pipeline, ids: list[int]) -> list[int | None]:
+    by_id = {f.id: f.person_id for f in p.store.faces(ids=ids)}
+    return [by_id[i] for i in ids]
+
+
+def test_new_face_joins_its_person_at_once_and_strangers_wait(pipeline: Pipeline) -> None:
+    known = [_add(pipeline, f"a{i}.jpg", [0])[0] for i in range(4)]
+    known += [_add(pipeline, f"b{i}.jpg", [1])[0] for i in range(4)]
+    pipeline.recluster()
+    a, b = _persons(pipeline, known[:1])[0], _persons(pipeline, known[4:5])[0]
+    assert a is not None and b is not None and a != b
+
+    new_a = _add(pipeline, "new-a.jpg", [0])
+    stranger = _add(pipeline, "stranger.jpg", [2])
+    assert pipeline.assign_incremental(new_a + stranger) == 1
+    assert _persons(pipeline, new_a + stranger) == [a, None]
+    # The next new face is voted on with the one just added in the index.
+    again = _add(pipeline, "new-a2.jpg", [0])
+    assert pipeline.assign_incremental(again) == 1
+    assert _persons(pipeline, again) == [a]
+
+
+def test_recluster_keeps_person_ids_stable(pipeline: Pipeline) -> None:
+    ids = [_add(pipeline, f"a{i}.jpg", [0])[0] for i in range(3)]
+    ids += [_add(pipeline, f"b{i}.jpg", [1])[0] for i in range(3)]
+    pipeline.recluster()
+    before = _persons(pipeline, ids)
+    _add(pipeline, "c0.jpg", [2])
+    _add(pipeline, "c1.jpg", [2])
+    pipeline.recluster()
+    assert _persons(pipeline, ids) == before
+
+
+def test_labels_exclusion_keeps_a_photo_out_of_a_person(pipeline: Pipeline) -> None:
+    ids = [_add(pipeline, f"a{i}.jpg", [0])[0] for i in range(4)]
+    pipeline.recluster()
+    person = _persons(pipeline, ids[:1])[0]
+    pipeline.cfg.labels_file.write_text(
+        f'[people]\nperson-{person:04d} = {{ name = "Ann", exclude = ["a3.jpg"] }}\n'
+    )
+    assert pipeline.reload_labels() is None
+    pipeline.recluster()
+    assert _persons(pipeline, ids) == [person, person, person, None]
+    plans = {plan.folder: {p.name for p in plan.photos} for plan in pipeline.plans()}
+    assert plans == {"Ann": {"a0.jpg", "a1.jpg", "a2.jpg"}}
+
+
+def test_broken_labels_keep_the_last_good_ones(pipeline: Pipeline) -> None:
+    pipeline.cfg.labels_file.write_text('[people]\nperson-0001 = "Ann"\n')
+    assert pipeline.reload_labels() is None
+    pipeline.cfg.labels_file.write_text('[people]\nperson-0001 = "Ann\n')
+    error = pipeline.reload_labels()
+    assert error is not None and "line 2" in error
+    assert pipeline.labels.people[1].name == "Ann"
+    assert pipeline.status().labels_error == error
