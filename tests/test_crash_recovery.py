@@ -283,11 +283,6 @@ def test_store_recovers_from_kill_9(crashed_and_clean) -> None:
     assert recovered[0]["people"] == expected[0]["people"], "people differ from a clean run"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="fails whenever a kill lands inside album writing (most sessions): see the two "
-    "deterministic xfails below; make this strict once albums/writer.py is fixed",
-)
 def test_albums_recover_from_kill_9(crashed_and_clean) -> None:
     recovered, expected = crashed_and_clean
     assert recovered[1]["albums"] == expected[1]["albums"], "albums differ from a clean run"
@@ -295,12 +290,6 @@ def test_albums_recover_from_kill_9(crashed_and_clean) -> None:
     assert recovered[1]["leftovers"] == [], "temporary files of killed runs left behind"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="albums/writer.py records new folders and entries in the manifest only after "
-    "making them: a run killed in between leaves a stale album (e.g. a second person-NNNN "
-    "with the same photos) that no later run adopts or removes",
-)
 def test_entries_of_a_run_killed_before_its_manifest_are_cleaned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,6 +20,11 @@ Reconciling is cheap when nothing changed: one ``lstat`` (plus ``readlink`` or a
 * Only entries recorded in the manifest (or found to be exactly what this writer would
   create) are ever replaced or removed; any other file is a user's and is left alone
   (a name clash with one is counted as an error).
+* Write-ahead: new folders, and entries about to be made (marked ``pending``), are saved
+  in the manifest before anything is created, so after a kill -9 the next run finds
+  every folder and entry the killed run may have made and adopts or removes it.
+* Temporary files a killed write left behind are removed when a folder is opened
+  (writes are single-writer: the service holds the state lock).
 * Every file operation goes through a directory file descriptor opened with
   ``O_NOFOLLOW``: an album folder, or ``.facecluster``, that is a symlink (planted to
   point at ``/etc``, say) is refused, never followed.
@@ -93,6 +98,10 @@ class ManifestEntry:
     """The entry's own mtime when made: inode numbers get reused, this tells them apart."""
     fallback: bool = False
     """A copy made because a hardlink was impossible (other file system)."""
+    pending: bool = False
+    """Saved ahead of making the entry (write-ahead): the entry on disk may be a new one
+    this writer made for ``source`` but had no time to record. The fields above describe
+    the entry it replaces (``ino`` is -1 if there was none)."""
 
     def is_entry(self, st: os.stat_result) -> bool:
         """Whether ``st`` (an lstat) is still this entry and not something put in its place."""
@@ -192,7 +201,7 @@ def _parse_manifest(data: object) -> Manifest:
             mtime = rec.get("mtime_ns")
             manifest.entries[(folder, name)] = ManifestEntry(
                 source, mode, ino, mtime if isinstance(mtime, int) else None,
-                rec.get("fallback") is True,
+                rec.get("fallback") is True, rec.get("pending") is True,
             )
     if isinstance(folders, list):
         manifest.folders = {f for f in folders if isinstance(f, str) and is_plain_name(f)}
@@ -237,7 +246,12 @@ def read_manifest(albums_dir: Path) -> Manifest:
 
 
 def _write_manifest(root_fd: int, manifest: Manifest) -> None:
-    """Replace the manifest atomically (temp file, fsync, rename)."""
+    """Save the manifest at the end of a run, whatever happened in it."""
+    _save_manifest(root_fd, manifest)
+
+
+def _save_manifest(root_fd: int, manifest: Manifest) -> None:
+    """Replace the manifest atomically (temp file, fsync, rename) unless unchanged."""
     state_fd, _ = open_dir(root_fd, STATE_DIR, create=True)
     try:
         clear_leftovers(state_fd)
@@ -249,6 +263,7 @@ def _write_manifest(root_fd: int, manifest: Manifest) -> None:
                     "source": e.source, "mode": e.mode, "ino": e.ino, "mtime_ns": e.mtime_ns
                 }
                 | ({"fallback": True} if e.fallback else {})
+                | ({"pending": True} if e.pending else {})
                 for (folder, name), e in sorted(manifest.entries.items())
             },
         }
@@ -414,8 +429,42 @@ class _Run:
         same_copy = not same_file and (st.st_size, st.st_mtime_ns) == (src.st_size, src.st_mtime_ns)
         if self.mode == "hardlink":
             # A copy made because hardlinking was impossible stays a copy.
-            return same_file or (same_copy and rec is not None and rec.fallback)
+            return same_file or (same_copy and rec is not None and (rec.fallback or rec.pending))
         return same_copy
+
+    def made_for(self, folder: str, st: os.stat_result, fd: int, name: str,
+                 source: Path) -> bool:
+        """Whether ``st`` is exactly an entry this writer makes for ``source``, in any mode.
+
+        Such an entry is unmistakable: our hashed name, and a link with our relative
+        target, the original's own inode, or a copy with its size and mtime.
+        """
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                return os.readlink(name, dir_fd=fd) == self.link_target(folder, source)
+            except OSError:
+                return False
+        src = self.source_stat(source)
+        return stat.S_ISREG(st.st_mode) and src is not None and (
+            (st.st_ino, st.st_dev) == (src.st_ino, src.st_dev)
+            or (st.st_size, st.st_mtime_ns) == (src.st_size, src.st_mtime_ns)
+        )
+
+    def owns(self, rec: ManifestEntry, folder: str, st: os.stat_result, fd: int,
+             name: str) -> bool:
+        """Whether ``st`` is the entry ``rec`` records, or one a killed run made for it."""
+        return rec.is_entry(st) or (
+            rec.pending and self.made_for(folder, st, fd, name, Path(rec.source))
+        )
+
+    def on_disk(self, st: os.stat_result, source: Path) -> tuple[str, bool]:
+        """(mode, fallback) to record for an entry of ``source`` found as ``st``."""
+        if stat.S_ISLNK(st.st_mode):
+            return "symlink", False
+        src = self.source_stat(source)
+        if src is not None and (st.st_ino, st.st_dev) == (src.st_ino, src.st_dev):
+            return "hardlink", False
+        return "copy", self.mode == "hardlink"
 
     def fail(self, event: str, exc: OSError, **fields: object) -> None:
         """Count a failed entry; a full disk stops further additions."""
@@ -460,7 +509,7 @@ class _Run:
             return
         try:
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            if rec.is_entry(st):
+            if self.owns(rec, folder, st, fd, name):
                 os.unlink(name, dir_fd=fd)
                 self.removed += 1
             else:
@@ -483,7 +532,7 @@ class _Run:
         try:
             rec = self.manifest.entries[old]
             st = os.stat(old[1], dir_fd=old_fd, follow_symlinks=False)
-            if not rec.is_entry(st):
+            if not self.owns(rec, old[0], st, old_fd, old[1]):
                 return False
             os.rename(old[1], name, src_dir_fd=old_fd, dst_dir_fd=fd)
         except OSError:
@@ -491,10 +540,13 @@ class _Run:
         finally:
             os.close(old_fd)
         del self.manifest.entries[old]
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if rec.pending:  # made by a killed run: record what it turned out to be
+            mode, fallback = self.on_disk(st, source)
+            rec = _record(source, mode, st, fallback)
         self.manifest.entries[(folder, name)] = ManifestEntry(
             str(source), rec.mode, rec.ino, rec.mtime_ns, rec.fallback
         )
-        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
         if not self.matches(folder, st, fd, name, source, rec):
             # Same inode but not right here (e.g. a copy of an edited original): redo it.
             self.create(fd, folder, name, source, replace=True)
@@ -561,6 +613,13 @@ def _reconcile(run: _Run, want: dict[str, dict[str, Path]]) -> None:
     for key in sorted(stale):
         stale_by_source.setdefault(manifest.entries[key].source, []).append(key)
 
+    # Write-ahead: folders are recorded before they are made, so a run killed in between
+    # leaves none that no later run knows to remove.
+    missing = {f for f in want if f not in manifest.folders and not _exists(run.root_fd, f)}
+    if missing:
+        manifest.folders |= missing
+        _save_manifest(run.root_fd, manifest)
+
     folder_fds: dict[str, int] = {}
     todo: list[tuple[str, str, Path, bool]] = []  # folder, name, source, replace
     try:
@@ -587,12 +646,13 @@ def _reconcile(run: _Run, want: dict[str, dict[str, Path]]) -> None:
                 except OSError as e:
                     run.fail("album_entry_failed", e, entry=f"{folder}/{name}")
                     continue
-                ours = rec is not None and rec.is_entry(st) and rec.source == str(source)
+                ours = (rec is not None and rec.source == str(source)
+                        and run.owns(rec, folder, st, fd, name))
                 if run.matches(folder, st, fd, name, source, rec):
                     run.kept += 1
-                    if not ours:  # made by an earlier run that died before saving
-                        fallback = run.mode == "hardlink" and rec is not None and rec.fallback
-                        on_disk = "copy" if fallback else run.mode
+                    if not ours or rec.pending:
+                        # made by an earlier run that died before recording it
+                        on_disk, fallback = run.on_disk(st, source)
                         manifest.entries[key] = _record(source, on_disk, st, fallback)
                         stale.discard(key)
                         adopted = True
@@ -607,6 +667,7 @@ def _reconcile(run: _Run, want: dict[str, dict[str, Path]]) -> None:
             ):
                 manifest.folders.add(folder)  # nothing but our entries: a folder we made
 
+        before = _write_ahead(run, todo)
         # Moves first (a relabel renames an album), then removals, which free space.
         rest: list[tuple[str, str, Path, bool]] = []
         for folder, name, source, replace in todo:
@@ -632,10 +693,46 @@ def _reconcile(run: _Run, want: dict[str, dict[str, Path]]) -> None:
                 run.added += 1
             except OSError as e:
                 run.fail("album_entry_failed", e, entry=f"{folder}/{name}", source=str(source))
+        for key, old in before.items():  # written ahead but not made after all
+            rec = manifest.entries.get(key)
+            if rec is not None and rec.pending:
+                if old is None:
+                    del manifest.entries[key]
+                else:
+                    manifest.entries[key] = old
     finally:
         for fd in folder_fds.values():
             os.close(fd)
     _remove_empty_folders(run, set(want))
+
+
+def _write_ahead(run: _Run, todo: list[tuple[str, str, Path, bool]]
+                 ) -> dict[tuple[str, str], ManifestEntry | None]:
+    """Record the entries about to be made as pending, save, and return the old records.
+
+    A run killed while making them leaves a manifest that names every entry it may have
+    made, so the next run can tell them from a user's files and adopt or remove them.
+    """
+    before: dict[tuple[str, str], ManifestEntry | None] = {}
+    for folder, name, source, _ in todo:
+        key = (folder, name)
+        old = before[key] = run.manifest.entries.get(key)
+        run.manifest.entries[key] = (
+            ManifestEntry(str(source), run.mode, -1, None, pending=True) if old is None
+            else ManifestEntry(old.source, old.mode, old.ino, old.mtime_ns, old.fallback, True)
+        )
+    if todo:
+        _save_manifest(run.root_fd, run.manifest)
+    return before
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    """Whether ``name`` exists in ``dir_fd`` (as anything, a dangling symlink included)."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _is_litter(name: str) -> bool:
