@@ -518,3 +518,52 @@ def test_export_reads_only_what_the_entry_is(tmp_path: Path, photos, mode: str) 
         contents = {zf.read(n) for n in zf.namelist()}
     assert b"private key material" not in contents
     assert contents <= {p.read_bytes() for p in photos.values()}
+
+
+@pytest.mark.parametrize("mode", ["symlink", "copy", "hardlink"])
+def test_entries_of_a_killed_run_are_adopted_or_removed(
+    tmp_path: Path, photos, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    albums = tmp_path / "albums"
+    manifest = albums / ".facecluster" / "manifest.json"
+    plans = _plans(photos, Labels())
+    on_disk: list[bytes] = []
+    real_create = writer_mod._Run.create
+
+    def create(self, *args, **kwargs):
+        if not on_disk:  # the manifest as it is when the first entry gets made
+            on_disk.append(manifest.read_bytes())
+        return real_create(self, *args, **kwargs)
+
+    monkeypatch.setattr(writer_mod._Run, "create", create)
+    write_albums(albums, plans, mode)
+    monkeypatch.undo()
+    # kill -9 after every entry was made, before the run's closing manifest save
+    manifest.write_bytes(on_disk[0])
+    assert b'"pending":true' in on_disk[0]
+    # the next run re-clustered: new person ids for the same photos, person-0004 gone
+    renumbered = [AlbumPlan(p.folder.replace("-000", "-100"), p.person_ids, p.photos, p.faces)
+                  for p in plans if p.folder != "person-0004"]
+    report = write_albums(albums, renumbered, mode)
+    assert report.errors == 0
+    write_albums(tmp_path / "clean", renumbered, mode)
+    assert _tree(albums) == _tree(tmp_path / "clean"), "stale album of the killed run left"
+    assert b"pending" not in manifest.read_bytes()
+    assert write_albums(albums, [], mode).errors == 0
+    assert _tree(albums) == {}
+
+
+def test_pictures_of_a_killed_run_are_removed(tmp_path: Path, photos) -> None:
+    albums = tmp_path / "albums"
+    plans = _plans(photos, Labels())
+    write_albums(albums, plans, "symlink")
+    signatures = albums / ".thumbnails" / "signatures.json"
+    write_pictures(albums, plans[:1])
+    saved = signatures.read_bytes()
+    write_pictures(albums, plans)
+    signatures.write_bytes(saved)  # kill -9 after the pictures, before the signatures
+    (albums / ".thumbnails" / "notes.txt").write_text("not a picture: kept")
+    write_pictures(albums, plans[:1])
+    names = {p.name for p in (albums / ".thumbnails").iterdir()}
+    kept = {p.name for p in thumbnail_paths(albums, plans[0].folder)}
+    assert names == kept | {"notes.txt", "signatures.json"}, "pictures of gone albums left"

@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +188,23 @@ def _exists(dir_fd: int, name: str) -> bool:
     return True
 
 
+def _remove_orphans(thumbs_fd: int, keep: set[str]) -> None:
+    """Remove pictures of no current album.
+
+    A run killed after writing an album's pictures but before saving the signatures
+    leaves pictures no signature names, which the removal of vanished albums never sees.
+    """
+    for name in os.listdir(thumbs_fd):
+        if not name.endswith(".jpg") or name in keep:
+            continue
+        try:
+            if stat.S_ISREG(os.stat(name, dir_fd=thumbs_fd, follow_symlinks=False).st_mode):
+                os.unlink(name, dir_fd=thumbs_fd)
+                log.info("album_picture_orphan_removed", name=name)
+        except OSError as e:
+            log.warning("album_picture_remove_failed", name=name, error=e.strerror)
+
+
 def _read_signatures(dir_fd: int) -> dict[str, str]:
     try:
         fd = os.open(SIGNATURES_NAME, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
@@ -263,6 +281,7 @@ def write_pictures(
                 except OSError as e:
                     log.warning("album_picture_remove_failed", name=name, error=e.strerror)
             removed += 1
+        _remove_orphans(thumbs_fd, {n for folder in new for n in thumbnail_names(folder)})
         if new != old or not _exists(thumbs_fd, SIGNATURES_NAME):  # no change, no write
             write_file_atomic(thumbs_fd, SIGNATURES_NAME, json.dumps(new, indent=1).encode())
     finally:
