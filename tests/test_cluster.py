@@ -13,6 +13,7 @@ from sklearn.cluster import DBSCAN
 from daemon.cluster import (
     ClusterParams,
     FaceIndex,
+    IndexParams,
     assign_new,
     bcubed_scores,
     cluster_faces,
@@ -316,3 +317,22 @@ def test_guard_leaves_a_compact_person_alone_and_splits_a_large_chained_cluster(
     assert labels[0] != labels[15]
     compact, _ = blobs(1, 50, 0.002, seed=9)
     assert set(cluster_faces(compact, params).tolist()) == {0}
+
+
+def test_cell_join_finds_the_close_pairs_of_the_exact_search() -> None:
+    x, truth = blobs(60, 8, 0.03, seed=10)
+    exact = eps_graph(x, 0.5, max_neighbours=20)
+    approx = eps_graph(x, 0.5, max_neighbours=20, params=IndexParams(exact_limit=0, nprobe=4))
+    found = _structure(approx) & _structure(exact)
+    assert found.sum() >= 0.95 * exact.nnz
+    assert not (_structure(approx) & ~_structure(exact)).any()  # nothing beyond eps
+    labels = cluster_faces(x, ClusterParams(eps=0.5, min_samples=2,
+                                            index=IndexParams(exact_limit=0, nprobe=4)))
+    assert same_partition(labels, truth)
+
+
+def test_face_index_beyond_the_exact_limit_still_votes() -> None:
+    x, truth = blobs(40, 10, 0.03, seed=11)
+    index = FaceIndex(x, truth.tolist(), IndexParams(exact_limit=0, nprobe=4))
+    q = unit(x[::10] + 0.005)
+    assert assign_new(index, q, ClusterParams(eps=0.5, min_samples=2)) == truth[::10].tolist()

@@ -4,14 +4,19 @@ Faces are L2-normalised, so inner product and Euclidean distance are interchange
 ``|a - b|^2 = 2 - 2 a.b``. Indexes use inner product; everything handed out is Euclidean
 distance, the unit ``eps`` is given in.
 
-Small collections use an exact flat index. Beyond ``exact_limit`` vectors an all-pairs
-scan grows quadratically (100k faces = 10^10 dot products per re-clustering), so an HNSW
-graph takes over: its neighbours are approximate, but faces within ``eps`` of each other
-are so close that HNSW finds them nearly always (measured in ``bench/cluster_scale.py``).
+Small collections are searched exactly. Beyond ``exact_limit`` faces an all-pairs scan
+grows quadratically (100k faces = 10^10 dot products per re-clustering), so the faces are
+first partitioned into cells by k-means (an inverted file, as FAISS's IVF index) and each
+face is compared only with the faces of the ``nprobe`` cells nearest its own. Faces
+within ``eps`` of each other are so close that they nearly always share or neighbour a
+cell (recall is measured in ``bench/cluster_scale.py``). The all-faces neighbour search
+is done as a *cell join* -- a block matrix product per cell -- because that runs at BLAS
+speed, several times faster than one IVF query per face.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faiss
@@ -24,15 +29,17 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class IndexParams:
-    """How to build a search index."""
+    """How to search for neighbours."""
 
-    exact_limit: int = 30_000
-    """Up to this many vectors, search exactly (flat index); beyond, use HNSW."""
-    hnsw_m: int = 32
-    """HNSW links per node: more = better recall, more memory (m * 8 bytes per face)."""
-    ef_construction: int = 64
-    ef_search: int = 96
-    """HNSW search breadth; must exceed the number of neighbours asked for."""
+    exact_limit: int = 20_000
+    """Up to this many faces, search exactly; beyond, use k-means cells (IVF)."""
+    cells_per_sqrt: float = 2.0
+    """Number of cells = this * sqrt(n): balances cell scans against centroid scans."""
+    nprobe: int = 8
+    """Cells searched per face: more = better recall, proportionally slower."""
+    train_per_cell: int = 30
+    """k-means trains on this many faces per cell (a sample), 10 iterations."""
+    seed: int = 1234
 
 
 def as_unit_float32(vectors: np.ndarray) -> np.ndarray:
@@ -45,17 +52,39 @@ def as_unit_float32(vectors: np.ndarray) -> np.ndarray:
     return v
 
 
+def _cells(n: int, params: IndexParams) -> int:
+    return max(1, int(params.cells_per_sqrt * np.sqrt(n)))
+
+
+def _train_centroids(v: np.ndarray, cells: int, params: IndexParams) -> np.ndarray:
+    """k-means centroids of a sample of ``v`` (inner product, so unit centroids)."""
+    rng = np.random.default_rng(params.seed)
+    sample = v[rng.choice(len(v), min(len(v), cells * params.train_per_cell), replace=False)]
+    km = faiss.Kmeans(v.shape[1], cells, niter=10, spherical=True, seed=params.seed,
+                      max_points_per_centroid=params.train_per_cell)
+    km.train(sample)
+    return km.centroids
+
+
 def build_index(vectors: np.ndarray, params: IndexParams | None = None) -> faiss.Index:
-    """An inner-product FAISS index holding ``vectors`` (row i gets id i)."""
+    """An inner-product FAISS index holding ``vectors`` (row i gets id i).
+
+    Exact (flat) up to ``params.exact_limit`` faces, an IVF index beyond; vectors
+    added later go into the same cells.
+    """
     params = params or IndexParams()
     v = as_unit_float32(vectors)
     n, d = v.shape
     if n <= params.exact_limit:
         index: faiss.Index = faiss.IndexFlatIP(d)
     else:
-        index = faiss.IndexHNSWFlat(d, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = params.ef_construction
-        index.hnsw.efSearch = params.ef_search
+        cells = _cells(n, params)
+        quantizer = faiss.IndexFlatIP(d)
+        quantizer.add(_train_centroids(v, cells, params))
+        index = faiss.IndexIVFFlat(quantizer, d, cells, faiss.METRIC_INNER_PRODUCT)
+        index.is_trained = True
+        index.nprobe = params.nprobe
+        index.referenced_objects = [quantizer]  # the IVF index does not own it
     if n:
         index.add(v)
     log.debug("index_built", faces=n, kind=type(index).__name__)
@@ -73,12 +102,61 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     if index.ntotal == 0:
         m = len(q)
         return np.full((m, 1), np.inf, np.float32), np.full((m, 1), -1, np.int64)
-    if isinstance(index, faiss.IndexHNSW):
-        index.hnsw.efSearch = max(index.hnsw.efSearch, k + 1)
-    sims, ids = index.search(q, k)
+    return _to_l2(*index.search(q, k))
+
+
+def knn_all(vectors: np.ndarray, k: int,
+            params: IndexParams | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest faces of every face among all faces (itself usually included).
+
+    Returns (distances float32 [n, k] Euclidean, ids int64 [n, k]), missing = (inf, -1).
+    Exact up to ``exact_limit`` faces, else a cell join (module docstring).
+    """
+    params = params or IndexParams()
+    v = as_unit_float32(vectors)
+    n = len(v)
+    k = max(1, min(k, n))
+    if n <= params.exact_limit:
+        return _to_l2(*faiss.knn(v, v, k, metric=faiss.METRIC_INNER_PRODUCT))
+    cells = _cells(n, params)
+    centroids = _train_centroids(v, cells, params)
+    _, home = faiss.knn(v, centroids, 1, metric=faiss.METRIC_INNER_PRODUCT)
+    home = home[:, 0]
+    # Each cell's faces are compared with the faces of its nprobe nearest cells.
+    _, near_cells = faiss.knn(centroids, centroids, min(params.nprobe, cells),
+                              metric=faiss.METRIC_INNER_PRODUCT)
+    order = np.argsort(home, kind="stable")
+    starts = np.searchsorted(home[order], np.arange(cells + 1))
+    sims = np.full((n, k), -np.inf, np.float32)
+    ids = np.full((n, k), -1, np.int64)
+
+    def join(c: int) -> None:
+        queries = order[starts[c]:starts[c + 1]]
+        if len(queries) == 0:
+            return
+        cand = np.concatenate([order[starts[o]:starts[o + 1]] for o in near_cells[c] if o >= 0])
+        kk = min(k, len(cand))
+        s, j = faiss.knn(v[queries], v[cand], kk, metric=faiss.METRIC_INNER_PRODUCT)
+        sims[queries, :kk] = s
+        ids[queries, :kk] = np.where(j >= 0, cand[np.clip(j, 0, None)], -1)
+
+    # Cells are small: OpenMP start-up per call would cost more than the product itself,
+    # so run single-threaded FAISS calls side by side (FAISS releases the GIL).
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            list(pool.map(join, range(cells)))
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return _to_l2(sims, ids)
+
+
+def _to_l2(sims: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inner products of unit vectors -> Euclidean distances; missing ids -> inf."""
     dist = np.sqrt(np.clip(2.0 - 2.0 * sims, 0.0, None)).astype(np.float32)
     dist[ids < 0] = np.inf
-    return dist, ids
+    return dist, ids.astype(np.int64)
 
 
 def eps_graph(
@@ -100,21 +178,11 @@ def eps_graph(
     n = len(v)
     if n == 0:
         return sp.csr_matrix((0, 0), dtype=np.float32)
-    index = build_index(v, params)
-    rows, cols, dists = [], [], []
-    step = 65_536  # bound the temporary [step, k] result arrays
-    for start in range(0, n, step):
-        dist, ids = search(index, v[start:start + step], max_neighbours + 1)
-        r = np.repeat(np.arange(start, start + len(ids), dtype=np.int64), ids.shape[1])
-        ids, dist = ids.ravel(), dist.ravel()
-        keep = (dist <= eps) & (ids >= 0) & (ids != r)
-        rows.append(r[keep])
-        cols.append(ids[keep])
-        dists.append(dist[keep])
-    r = np.concatenate(rows)
-    c = np.concatenate(cols)
-    d = np.concatenate(dists)
-    return _dedupe(r, c, d, n)
+    dist, ids = knn_all(v, max_neighbours + 1, params)
+    r = np.repeat(np.arange(n, dtype=np.int64), ids.shape[1])
+    ids, dist = ids.ravel(), dist.ravel()
+    keep = (dist <= eps) & (ids >= 0) & (ids != r)
+    return _dedupe(r[keep], ids[keep], dist[keep], n)
 
 
 def _dedupe(rows: np.ndarray, cols: np.ndarray, dist: np.ndarray, n: int) -> sp.csr_matrix:
