@@ -435,8 +435,7 @@ def recall_table(max_sides: list[int], detection: DetectionConfig) -> None:
                 centres = [(d.box[0] + d.box[2] / 2, d.box[1] + d.box[3] / 2) for d in found]
                 hits[m] += matched(scaled, centres)
         print(f"{frac:<18} {float(np.median(sizes)):16.0f} "
-              + " ".join(f"{hits[m]:>8}/{total:<3} {hits[m] / total:3.0%}"[:14].rjust(14)
-                         for m in max_sides))
+              + " ".join(f"{hits[m]}/{total} {hits[m] / total:4.0%}".rjust(14) for m in max_sides))
     print(f"{'decode+detect ms':<35} "
           + " ".join(f"{1000 * float(np.median(times[m])):14.0f}" for m in max_sides))
 
