@@ -48,7 +48,7 @@ class DetectionConfig:
     """Detector confidence below which a face is dropped (YuNet score, 0..1)."""
     min_face_px: int = 36
     """Faces whose shorter box side (in original pixels) is smaller are dropped."""
-    max_side: int = 1280
+    max_side: int = 960
     """Photos are downscaled so their longer side is at most this before detection."""
     max_pixels: int = 100_000_000
     """Photos whose header claims more pixels are refused before decoding (bomb guard)."""
