@@ -1,11 +1,16 @@
 """DBSCAN on a sparse eps-graph, with a guard against chaining.
 
-Draft: the guard is chosen by measurement (see bench/CLUSTERING.md).
+DBSCAN with a small ``min_samples`` is single linkage: one chain of look-alike faces
+glues two people (and on LFW-dev at eps 0.40, nearly everybody) into one cluster. The
+guard re-cuts each DBSCAN cluster by average linkage at ``split_eps``. Because faces of
+different DBSCAN clusters are all farther than eps apart, this equals global
+average-linkage clustering cut at ``split_eps <= eps`` -- computed without an n x n
+matrix. Measurements and the alternatives tried are in ``bench/CLUSTERING.md``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -169,10 +174,32 @@ def cluster_faces(vectors: np.ndarray, params: ClusterParams) -> np.ndarray:
     return labels
 
 
+DLIB_RAW_NORM = 1.45
+"""Typical length of a raw dlib descriptor (measured on LFW faces); ours are unit length."""
+DLIB_THRESHOLD = 0.6 / DLIB_RAW_NORM
+"""dlib's published same-person threshold (L2 0.6 on raw descriptors), on unit vectors."""
+SFACE_THRESHOLD = float(np.sqrt(2 - 2 * 0.363))
+"""OpenCV's published SFace threshold (cosine 0.363) as L2 on unit vectors: 1.129."""
+
+_DLIB = ClusterParams(eps=0.36, min_samples=2, guard="split", split_eps=0.35)
+"""Measured on LFW-dev with the YuNet + dlib engine (bench/cluster_quality.py)."""
+
+
 def default_params(engine_id: str) -> ClusterParams:
-    """The measured (dlib) or derived (SFace) defaults for an engine id."""
-    if engine_id.endswith("dlib-resnet-v1"):
-        return ClusterParams(eps=0.45, min_samples=2)
-    if engine_id.endswith("sface-2021dec"):
-        return ClusterParams(eps=1.0, min_samples=2)
-    raise ValueError(f"no clustering defaults for engine {engine_id!r}")
+    """The clustering defaults for an engine id (``<detector>+<embedder>``).
+
+    dlib ResNet: measured on LFW-dev (bench/CLUSTERING.md): DBSCAN eps 0.36,
+    min_samples 2, average-linkage split at 0.35 -- the best balance found, favouring
+    precision (a split person is one merge in labels.toml; a stranger in an album is
+    worse). SFace: not measurable here (no model), so derived: the dlib values are 0.87
+    and 0.85 of dlib's published threshold; the same fractions of SFace's published
+    threshold give eps 0.98 and split 0.95. Raises ValueError for an unknown embedder.
+    """
+    if engine_id.endswith("+dlib-resnet-v1"):
+        return _DLIB
+    if engine_id.endswith("+sface-2021dec"):
+        scale = SFACE_THRESHOLD / DLIB_THRESHOLD
+        return replace(_DLIB, eps=round(_DLIB.eps * scale, 2),
+                       split_eps=round(_DLIB.split_eps * scale, 2))
+    raise ValueError(f"no clustering defaults for engine {engine_id!r} "
+                     "(known embedders: dlib-resnet-v1, sface-2021dec)")
