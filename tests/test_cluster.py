@@ -22,7 +22,7 @@ from daemon.cluster import (
     pairwise_scores,
     stable_ids,
 )
-from daemon.cluster.dbscan import dbscan_graph
+from daemon.cluster.dbscan import dbscan_graph, peel
 
 DIM = 32
 
@@ -336,3 +336,42 @@ def test_face_index_beyond_the_exact_limit_still_votes() -> None:
     index = FaceIndex(x, truth.tolist(), IndexParams(exact_limit=0, nprobe=4))
     q = unit(x[::10] + 0.005)
     assert assign_new(index, q, ClusterParams(eps=0.5, min_samples=2)) == truth[::10].tolist()
+
+
+def test_peel_breaks_a_chained_giant_component_along_its_weakest_links() -> None:
+    # Four tight people, each pair of neighbours joined by a thin chain of look-alikes:
+    # at eps one component, too large for exact average linkage under this limit.
+    rng = np.random.default_rng(12)
+    centres = [unit(np.eye(DIM)[i] + np.eye(DIM)[i + 1]) for i in range(4)]
+    people = [c + rng.normal(scale=0.004, size=(40, DIM)) for c in centres]
+    chains = [
+        (1 - t) * centres[i] + t * centres[i + 1]
+        for i in range(3)
+        for t in np.linspace(0, 1, 40)[1:-1, None]
+    ]
+    x = unit(np.r_[np.concatenate(people), np.array(chains).reshape(-1, DIM)])
+    truth = np.r_[np.repeat(np.arange(4), 40), np.full(len(x) - 160, -1)]
+    chain = x[160:].reshape(3, -1, DIM)
+    step = float(np.linalg.norm(np.diff(chain, axis=1), axis=2).max())
+    params = ClusterParams(eps=1.2 * step, min_samples=2, split_limit=60)
+    graph = eps_graph(x, params.eps, params.max_neighbours)
+    assert dbscan_graph(graph, 2).max() == 0  # plain DBSCAN: one giant component
+
+    parts = peel(graph, np.arange(len(x)), params.eps, params.split_limit, params.min_samples)
+    assert all(len(p) <= params.split_limit for p in parts)
+    for person in range(4):
+        homes = [i for i, p in enumerate(parts) if (truth[p] == person).any()]
+        assert len(homes) == 1, f"person {person} cut into {len(homes)} parts"
+        assert set(truth[parts[homes[0]]].tolist()) <= {person, -1}
+
+    # Each person is about 0.05 across; average linkage at 0.2 keeps each one whole.
+    labels = cluster_faces(x, replace(params, split_eps=0.2))
+    # Peeling reads the component at a higher density, so a few outlying faces may fall
+    # to noise; no person is split and no two people share a label.
+    main_label = []
+    for person in range(4):
+        got = labels[truth == person]
+        values, counts = np.unique(got[got != -1], return_counts=True)
+        assert len(values) == 1 and counts[0] >= 0.9 * len(got), (person, values, counts)
+        main_label.append(int(values[0]))
+    assert len(set(main_label)) == 4

@@ -121,12 +121,75 @@ def split_cluster(vectors: np.ndarray, cut: float, limit: int, seed: int = 0) ->
     return sub[nearest[:, 0]]
 
 
-def guard_split(vectors: np.ndarray, labels: np.ndarray, params: ClusterParams) -> np.ndarray:
+PEEL_STEP = 0.97
+"""Each peeling round keeps only edges shorter than this fraction of the last radius."""
+PEEL_FLOOR = 0.6
+"""Peeling stops at this fraction of eps; what is still too large is split on a sample."""
+
+
+def _restrict(graph: sp.csr_matrix, idx: np.ndarray, radius: float) -> sp.csr_matrix:
+    """The subgraph on ``idx`` with only the edges no longer than ``radius``.
+
+    Built from COO so that zero-length edges (duplicate faces) survive as explicit zeros.
+    """
+    sub = graph[idx][:, idx].tocoo()
+    keep = sub.data <= radius
+    g = sp.csr_matrix(
+        (sub.data[keep], (sub.row[keep], sub.col[keep])), shape=(len(idx), len(idx))
+    )
+    g.sort_indices()
+    return g
+
+
+def peel(
+    graph: sp.csr_matrix, members: np.ndarray, eps: float, limit: int, min_samples: int
+) -> list[np.ndarray]:
+    """Cut a cluster too large for exact average linkage into denser parts.
+
+    With many faces, chains of look-alikes at ``eps`` glue thousands of people into one
+    DBSCAN component; cutting it on a random sample loses its structure. Instead, read
+    the component at a higher density, as HDBSCAN does: shrink the radius step by step
+    on the component's own edges (no new neighbour search) until every part fits in
+    ``limit``. The weakest links -- the chains -- break first. Faces that fall out of
+    every part join the part of their nearest neighbour at the previous radius, or
+    become noise when they have none. Returns arrays of ``members``' row indices in
+    ``graph``.
+    """
+    done: list[np.ndarray] = []
+    todo = [(np.asarray(members), eps)]
+    while todo:
+        idx, radius = todo.pop()
+        if len(idx) <= limit or radius < eps * PEEL_FLOOR:
+            done.append(idx)
+            continue
+        smaller = radius * PEEL_STEP
+        labels = dbscan_graph(_restrict(graph, idx, smaller), min_samples)
+        lost = np.flatnonzero(labels == NOISE)
+        if len(lost):
+            prev = _restrict(graph, idx, radius)[lost].tocoo()
+            ok = labels[prev.col] != NOISE
+            rows, cols, dist = prev.row[ok], prev.col[ok], prev.data[ok]
+            order = np.lexsort((dist, rows))
+            rows, cols = rows[order], cols[order]
+            first = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.zeros(0, bool)
+            labels[lost[rows[first]]] = labels[cols[first]]
+        for part in range(int(labels.max(initial=-1)) + 1):
+            todo.append((idx[labels == part], smaller))
+    return done
+
+
+def guard_split(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    params: ClusterParams,
+    graph: sp.csr_matrix | None = None,
+) -> np.ndarray:
     """Re-cut every cluster that is not mutually close (see :func:`split_cluster`).
 
     A cluster whose faces all lie within the cut of each other is left alone without
-    computing anything more (its diameter bounds every average). Parts smaller than
-    ``min_samples`` become noise, as DBSCAN would have called them.
+    computing anything more (its diameter bounds every average). A cluster larger than
+    ``split_limit`` is first peeled into denser parts (:func:`peel`) when the eps-graph
+    is given. Parts smaller than ``min_samples`` become noise, as DBSCAN would call them.
     """
     cut = params.split_eps or params.eps
     out = labels.copy()
@@ -142,11 +205,22 @@ def guard_split(vectors: np.ndarray, labels: np.ndarray, params: ClusterParams) 
         radius = np.linalg.norm(v - centre, axis=1).max()
         if 2 * radius <= cut:  # diameter <= cut: nothing to split
             continue
-        sub = split_cluster(v, cut, params.split_limit)
-        if sub.max() == 0:
+        if graph is not None and len(members) > params.split_limit:
+            sub = np.full(len(members), NOISE, dtype=np.int64)
+            offset = 0
+            local = _restrict(graph, members, params.eps)
+            for part in peel(local, np.arange(len(members)), params.eps, params.split_limit,
+                             params.min_samples):
+                piece = split_cluster(v[part], cut, params.split_limit)
+                sub[part] = piece + offset
+                offset += int(piece.max(initial=-1)) + 1
+            sub = _dense_parts(sub)
+        else:
+            sub = split_cluster(v, cut, params.split_limit)
+        if sub.max() == 0 and (sub == NOISE).sum() == 0:
             continue
-        sizes = np.bincount(sub)
-        keep = sizes[sub] >= max(2, params.min_samples)
+        sizes = np.bincount(sub[sub != NOISE], minlength=int(sub.max(initial=-1)) + 1)
+        keep = (sub != NOISE) & (sizes[np.clip(sub, 0, None)] >= max(2, params.min_samples))
         out[members[~keep]] = NOISE
         big = np.flatnonzero(sizes >= max(2, params.min_samples))
         # The largest part keeps the label; the others get fresh ones.
@@ -156,6 +230,15 @@ def guard_split(vectors: np.ndarray, labels: np.ndarray, params: ClusterParams) 
                 next_label += 1
         log.debug("cluster_split", faces=len(members), parts=len(big))
     return renumber(out)
+
+
+def _dense_parts(sub: np.ndarray) -> np.ndarray:
+    """Renumber part labels 0..k-1 keeping noise (faces that fell out while peeling)."""
+    out = sub.copy()
+    real = sub != NOISE
+    if real.any():
+        out[real] = np.unique(sub[real], return_inverse=True)[1]
+    return out
 
 
 def cluster_faces(vectors: np.ndarray, params: ClusterParams) -> np.ndarray:
@@ -168,7 +251,7 @@ def cluster_faces(vectors: np.ndarray, params: ClusterParams) -> np.ndarray:
     graph = eps_graph(vectors, params.eps, params.max_neighbours, params.index)
     labels = dbscan_graph(graph, params.min_samples)
     if params.guard == "split":
-        labels = guard_split(np.asarray(vectors, dtype=np.float32), labels, params)
+        labels = guard_split(np.asarray(vectors, dtype=np.float32), labels, params, graph)
     elif params.guard != "none":
         raise ValueError(f"unknown chaining guard {params.guard!r} (use 'split' or 'none')")
     return labels
