@@ -264,19 +264,20 @@ DLIB_THRESHOLD = 0.6 / DLIB_RAW_NORM
 SFACE_THRESHOLD = float(np.sqrt(2 - 2 * 0.363))
 """OpenCV's published SFace threshold (cosine 0.363) as L2 on unit vectors: 1.129."""
 
-_DLIB = ClusterParams(eps=0.36, min_samples=2, guard="split", split_eps=0.35)
+_DLIB = ClusterParams(eps=0.37, min_samples=2, guard="split", split_eps=0.365)
 """Measured on LFW-dev with the YuNet + dlib engine (bench/cluster_quality.py)."""
 
 
 def default_params(engine_id: str) -> ClusterParams:
     """The clustering defaults for an engine id (``<detector>+<embedder>``).
 
-    dlib ResNet: measured on LFW-dev (bench/CLUSTERING.md): DBSCAN eps 0.36,
-    min_samples 2, average-linkage split at 0.35 -- the best balance found, favouring
-    precision (a split person is one merge in labels.toml; a stranger in an album is
-    worse). SFace: not measurable here (no model), so derived: the dlib values are 0.87
-    and 0.85 of dlib's published threshold; the same fractions of SFace's published
-    threshold give eps 0.98 and split 0.95. Raises ValueError for an unknown embedder.
+    dlib ResNet: measured on LFW-dev (bench/CLUSTERING.md): DBSCAN eps 0.37,
+    min_samples 2, average-linkage split at 0.365 -- the best pairwise F found (0.939,
+    BCubed 0.933; the settings within 0.005 of it differ by one borderline pair of a
+    person's photos, and this one keeps both photos of every person in
+    ``photos/known``). SFace: not measurable here (no model), so derived: the dlib
+    values are fractions of dlib's published threshold; the same fractions of SFace's
+    published threshold give its eps and split. Raises ValueError for an unknown embedder.
     """
     if engine_id.endswith("+dlib-resnet-v1"):
         return _DLIB
