@@ -153,10 +153,18 @@ def knn_all(vectors: np.ndarray, k: int,
 
 
 def _to_l2(sims: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inner products of unit vectors -> Euclidean distances; missing ids -> inf."""
-    dist = np.sqrt(np.clip(2.0 - 2.0 * sims, 0.0, None)).astype(np.float32)
+    """Inner products of unit vectors -> Euclidean distances; missing ids -> inf.
+
+    Works in place on ``sims`` (FAISS's fresh float32 output): at a million faces with
+    65 neighbours each, every temporary copy would cost another 260 MB.
+    """
+    dist = np.asarray(sims, dtype=np.float32)
+    np.multiply(dist, -2.0, out=dist)
+    dist += 2.0
+    np.clip(dist, 0.0, None, out=dist)
+    np.sqrt(dist, out=dist)
     dist[ids < 0] = np.inf
-    return dist, ids.astype(np.int64)
+    return dist, ids.astype(np.int64, copy=False)
 
 
 def eps_graph(
@@ -179,10 +187,15 @@ def eps_graph(
     if n == 0:
         return sp.csr_matrix((0, 0), dtype=np.float32)
     dist, ids = knn_all(v, max_neighbours + 1, params)
-    r = np.repeat(np.arange(n, dtype=np.int64), ids.shape[1])
-    ids, dist = ids.ravel(), dist.ravel()
-    keep = (dist <= eps) & (ids >= 0) & (ids != r)
-    return _dedupe(r[keep], ids[keep], dist[keep], n)
+    keep = dist <= eps
+    keep &= ids >= 0
+    keep &= ids != np.arange(n)[:, None]
+    # Only the few neighbours within eps go on: no n * k row-index array is built.
+    rows, slot = np.nonzero(keep)
+    del keep
+    cols, near = ids[rows, slot], dist[rows, slot]
+    del dist, ids, slot
+    return _dedupe(rows, cols, near, n)
 
 
 def _dedupe(rows: np.ndarray, cols: np.ndarray, dist: np.ndarray, n: int) -> sp.csr_matrix:
