@@ -114,21 +114,24 @@ def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2, default=str))
         return 0
     photos = ", ".join(f"{n} {k}" for k, n in sorted(status["photos"].items())) or "none"
-    print(f"engine:         {status['engine']}")
-    print(f"photos:         {photos}")
-    print(f"faces:          {status['faces']}")
-    print(f"people:         {status['people']}")
-    print(f"last scan:      {status['last_scan'] or 'never'}")
-    print(f"last clustering:{' ' if status['last_recluster'] else ''}"
-          f"{status['last_recluster'] or ' never'}")
+    lines = [
+        ("engine", status["engine"]),
+        ("photos", photos),
+        ("faces", status["faces"]),
+        ("people", status["people"]),
+        ("last scan", status["last_scan"] or "never"),
+        ("last clustering", status["last_recluster"] or "never"),
+    ]
     if status["labels_error"]:
-        print(f"labels.toml:    ERROR {status['labels_error']}")
+        lines.append(("labels.toml", f"ERROR {status['labels_error']}"))
     if svc is None:
-        print("service:        not running")
+        lines.append(("service", "not running"))
     else:
-        print(f"service:        pid {svc.pid}, {svc.phase}, queue {svc.queue_length}")
+        lines.append(("service", f"pid {svc.pid}, {svc.phase}, queue {svc.queue_length}"))
         if svc.labels_error:
-            print(f"labels (live):  ERROR {svc.labels_error}")
+            lines.append(("labels (live)", f"ERROR {svc.labels_error}"))
+    for key, value in lines:
+        print(f"{key + ':':<17}{value}")
     return 0
 
 
