@@ -15,9 +15,6 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-SEND_TIMEOUT = 0.2
-"""Seconds a notification may wait for room in the manager's socket queue."""
-
 
 def _address(value: str) -> str | bytes:
     """Turn ``$NOTIFY_SOCKET`` into an address for ``socket.sendto``."""
@@ -41,10 +38,11 @@ def notify(*lines: str) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             # A manager that stops reading fills the socket's queue, and a blocking send
-            # would then hang the main loop; a status line is not worth waiting for.
-            sock.settimeout(SEND_TIMEOUT)
+            # would then hang the main loop; a status line is not worth waiting for, so
+            # a full queue drops it at once.
+            sock.setblocking(False)
             sock.sendto(payload, _address(target))
-    except OSError as e:  # including TimeoutError
+    except OSError as e:  # including BlockingIOError for a full queue
         log.warning("sd_notify_failed", socket=target, error=str(e))
         return False
     return True
