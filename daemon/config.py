@@ -76,8 +76,9 @@ class DaemonConfig:
     """Full rescan every so many seconds to catch missed events; 0 disables it."""
     recluster_after_faces: int = 200
     """Full re-clustering after this many new faces..."""
-    recluster_quiet_seconds: float = 60.0
-    """...or once no photo has arrived for this long after some new faces."""
+    recluster_quiet_seconds: float = 10.0
+    """...or once no photo has arrived for this long after some new faces (at least twice
+    the last re-clustering's duration, so a large library is not re-clustered non-stop)."""
     recluster_interval: float = 86400.0
     """And on this schedule regardless (seconds; 0 disables)."""
     queue_limit: int = 10000

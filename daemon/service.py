@@ -215,6 +215,7 @@ class Service:
         self._last_recluster = time.monotonic()
         self._albums_dirty = False
         self._last_album_write = 0.0
+        self._recluster_seconds = 0.0
         self._next_rescan = self._rescan_due_from(time.monotonic())
         self._rescan_wanted = False
         self._errors_in_row = 0
@@ -338,7 +339,9 @@ class Service:
 
     def _recluster(self) -> None:
         self._set_phase("reclustering", "re-clustering faces into people")
+        started = time.monotonic()
         self._pipe.recluster()
+        self._recluster_seconds = time.monotonic() - started
         self.counters.reclusters += 1
         self._pending_faces = 0
         self._recluster_wanted = False
@@ -475,7 +478,10 @@ class Service:
     def _maybe_recluster(self) -> None:
         now = time.monotonic()
         d = self.cfg.daemon
-        quiet = now - self._last_change >= d.recluster_quiet_seconds
+        # A large library takes minutes to re-cluster; waiting at least twice that long
+        # for quiet keeps a trickle of photos from keeping the service re-clustering.
+        quiet = now - self._last_change >= max(d.recluster_quiet_seconds,
+                                               2 * self._recluster_seconds)
         scheduled = d.recluster_interval > 0 and now - self._last_recluster >= d.recluster_interval
         if ((self._pending_faces or self._recluster_wanted) and quiet) or scheduled:
             self._recluster()
