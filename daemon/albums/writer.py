@@ -47,7 +47,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -345,31 +345,33 @@ def _copy_into(dir_fd: int, name: str, source: Path) -> None:
             raise
 
 
-def _link_into(dir_fd: int, name: str, source: Path, replace: bool) -> None:
+def _put(dir_fd: int, name: str, replace: bool, make: Callable[[str], None]) -> None:
+    """Create an entry with ``make(target_name)``; when replacing, via a temp name + rename
+    so the old entry stays in place until the new one is complete."""
     target = _TMP_PREFIX + secrets.token_hex(8) if replace else name
-    try:
-        os.link(source, target, dst_dir_fd=dir_fd, follow_symlinks=True)
-    except OSError as e:
-        if e.errno in _NO_HARDLINK:
-            raise _NoHardlink(e.strerror) from e
-        raise
+    make(target)
     if replace:
         try:
             os.rename(target, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             _unlink_quietly(dir_fd, target)
             raise
+
+
+def _link_into(dir_fd: int, name: str, source: Path, replace: bool) -> None:
+    def make(target: str) -> None:
+        try:
+            os.link(source, target, dst_dir_fd=dir_fd, follow_symlinks=True)
+        except OSError as e:
+            if e.errno in _NO_HARDLINK:
+                raise _NoHardlink(e.strerror) from e
+            raise
+
+    _put(dir_fd, name, replace, make)
 
 
 def _symlink_into(dir_fd: int, name: str, link_target: str, replace: bool) -> None:
-    target = _TMP_PREFIX + secrets.token_hex(8) if replace else name
-    os.symlink(link_target, target, dir_fd=dir_fd)
-    if replace:
-        try:
-            os.rename(target, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except BaseException:
-            _unlink_quietly(dir_fd, target)
-            raise
+    _put(dir_fd, name, replace, lambda target: os.symlink(link_target, target, dir_fd=dir_fd))
 
 
 # -- reconciling ------------------------------------------------------------------------
