@@ -200,7 +200,7 @@ class Pipeline:
     def close(self) -> None:
         """Stop the workers and close the store."""
         if self._pool is not None:
-            self._pool.__exit__(None, None, None)
+            self._pool.close()
             self._pool = None
         self.store.close()
 
@@ -215,8 +215,8 @@ class Pipeline:
                     hint="photos are re-embedded; faces of different engines are never compared",
                 )
             self.store.set_meta("engine", self.engine_id)
-            self._pool = IndexPool(self.cfg)
-            self._pool.__enter__()
+            # Starting the pool loads the models in every worker: only once work arrives.
+            self._pool = IndexPool(self.cfg).__enter__()
         return self._pool
 
     # -- discovering and indexing -------------------------------------------------------
