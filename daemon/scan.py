@@ -25,7 +25,7 @@ import structlog
 from daemon import albums, cluster, labels, photos
 from daemon.config import Config
 from daemon.indexer import IndexedPhoto, IndexPool, PhotoError, engine_id_for
-from daemon.store import PhotoRecord, Store, StoreError
+from daemon.store import FaceRecord, PhotoRecord, Store, StoreError
 from daemon.store.db import DB_NAME
 
 log = structlog.get_logger(__name__)
@@ -419,12 +419,18 @@ class Pipeline:
             changes["min_samples"] = c.min_samples
         return replace(params, **changes)
 
-    def _excluded(self, faces: Sequence) -> set[tuple[int, int]]:
-        """(face id, person id) pairs the user marked "not this person" in labels.toml."""
+    def _excluded(self, faces: Sequence[FaceRecord] | None = None) -> set[tuple[int, int]]:
+        """(face id, person id) pairs the user marked "not this person" in labels.toml.
+
+        ``faces`` defaults to every face of the engine, read only when there are
+        exclusions at all.
+        """
         pairs: set[tuple[int, int]] = set()
         excluding = {pid: lab for pid, lab in self.labels.people.items() if lab.exclude}
         if not excluding:
             return pairs
+        if faces is None:
+            faces = self.store.faces(engine=self.engine_id)
         for f in faces:
             for pid, lab in excluding.items():
                 if labels.excludes_face(lab, f.id) or labels.excludes_photo(
@@ -437,12 +443,11 @@ class Pipeline:
         """Re-cluster every face of the current engine; person ids stay stable."""
         t0 = time.monotonic()
         ids, vecs = self.store.vectors(self.engine_id)
-        faces = self.store.faces(engine=self.engine_id)
         labels_ = cluster.cluster_faces(vecs, self.cluster_params())
-        previous = {f.id: f.person_id for f in faces if f.person_id is not None}
+        previous = self.store.face_persons(self.engine_id)
         named = {pid for pid, lab in self.labels.people.items() if lab.name}
         result = cluster.stable_ids(
-            ids, labels_, previous, named, self._excluded(faces), self.store.new_person_id
+            ids, labels_, previous, named, self._excluded(), self.store.new_person_id
         )
         self._index = None  # people changed: the neighbour index is rebuilt on demand
         with self.store.batch():
@@ -469,7 +474,7 @@ class Pipeline:
         """
         if self._index is None:
             ids, vecs = self.store.vectors(self.engine_id)
-            person = {f.id: f.person_id for f in self.store.faces(engine=self.engine_id)}
+            person = self.store.face_persons(self.engine_id)
             keep = [k for k, i in enumerate(ids) if int(i) not in leave_out]
             self._index = cluster.FaceIndex(vecs[keep], [person.get(int(ids[k])) for k in keep])
             self._index_ids = {int(ids[k]) for k in keep}

@@ -532,3 +532,20 @@ def test_garbage_cache_file_does_not_move_the_id_counter(
         ids = s.save_indexed("/a.jpg", 1, 1, "h", make_indexed(Path("/a"), 1, rng))
         assert ids == [1]
         assert_vectors_match(s)
+
+
+def test_face_persons_lists_assigned_faces_of_one_engine(
+    store: Store, rng: np.random.Generator
+) -> None:
+    ids = [i for group in fill(store, rng, photos=2).values() for i in group]
+    other = store.save_indexed(
+        Path("/photos/other.jpg"), 1, 1, "h-other", make_indexed(
+            Path("/photos/other.jpg"), 1, rng, engine="other-engine+v1")
+    )
+    a, b = store.new_person_id(), store.new_person_id()
+    store.set_persons({ids[0]: a, ids[1]: a, ids[2]: b, other[0]: b})
+    assert store.face_persons(ENGINE) == {ids[0]: a, ids[1]: a, ids[2]: b}
+    assert store.face_persons("other-engine+v1") == {other[0]: b}
+    assert store.face_persons(ENGINE) == {
+        f.id: f.person_id for f in store.faces(engine=ENGINE) if f.person_id is not None
+    }

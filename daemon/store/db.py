@@ -697,6 +697,20 @@ class Store:
                 out += [_face(r) for r in self._conn.execute(sql, [*chunk, *args])]
             return out
 
+    def face_persons(self, engine: str) -> dict[int, int]:
+        """Face id -> person id of one engine's faces that have a person.
+
+        The lean form of :meth:`faces` that clustering needs: at a million faces, building
+        a full record per face costs half a minute and a gigabyte.
+        """
+        with self._lock, self._errors():
+            return dict(
+                self._conn.execute(
+                    "SELECT id, person_id FROM faces WHERE engine = ? AND person_id IS NOT NULL",
+                    (engine,),
+                ).fetchall()
+            )
+
     # -- people ---------------------------------------------------------------------------
 
     def set_persons(self, mapping: Mapping[int, int | None]) -> None:
