@@ -126,6 +126,12 @@ def content_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+def _given_up(rec: PhotoRecord) -> bool:
+    """A failed photo is not tried again until it changes: permanently broken, or out of
+    retries for a passing error."""
+    return not (rec.transient and rec.attempts < MAX_TRANSIENT_ATTEMPTS)
+
+
 def _has_traces(cfg: Config) -> bool:
     """Whether an earlier store left anything behind (caches, an album manifest)."""
     return any(cfg.state_dir.glob("vectors-*")) or (
@@ -229,12 +235,12 @@ class Pipeline:
                 log.warning("watched_folder_missing", path=str(r))
         return list(photos.walk_photos(roots, self.cfg))
 
-    def _needs_work(self, path: Path, st: os.stat_result, rec: PhotoRecord | None) -> bool:
+    def _needs_work(self, st: os.stat_result, rec: PhotoRecord | None) -> bool:
         """Decide from ``stat`` alone (no read) whether a photo may have changed."""
         if rec is None or rec.size != st.st_size or rec.mtime_ns != st.st_mtime_ns:
             return True
         if rec.status == "failed":
-            return rec.transient and rec.attempts < MAX_TRANSIENT_ATTEMPTS
+            return not _given_up(rec)
         return rec.engine != self.engine_id
 
     def _classify(self, path: Path, report: IndexReport) -> tuple[Path, os.stat_result, str] | None:
@@ -256,7 +262,7 @@ class Pipeline:
             log.debug("not_a_file", path=str(path))
             return None
         rec = store.photo(path)
-        if not self._needs_work(path, st, rec):
+        if not self._needs_work(st, rec):
             report.skipped += 1
             return None
         try:
@@ -305,7 +311,7 @@ class Pipeline:
             rec is not None
             and rec.status == "failed"
             and (st is None or (rec.size, rec.mtime_ns) == (st.st_size, st.st_mtime_ns))
-            and not (rec.transient and rec.attempts < MAX_TRANSIENT_ATTEMPTS)
+            and _given_up(rec)
         ):
             report.skipped += 1
             return None
@@ -613,7 +619,7 @@ class Pipeline:
         for plan in plans:
             if plan.folder == who:
                 return plan.folder
-        for row in self.people():
+        for row in self.people(plans):
             if who in (row.key, row.name, str(row.id)) and row.album:
                 return Path(row.album).name
         return None
