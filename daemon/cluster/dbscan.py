@@ -75,15 +75,22 @@ def dbscan_graph(graph: sp.csr_matrix, min_samples: int) -> np.ndarray:
     labels[core_idx] = comp
     border = np.flatnonzero(~core & (degree > 1))
     if len(border):
-        sub = graph[border].tocoo()
-        ok = core[sub.col]
-        rows, cols, dist = sub.row[ok], sub.col[ok], sub.data[ok]
-        # Nearest core neighbour per border face: sort by (row, distance), take firsts.
-        order = np.lexsort((cols, dist, rows))
-        rows, cols = rows[order], cols[order]
-        first = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.zeros(0, bool)
-        labels[border[rows[first]]] = labels[cols[first]]
+        rows, cols = _nearest(graph[border].tocoo(), core)
+        labels[border[rows]] = labels[cols]
     return renumber(labels)
+
+
+def _nearest(sub: sp.coo_matrix, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest ``allowed`` column: (rows that have one, that column).
+
+    Ties in distance go to the smaller column, so the result is deterministic.
+    """
+    ok = allowed[sub.col]
+    rows, cols, dist = sub.row[ok], sub.col[ok], sub.data[ok]
+    order = np.lexsort((cols, dist, rows))
+    rows, cols = rows[order], cols[order]
+    first = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.zeros(0, bool)
+    return rows[first], cols[first]
 
 
 def renumber(labels: np.ndarray) -> np.ndarray:
@@ -166,13 +173,9 @@ def peel(
         labels = dbscan_graph(_restrict(graph, idx, smaller), min_samples)
         lost = np.flatnonzero(labels == NOISE)
         if len(lost):
-            prev = _restrict(graph, idx, radius)[lost].tocoo()
-            ok = labels[prev.col] != NOISE
-            rows, cols, dist = prev.row[ok], prev.col[ok], prev.data[ok]
-            order = np.lexsort((dist, rows))
-            rows, cols = rows[order], cols[order]
-            first = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.zeros(0, bool)
-            labels[lost[rows[first]]] = labels[cols[first]]
+            rows, cols = _nearest(_restrict(graph, idx, radius)[lost].tocoo(),
+                                  labels != NOISE)
+            labels[lost[rows]] = labels[cols]
         for part in range(int(labels.max(initial=-1)) + 1):
             todo.append((idx[labels == part], smaller))
     return done
