@@ -120,7 +120,11 @@ def score_row(name: str, truth: np.ndarray, found: np.ndarray, vectors: np.ndarr
     t0 = time.monotonic()
     pred = np.full(len(truth), -1, np.int64)
     pred[found] = cluster_faces(vectors, params)
-    seconds = time.monotonic() - t0
+    return table_row(name, truth, pred, time.monotonic() - t0)
+
+
+def table_row(name: str, truth: np.ndarray, pred: np.ndarray, seconds: float) -> str:
+    """One table row: the scores of ``pred`` against ``truth`` and the time it took."""
     pw, b3 = pairwise_scores(truth, pred), bcubed_scores(truth, pred)
     return (f"| {name} | {pw.precision:.3f} | {pw.recall:.3f} | **{pw.f:.3f}** | "
             f"{b3.precision:.3f} | {b3.recall:.3f} | **{b3.f:.3f}** | {seconds:.1f} |")
@@ -197,11 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds = time.monotonic() - t0
             real = np.arange(len(truth)) < len(emb.persons)
             for label, m in (("all", slice(None)), ("real only", real)):
-                pw = pairwise_scores(truth[m], pred[m])
-                b3 = bcubed_scores(truth[m], pred[m])
-                print(f"| {name} ({label}) | {pw.precision:.3f} | {pw.recall:.3f} | "
-                      f"**{pw.f:.3f}** | {b3.precision:.3f} | {b3.recall:.3f} | "
-                      f"**{b3.f:.3f}** | {seconds:.1f} |")
+                print(table_row(f"{name} ({label})", truth[m], pred[m], seconds))
     return 0
 
 
