@@ -50,10 +50,10 @@ def build(state_dir: Path, n_faces: int) -> None:
         if store.get_meta("bench_faces") == str(n_faces):
             print(f"reusing {n_faces} faces in {state_dir}")
             return
-    raise_if_dirty(state_dir)
-    rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    with Store.open(state_dir) as store:
+        if store.counts().faces:
+            sys.exit(f"{state_dir} holds other data; pick an empty --dir")
+        rng = np.random.default_rng(0)
+        t0 = time.perf_counter()
         n_photos = n_faces // FACES_PER_PHOTO
         for start in range(0, n_photos, BATCH_PHOTOS):
             stop = min(start + BATCH_PHOTOS, n_photos)
@@ -72,12 +72,6 @@ def build(state_dir: Path, n_faces: int) -> None:
         store.set_meta("bench_faces", str(n_faces))
     took = time.perf_counter() - t0
     print(f"inserted {n_faces} faces in {took:.1f} s ({n_faces / took:,.0f} faces/s)")
-
-
-def raise_if_dirty(state_dir: Path) -> None:
-    with Store.open(state_dir) as store:
-        if store.counts().faces:
-            sys.exit(f"{state_dir} holds other data; pick an empty --dir")
 
 
 def measure(kind: str, state_dir: Path) -> dict:
