@@ -74,7 +74,9 @@ class YuNetDetector:
         _, rows = self._net.detect(image)
         if rows is None:
             return []
-        return [_row_detection(r) for r in rows]
+        # YuNet compares in float32, so a score a hair below ``min_score`` can pass it.
+        found = (_row_detection(r) for r in rows)
+        return [d for d in found if d.score >= min_score]
 
 
 def _row_detection(row: np.ndarray) -> Detection:

@@ -186,8 +186,6 @@ def detect_faces(
     found: list[Detection] = []
     for d in detector.detect(small, detection.min_score):
         full = d.scaled(fx, fy).clipped(width, height)
-        if detector.id == YuNetDetector.id and full.score < detection.min_score:
-            continue
         if min(full.box[2], full.box[3]) < detection.min_face_px:
             continue
         found.append(full)
