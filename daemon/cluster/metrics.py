@@ -53,10 +53,9 @@ def _contingency(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, 
     p = _codes(p)
     class_size = np.bincount(t)
     cluster_size = np.bincount(p)
-    cells, cell_count = np.unique(t.astype(np.int64) * (p.max(initial=0) + 1) + p,
-                                  return_counts=True)
-    cell_class = cells // (p.max(initial=0) + 1)
-    cell_cluster = cells % (p.max(initial=0) + 1)
+    k = len(cluster_size)  # cells are numbered class * k + cluster
+    cells, cell_count = np.unique(t.astype(np.int64) * k + p, return_counts=True)
+    cell_class, cell_cluster = cells // k, cells % k
     return cell_count, class_size[cell_class], cluster_size[cell_cluster], class_size, cluster_size
 
 
