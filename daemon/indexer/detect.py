@@ -106,7 +106,6 @@ class DlibHogDetector:
     def __init__(self) -> None:
         import dlib
 
-        self._dlib = dlib
         self._net = dlib.get_frontal_face_detector()
 
     def detect(self, image: np.ndarray, min_score: float) -> list[Detection]:
