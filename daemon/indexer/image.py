@@ -232,8 +232,11 @@ class PhotoBytes:
     path: Path
     data: bytes
     info: ImageInfo
-    size: int
     mtime_ns: int
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
 
 def read_photo(path: Path, max_pixels: int) -> PhotoBytes:
@@ -268,7 +271,7 @@ def read_photo(path: Path, max_pixels: int) -> PhotoBytes:
             f"{info.format} of {info.width}x{info.height} = {info.width * info.height:,} pixels "
             f"exceeds detection.max_pixels = {max_pixels:,}"
         )
-    return PhotoBytes(path, data, info, len(data), st.st_mtime_ns)
+    return PhotoBytes(path, data, info, st.st_mtime_ns)
 
 
 def _maybe_changed(path: Path, size: int, mtime_ns: int, reason: str) -> str:
