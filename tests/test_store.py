@@ -436,7 +436,8 @@ def test_deleted_faces_compact_the_cache(store: Store, rng: np.random.Generator)
         store.delete_photo(p)
     ids, vecs = assert_vectors_match(store)
     assert cache_rows(store.state_dir) == 15
-    assert not vecs.flags.writeable  # after compaction the result is the map again
+    assert not vecs.flags.writeable
+    assert isinstance(vecs.base, np.memmap)  # after compaction the result is the map again
 
 
 def test_all_faces_deleted_gives_empty_vectors(store: Store, rng: np.random.Generator) -> None:
