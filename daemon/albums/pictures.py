@@ -32,7 +32,13 @@ import numpy as np
 import structlog
 
 from daemon.albums.plan import AlbumPlan, FaceRef
-from daemon.albums.writer import AlbumError, clear_leftovers, open_dir, write_file_atomic
+from daemon.albums.writer import (
+    AlbumError,
+    clear_leftovers,
+    exists_at,
+    open_dir,
+    write_file_atomic,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -180,14 +186,6 @@ def _encode(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _exists(dir_fd: int, name: str) -> bool:
-    try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def _remove_orphans(thumbs_fd: int, keep: set[str]) -> None:
     """Remove pictures of no current album.
 
@@ -251,7 +249,7 @@ def write_pictures(
             chosen = montage_selection(plan.faces, montage_faces)
             sig = _signature(chosen)
             thumb, montage = thumbnail_names(plan.folder)
-            if old.get(plan.folder) == sig and _exists(thumbs_fd, thumb) and _exists(
+            if old.get(plan.folder) == sig and exists_at(thumbs_fd, thumb) and exists_at(
                 thumbs_fd, montage
             ):
                 new[plan.folder] = sig
@@ -282,7 +280,7 @@ def write_pictures(
                     log.warning("album_picture_remove_failed", name=name, error=e.strerror)
             removed += 1
         _remove_orphans(thumbs_fd, {n for folder in new for n in thumbnail_names(folder)})
-        if new != old or not _exists(thumbs_fd, SIGNATURES_NAME):  # no change, no write
+        if new != old or not exists_at(thumbs_fd, SIGNATURES_NAME):  # no change, no write
             write_file_atomic(thumbs_fd, SIGNATURES_NAME, json.dumps(new, indent=1).encode())
     finally:
         os.close(thumbs_fd)

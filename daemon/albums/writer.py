@@ -617,7 +617,7 @@ def _reconcile(run: _Run, want: dict[str, dict[str, Path]]) -> None:
 
     # Write-ahead: folders are recorded before they are made, so a run killed in between
     # leaves none that no later run knows to remove.
-    missing = {f for f in want if f not in manifest.folders and not _exists(run.root_fd, f)}
+    missing = {f for f in want if f not in manifest.folders and not exists_at(run.root_fd, f)}
     if missing:
         manifest.folders |= missing
         _save_manifest(run.root_fd, manifest)
@@ -728,7 +728,7 @@ def _write_ahead(run: _Run, todo: list[tuple[str, str, Path, bool]]
     return before
 
 
-def _exists(dir_fd: int, name: str) -> bool:
+def exists_at(dir_fd: int, name: str) -> bool:
     """Whether ``name`` exists in ``dir_fd`` (as anything, a dangling symlink included)."""
     try:
         os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
