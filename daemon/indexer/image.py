@@ -91,9 +91,14 @@ def _tiff_tags(tiff: bytes, wanted: set[int]) -> dict[int, int]:
     return found
 
 
-def _orientation_from_tiff(tiff: bytes) -> int:
-    value = _tiff_tags(tiff, {0x0112}).get(0x0112, 1)
+def _orientation(tags: dict[int, int]) -> int:
+    """The EXIF orientation among parsed TIFF tags; 1 when missing or out of range."""
+    value = tags.get(0x0112, 1)
     return value if 1 <= value <= 8 else 1
+
+
+def _orientation_from_tiff(tiff: bytes) -> int:
+    return _orientation(_tiff_tags(tiff, {0x0112}))
 
 
 def _jpeg_info(data: bytes) -> ImageInfo:
@@ -174,8 +179,7 @@ def _tiff_info(data: bytes) -> ImageInfo:
     tags = _tiff_tags(data, {256, 257, 0x0112})
     if 256 not in tags or 257 not in tags:
         raise HeaderError("TIFF without width and height in its first directory")
-    orientation = tags.get(0x0112, 1)
-    return ImageInfo("tiff", tags[256], tags[257], orientation if 1 <= orientation <= 8 else 1)
+    return ImageInfo("tiff", tags[256], tags[257], _orientation(tags))
 
 
 def sniff(data: bytes) -> ImageInfo:
