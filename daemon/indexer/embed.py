@@ -108,7 +108,7 @@ class DlibEmbedder:
         if not detections:
             return np.zeros((0, self.dim), np.float32)
         dlib = self._dlib
-        rgb = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # a fresh, contiguous array
         shapes = dlib.full_object_detections()
         for d in detections:
             x, y, w, h = d.box
