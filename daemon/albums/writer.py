@@ -162,23 +162,23 @@ def open_dir(parent_fd: int, name: str, *, create: bool = False) -> tuple[int, b
     Returns (fd, created). Raises :class:`AlbumError` if ``name`` is a symlink or not a
     directory, FileNotFoundError if it is missing and ``create`` is false.
     """
-    created = False
     try:
-        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd), created
+        return _open_dir_fd(parent_fd, name), False
     except FileNotFoundError:
         if not create:
             raise
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise AlbumError(f"{name!r} is a symlink or not a folder; refusing to use it") from e
-        raise
+    created = False
     try:
         os.mkdir(name, 0o755, dir_fd=parent_fd)
         created = True
     except FileExistsError:
         pass  # made meanwhile; the open below checks what it is
+    return _open_dir_fd(parent_fd, name), created
+
+
+def _open_dir_fd(parent_fd: int, name: str) -> int:
     try:
-        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd), created
+        return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR):
             raise AlbumError(f"{name!r} is a symlink or not a folder; refusing to use it") from e
