@@ -48,9 +48,9 @@ STATUS_EVERY = 5.0
 LABELS_POLL = 1.0
 """Seconds between checks of labels.toml's mtime."""
 LOOP_WAIT = 0.5
+"""Longest the main loop sleeps; bounds the reaction time to signals."""
 ALBUM_BURST_INTERVAL = 5.0
 """During a burst, the album tree is rewritten at most this often (seconds)."""
-"""Longest the main loop sleeps; bounds the reaction time to signals."""
 PROGRESS_EVERY = 10.0
 """Seconds between info-level progress lines during a long indexing run."""
 MAX_CONSECUTIVE_ERRORS = 5
