@@ -427,9 +427,11 @@ class Watcher:
 
     def request_rescan(self) -> None:
         """Ask for a full rescan (events were lost)."""
-        if not self._queue.overflowed:
+        with self._cond:
+            first = not self._queue.overflowed
+            self._queue.overflowed = True
+        if first:
             log.warning("watch_events_lost", hint="a full rescan will catch up")
-        self._queue.overflowed = True
 
     def take_rescan_request(self) -> bool:
         """Return and clear the rescan flag. Call right before starting the rescan."""
