@@ -16,6 +16,7 @@ speed, several times faster than one IVF query per face.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -25,6 +26,9 @@ import scipy.sparse as sp
 import structlog
 
 log = structlog.get_logger(__name__)
+
+_EXACT_BLOCK = 4096
+"""Faces per exact search call: bounds the n x k result arrays held at once."""
 
 
 @dataclass(frozen=True)
@@ -105,19 +109,18 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     return _to_l2(*index.search(q, k))
 
 
-def knn_all(vectors: np.ndarray, k: int,
-            params: IndexParams | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest faces of every face among all faces (itself usually included).
-
-    Returns (distances float32 [n, k] Euclidean, ids int64 [n, k]), missing = (inf, -1).
-    Exact up to ``exact_limit`` faces, else a cell join (module docstring).
-    """
-    params = params or IndexParams()
-    v = as_unit_float32(vectors)
+def _blocks(v: np.ndarray, k: int, params: IndexParams
+            ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The ``k`` nearest faces of every face, block by block: (face rows, inner products
+    [m, k], ids int64 [m, k]), missing = (-inf, -1). Blocks go to the caller one at a time
+    so that at a million faces no n x k array need be kept (it would be ~0.8 GB)."""
     n = len(v)
-    k = max(1, min(k, n))
     if n <= params.exact_limit:
-        return _to_l2(*faiss.knn(v, v, k, metric=faiss.METRIC_INNER_PRODUCT))
+        for start in range(0, n, _EXACT_BLOCK):
+            rows = np.arange(start, min(n, start + _EXACT_BLOCK))
+            sims, ids = faiss.knn(v[rows], v, k, metric=faiss.METRIC_INNER_PRODUCT)
+            yield rows, sims, ids
+        return
     cells = _cells(n, params)
     centroids = _train_centroids(v, cells, params)
     _, home = faiss.knn(v, centroids, 1, metric=faiss.METRIC_INNER_PRODUCT)
@@ -127,18 +130,20 @@ def knn_all(vectors: np.ndarray, k: int,
                               metric=faiss.METRIC_INNER_PRODUCT)
     order = np.argsort(home, kind="stable")
     starts = np.searchsorted(home[order], np.arange(cells + 1))
-    sims = np.full((n, k), -np.inf, np.float32)
-    ids = np.full((n, k), -1, np.int64)
+    del home
 
-    def join(c: int) -> None:
+    def join(c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         queries = order[starts[c]:starts[c + 1]]
-        if len(queries) == 0:
-            return
-        cand = np.concatenate([order[starts[o]:starts[o + 1]] for o in near_cells[c] if o >= 0])
-        kk = min(k, len(cand))
-        s, j = faiss.knn(v[queries], v[cand], kk, metric=faiss.METRIC_INNER_PRODUCT)
-        sims[queries, :kk] = s
-        ids[queries, :kk] = np.where(j >= 0, cand[np.clip(j, 0, None)], -1)
+        sims = np.full((len(queries), k), -np.inf, np.float32)
+        ids = np.full((len(queries), k), -1, np.int64)
+        if len(queries):
+            cand = np.concatenate([order[starts[o]:starts[o + 1]]
+                                   for o in near_cells[c] if o >= 0])
+            kk = min(k, len(cand))
+            s, j = faiss.knn(v[queries], v[cand], kk, metric=faiss.METRIC_INNER_PRODUCT)
+            sims[:, :kk] = s
+            ids[:, :kk] = np.where(j >= 0, cand[np.clip(j, 0, None)], -1)
+        return queries, sims, ids
 
     # Cells are small: OpenMP start-up per call would cost more than the product itself,
     # so run single-threaded FAISS calls side by side (FAISS releases the GIL).
@@ -146,9 +151,25 @@ def knn_all(vectors: np.ndarray, k: int,
     faiss.omp_set_num_threads(1)
     try:
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            list(pool.map(join, range(cells)))
+            yield from pool.map(join, range(cells))
     finally:
         faiss.omp_set_num_threads(threads)
+
+
+def knn_all(vectors: np.ndarray, k: int,
+            params: IndexParams | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest faces of every face among all faces (itself usually included).
+
+    Returns (distances float32 [n, k] Euclidean, ids int64 [n, k]), missing = (inf, -1).
+    Exact up to ``exact_limit`` faces, else a cell join (module docstring).
+    """
+    v = as_unit_float32(vectors)
+    n = len(v)
+    k = max(1, min(k, n))
+    sims = np.full((n, k), -np.inf, np.float32)
+    ids = np.full((n, k), -1, np.int64)
+    for rows, s, i in _blocks(v, k, params or IndexParams()):
+        sims[rows], ids[rows] = s, i
     return _to_l2(sims, ids)
 
 
@@ -186,25 +207,32 @@ def eps_graph(
     n = len(v)
     if n == 0:
         return sp.csr_matrix((0, 0), dtype=np.float32)
-    dist, ids = knn_all(v, max_neighbours + 1, params)
-    keep = dist <= eps
-    keep &= ids >= 0
-    keep &= ids != np.arange(n)[:, None]
-    # Only the few neighbours within eps go on: no n * k row-index array is built.
-    rows, slot = np.nonzero(keep)
-    del keep
-    cols, near = ids[rows, slot], dist[rows, slot]
-    del dist, ids, slot
-    return _dedupe(rows, cols, near, n)
+    k = max(1, min(max_neighbours + 1, n))
+    index = np.int32 if n < 2**31 else np.int64
+    rows, cols, near = [], [], []
+    # Only the few neighbours within eps of each block are kept.
+    for block, sims, ids in _blocks(v, k, params or IndexParams()):
+        dist, ids = _to_l2(sims, ids)
+        keep = dist <= eps
+        keep &= ids >= 0
+        keep &= ids != block[:, None]
+        r, slot = np.nonzero(keep)
+        rows.append(block[r].astype(index))
+        cols.append(ids[r, slot].astype(index))
+        near.append(dist[r, slot])
+    return _dedupe(np.concatenate(rows), np.concatenate(cols), np.concatenate(near), n)
 
 
 def _dedupe(rows: np.ndarray, cols: np.ndarray, dist: np.ndarray, n: int) -> sp.csr_matrix:
     """Symmetric CSR of the undirected edges (rows[i], cols[i]), each edge stored once per end."""
-    lo = np.minimum(rows, cols)
-    hi = np.maximum(rows, cols)
-    key = lo * n + hi
+    key = np.minimum(rows, cols).astype(np.int64)
+    key *= n
+    key += np.maximum(rows, cols)
     key, first = np.unique(key, return_index=True)
-    lo, hi, d = lo[first], hi[first], dist[first]
+    d = dist[first]
+    del first
+    lo, hi = (key // n).astype(rows.dtype), (key % n).astype(rows.dtype)
+    del key
     g = sp.csr_matrix((np.r_[d, d], (np.r_[lo, hi], np.r_[hi, lo])), shape=(n, n),
                       dtype=np.float32)
     g.sort_indices()
