@@ -2,6 +2,7 @@
 
 - :mod:`.neighbours` finds close faces with FAISS and builds the sparse eps-graph;
 - :mod:`.dbscan` clusters that graph (``cluster_faces``) with per-engine defaults;
+- :mod:`.rejoin` merges fragments of one person that an approximate graph left apart;
 - :mod:`.identity` keeps person ids stable and assigns new faces by a neighbour vote;
 - :mod:`.metrics` scores a clustering against ground truth (pairwise and BCubed).
 """

@@ -21,6 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import pdist
 
 from daemon.cluster.neighbours import IndexParams, build_index, eps_graph, search
+from daemon.cluster.rejoin import rejoin
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +50,11 @@ class ClusterParams:
     """Average-linkage cut inside clusters; 0 means ``eps``."""
     split_limit: int = 3000
     """Clusters larger than this are split on a sample of this many faces (see split)."""
+    rejoin_eps: float = 0.0
+    """After the split, fragments within this average linkage merge again; 0 = off
+    (see :mod:`daemon.cluster.rejoin`: it repairs what an approximate search missed)."""
+    rejoin_nearest: int = 4
+    """Each cluster's nearest clusters by centre that the re-join considers."""
     index: IndexParams = field(default_factory=IndexParams)
 
 
@@ -247,9 +253,10 @@ def _dense_parts(sub: np.ndarray) -> np.ndarray:
 def cluster_faces(vectors: np.ndarray, params: ClusterParams) -> np.ndarray:
     """Cluster unit face vectors into people: int64 labels, -1 = noise.
 
-    DBSCAN on the sparse eps-graph, then the chaining guard. Never builds an n x n
-    matrix: the graph is O(n * max_neighbours) and the guard's pairwise work is bounded
-    by ``split_limit`` per cluster.
+    DBSCAN on the sparse eps-graph, then the chaining guard, then the re-join of
+    fragments the graph failed to connect. Never builds an n x n matrix: the graph is
+    O(n * max_neighbours), the guard's pairwise work is bounded by ``split_limit`` per
+    cluster and the re-join works on cluster sums.
     """
     graph = eps_graph(vectors, params.eps, params.max_neighbours, params.index)
     labels = dbscan_graph(graph, params.min_samples)
@@ -257,6 +264,10 @@ def cluster_faces(vectors: np.ndarray, params: ClusterParams) -> np.ndarray:
         labels = guard_split(np.asarray(vectors, dtype=np.float32), labels, params, graph)
     elif params.guard != "none":
         raise ValueError(f"unknown chaining guard {params.guard!r} (use 'split' or 'none')")
+    if params.rejoin_eps > 0:
+        labels = rejoin(vectors, labels, graph, params.rejoin_eps,
+                        nearest=params.rejoin_nearest, min_size=params.min_samples,
+                        index=params.index)
     return labels
 
 
@@ -267,7 +278,7 @@ DLIB_THRESHOLD = 0.6 / DLIB_RAW_NORM
 SFACE_THRESHOLD = float(np.sqrt(2 - 2 * 0.363))
 """OpenCV's published SFace threshold (cosine 0.363) as L2 on unit vectors: 1.129."""
 
-_DLIB = ClusterParams(eps=0.37, min_samples=2, guard="split", split_eps=0.365)
+_DLIB = ClusterParams(eps=0.37, min_samples=2, guard="split", split_eps=0.365, rejoin_eps=0.355)
 """Measured on LFW-dev with the YuNet + dlib engine (bench/cluster_quality.py)."""
 
 
@@ -287,6 +298,7 @@ def default_params(engine_id: str) -> ClusterParams:
     if engine_id.endswith("+sface-2021dec"):
         scale = SFACE_THRESHOLD / DLIB_THRESHOLD
         return replace(_DLIB, eps=round(_DLIB.eps * scale, 2),
-                       split_eps=round(_DLIB.split_eps * scale, 2))
+                       split_eps=round(_DLIB.split_eps * scale, 2),
+                       rejoin_eps=round(_DLIB.rejoin_eps * scale, 2))
     raise ValueError(f"no clustering defaults for engine {engine_id!r} "
                      "(known embedders: dlib-resnet-v1, sface-2021dec)")
