@@ -418,12 +418,11 @@ class Pipeline:
         """The engine's measured defaults, with the config's overrides."""
         params = cluster.default_params(self.engine_id)
         c = self.cfg.clustering
-        changes = {}
         if c.eps > 0:
-            changes["eps"] = c.eps
+            params = cluster.with_eps(params, c.eps)
         if c.min_samples > 0:
-            changes["min_samples"] = c.min_samples
-        return replace(params, **changes)
+            params = replace(params, min_samples=c.min_samples)
+        return params
 
     def _excluded(self, faces: Sequence[FaceRecord] | None = None) -> set[tuple[int, int]]:
         """(face id, person id) pairs the user marked "not this person" in labels.toml.

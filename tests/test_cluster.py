@@ -22,6 +22,7 @@ from daemon.cluster import (
     eps_graph,
     pairwise_scores,
     stable_ids,
+    with_eps,
 )
 from daemon.cluster.dbscan import dbscan_graph, peel
 
@@ -249,6 +250,18 @@ def test_defaults_exist_for_every_engine_and_refuse_unknown_ones() -> None:
         "yunet-2023mar+dlib-resnet-v1").eps
     with pytest.raises(ValueError, match="no clustering defaults"):
         default_params("mystery-engine")
+    for engine in ("yunet-2023mar+dlib-resnet-v1", "yunet-2023mar+sface-2021dec"):
+        p = default_params(engine)  # the cuts sit just inside eps, in this order
+        assert 0 < p.rejoin_eps < p.split_eps <= p.eps
+
+
+def test_a_stricter_eps_takes_the_split_and_rejoin_cuts_along() -> None:
+    base = default_params("yunet-2023mar+dlib-resnet-v1")
+    strict = with_eps(base, base.eps * 0.8)
+    assert strict.eps == pytest.approx(base.eps * 0.8)
+    assert strict.split_eps == pytest.approx(base.split_eps * 0.8)
+    assert strict.rejoin_eps == pytest.approx(base.rejoin_eps * 0.8)
+    assert strict.min_samples == base.min_samples
 
 
 def test_cluster_faces_handles_empty_and_tiny_input() -> None:

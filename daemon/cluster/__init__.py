@@ -7,7 +7,13 @@
 - :mod:`.metrics` scores a clustering against ground truth (pairwise and BCubed).
 """
 
-from daemon.cluster.dbscan import NOISE, ClusterParams, cluster_faces, default_params
+from daemon.cluster.dbscan import (
+    NOISE,
+    ClusterParams,
+    cluster_faces,
+    default_params,
+    with_eps,
+)
 from daemon.cluster.identity import FaceIndex, StableResult, assign_new, stable_ids
 from daemon.cluster.metrics import Scores, bcubed_scores, pairwise_scores
 from daemon.cluster.neighbours import IndexParams, eps_graph
@@ -26,4 +32,5 @@ __all__ = [
     "eps_graph",
     "pairwise_scores",
     "stable_ids",
+    "with_eps",
 ]

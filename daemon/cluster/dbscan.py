@@ -282,6 +282,15 @@ _DLIB = ClusterParams(eps=0.37, min_samples=2, guard="split", split_eps=0.365, r
 """Measured on LFW-dev with the YuNet + dlib engine (bench/cluster_quality.py)."""
 
 
+def with_eps(params: ClusterParams, eps: float) -> ClusterParams:
+    """The same settings at another ``eps``, the split and re-join cuts keeping their
+    ratio to it: a user who asks for a stricter eps must not have a re-join at the old
+    distance undo it."""
+    scale = eps / params.eps
+    return replace(params, eps=eps, split_eps=params.split_eps * scale,
+                   rejoin_eps=params.rejoin_eps * scale)
+
+
 def default_params(engine_id: str) -> ClusterParams:
     """The clustering defaults for an engine id (``<detector>+<embedder>``).
 
