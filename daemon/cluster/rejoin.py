@@ -31,12 +31,30 @@ NOISE = -1
 """The label of faces in no cluster (DBSCAN's convention, as in :mod:`.dbscan`)."""
 
 
-def _pairs(a: np.ndarray, b: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct unordered pairs (a < b) of cluster ids < ``k``, self-pairs dropped."""
+def _pairs(a: np.ndarray, b: np.ndarray, k: int, values: np.ndarray | None = None
+           ) -> tuple[np.ndarray, ...]:
+    """Distinct unordered pairs (a < b) of cluster ids < ``k``, self-pairs dropped; with
+    ``values``, also the value of each kept pair (from its first occurrence)."""
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     keep = lo != hi
-    key = np.unique(lo[keep] * np.int64(k) + hi[keep])
-    return key // k, key % k
+    key, first = np.unique(lo[keep] * np.int64(k) + hi[keep], return_index=True)
+    if values is None:
+        return key // k, key % k
+    return key // k, key % k, values[keep][first]
+
+
+def _similarity(sums: np.ndarray, counts: np.ndarray, a: np.ndarray, b: np.ndarray,
+                block: int = 65536) -> np.ndarray:
+    """Mean cosine similarity between the faces of clusters a[i] and b[i], from their sums.
+
+    In blocks: gathering both sums for millions of pairs at once would take gigabytes.
+    """
+    out = np.empty(len(a), np.float64)
+    for start in range(0, len(a), block):
+        i, j = a[start:start + block], b[start:start + block]
+        out[start:start + block] = np.einsum("ij,ij->i", sums[i], sums[j], dtype=np.float64)
+        out[start:start + block] /= counts[i] * counts[j]
+    return out
 
 
 def _cross_edges(graph: sp.csr_matrix, groups: np.ndarray,
@@ -98,8 +116,8 @@ def rejoin(vectors: np.ndarray, labels: np.ndarray, graph: sp.csr_matrix, cut: f
     counts = np.bincount(groups, minlength=k).astype(np.float64)
     threshold = 1.0 - cut * cut / 2.0
     parent = np.arange(k)
+    sim = _similarity(sums, counts, a, b)
     while len(a):
-        sim = np.einsum("ij,ij->i", sums[a], sums[b], dtype=np.float64) / (counts[a] * counts[b])
         # A pair below the threshold can never come back above it: a merged group's
         # similarity to C is the size-weighted mean of its parts' similarities to C.
         keep = sim >= threshold
@@ -120,7 +138,12 @@ def rejoin(vectors: np.ndarray, labels: np.ndarray, graph: sp.csr_matrix, cut: f
         parent[gone] = keep_id
         moved = np.arange(k)
         moved[gone] = keep_id
-        a, b = _pairs(moved[a], moved[b], k)
+        a, b, sim = _pairs(moved[a], moved[b], k, sim)
+        # Only pairs with a merged end changed; the rest keep their similarity.
+        touched = np.zeros(k, bool)
+        touched[keep_id] = True
+        stale = touched[a] | touched[b]
+        sim[stale] = _similarity(sums, counts, a[stale], b[stale])
     while True:  # follow merges to their surviving root
         root = parent[parent]
         if np.array_equal(root, parent):
