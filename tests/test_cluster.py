@@ -24,7 +24,7 @@ from daemon.cluster import (
     stable_ids,
     with_eps,
 )
-from daemon.cluster.dbscan import dbscan_graph, peel
+from daemon.cluster.dbscan import _restrict, dbscan_graph, peel
 
 # -- metrics ----------------------------------------------------------------------------
 
@@ -323,6 +323,21 @@ def test_face_index_beyond_the_exact_limit_still_votes() -> None:
     index = FaceIndex(x, truth.tolist(), IndexParams(exact_limit=0, nprobe=4))
     q = unit(x[::10] + 0.005)
     assert assign_new(index, q, ClusterParams(eps=0.5, min_samples=2)) == truth[::10].tolist()
+
+
+def test_restrict_is_the_subgraph_with_short_edges_and_keeps_zero_length_ones() -> None:
+    x, _ = blobs(30, 6, 0.05, seed=13)
+    x[7] = x[3]  # a duplicate face: an edge of length 0
+    graph = eps_graph(x, 0.6, 10)
+    idx = np.sort(np.random.default_rng(14).choice(len(x), 100, replace=False))
+    idx = np.union1d(idx, [3, 7])
+    got = _restrict(graph, idx, 0.4)
+    dense = graph[idx][:, idx].toarray()
+    present = _structure(graph[idx][:, idx]) & (dense <= 0.4)
+    assert np.array_equal(_structure(got), present)
+    assert np.allclose(got.toarray()[present], dense[present])
+    i, j = np.searchsorted(idx, 3), np.searchsorted(idx, 7)
+    assert got[i, j] == 0 and _structure(got)[i, j]
 
 
 def test_peel_breaks_a_chained_giant_component_along_its_weakest_links() -> None:

@@ -143,13 +143,24 @@ PEEL_FLOOR = 0.6
 def _restrict(graph: sp.csr_matrix, idx: np.ndarray, radius: float) -> sp.csr_matrix:
     """The subgraph on ``idx`` with only the edges no longer than ``radius``.
 
-    Built from COO so that zero-length edges (duplicate faces) survive as explicit zeros.
+    One pass over ``idx``'s rows (scipy's ``graph[idx][:, idx]`` makes several copies,
+    gigabytes for a giant component at a million faces). Zero-length edges (duplicate
+    faces) survive as explicit zeros.
     """
-    sub = graph[idx][:, idx].tocoo()
-    keep = sub.data <= radius
-    g = sp.csr_matrix(
-        (sub.data[keep], (sub.row[keep], sub.col[keep])), shape=(len(idx), len(idx))
-    )
+    idx = np.asarray(idx)
+    local = np.full(graph.shape[0], -1, dtype=graph.indices.dtype)
+    local[idx] = np.arange(len(idx), dtype=local.dtype)
+    starts, ends = graph.indptr[idx], graph.indptr[idx + 1]
+    lengths = ends - starts
+    # Positions of all of idx's row entries in graph.indices, without a Python loop.
+    offsets = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+    at = np.arange(int(lengths.sum()), dtype=np.int64) + offsets
+    cols = local[graph.indices[at]]
+    data = graph.data[at]
+    del at, offsets
+    keep = (cols >= 0) & (data <= radius)
+    rows = np.repeat(np.arange(len(idx), dtype=local.dtype), lengths)[keep]
+    g = sp.csr_matrix((data[keep], (rows, cols[keep])), shape=(len(idx), len(idx)))
     g.sort_indices()
     return g
 
@@ -187,6 +198,20 @@ def peel(
     return done
 
 
+def _radius(vectors: np.ndarray, members: np.ndarray, block: int = 65536) -> float:
+    """Largest distance from the members' mean, read in blocks (a giant component's
+    vectors copied whole would be hundreds of megabytes)."""
+    centre = np.zeros(vectors.shape[1], np.float64)
+    for start in range(0, len(members), block):
+        centre += vectors[members[start:start + block]].sum(axis=0, dtype=np.float64)
+    centre /= len(members)
+    far = 0.0
+    for start in range(0, len(members), block):
+        v = vectors[members[start:start + block]]
+        far = max(far, float(np.linalg.norm(v - centre, axis=1).max()))
+    return far
+
+
 def guard_split(
     vectors: np.ndarray,
     labels: np.ndarray,
@@ -209,10 +234,7 @@ def guard_split(
     for members in np.split(order, bounds):
         if len(members) < 3 or labels[members[0]] == NOISE:
             continue
-        v = vectors[members]
-        centre = v.mean(axis=0)
-        radius = np.linalg.norm(v - centre, axis=1).max()
-        if 2 * radius <= cut:  # diameter <= cut: nothing to split
+        if 2 * _radius(vectors, members) <= cut:  # diameter <= cut: nothing to split
             continue
         if graph is not None and len(members) > params.split_limit:
             sub = np.full(len(members), NOISE, dtype=np.int64)
@@ -220,12 +242,13 @@ def guard_split(
             local = _restrict(graph, members, params.eps)
             for part in peel(local, np.arange(len(members)), params.eps, params.split_limit,
                              params.min_samples):
-                piece = split_cluster(v[part], cut, params.split_limit)
+                piece = split_cluster(vectors[members[part]], cut, params.split_limit)
                 sub[part] = piece + offset
                 offset += int(piece.max(initial=-1)) + 1
+            del local
             sub = _dense_parts(sub)
         else:
-            sub = split_cluster(v, cut, params.split_limit)
+            sub = split_cluster(vectors[members], cut, params.split_limit)
         if sub.max() == 0 and (sub == NOISE).sum() == 0:
             continue
         sizes = np.bincount(sub[sub != NOISE], minlength=int(sub.max(initial=-1)) + 1)
