@@ -338,6 +338,10 @@ def test_restrict_is_the_subgraph_with_short_edges_and_keeps_zero_length_ones() 
     assert np.allclose(got.toarray()[present], dense[present])
     i, j = np.searchsorted(idx, 3), np.searchsorted(idx, 7)
     assert got[i, j] == 0 and _structure(got)[i, j]
+    some = np.array([i, 0, 5])
+    assert np.array_equal(_restrict(graph, idx, 0.4, rows=some).toarray(), got[some].toarray())
+    # Row blocks change nothing.
+    assert np.array_equal(_restrict(graph, idx, 0.4, block=7).toarray(), got.toarray())
 
 
 def test_peel_breaks_a_chained_giant_component_along_its_weakest_links() -> None:

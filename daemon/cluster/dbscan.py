@@ -77,7 +77,7 @@ def dbscan_graph(graph: sp.csr_matrix, min_samples: int) -> np.ndarray:
     core_idx = np.flatnonzero(core)
     if len(core_idx) == 0:
         return labels
-    _, comp = connected_components(graph[core_idx][:, core_idx], directed=False)
+    _, comp = connected_components(_restrict(graph, core_idx, np.inf), directed=False)
     labels[core_idx] = comp
     border = np.flatnonzero(~core & (degree > 1))
     if len(border):
@@ -140,27 +140,39 @@ PEEL_FLOOR = 0.6
 """Peeling stops at this fraction of eps; what is still too large is split on a sample."""
 
 
-def _restrict(graph: sp.csr_matrix, idx: np.ndarray, radius: float) -> sp.csr_matrix:
-    """The subgraph on ``idx`` with only the edges no longer than ``radius``.
+def _restrict(graph: sp.csr_matrix, idx: np.ndarray, radius: float,
+              rows: np.ndarray | None = None, block: int = 65536) -> sp.csr_matrix:
+    """The subgraph on ``idx`` with only the edges no longer than ``radius``; with
+    ``rows`` (positions in ``idx``), only those rows of it.
 
-    One pass over ``idx``'s rows (scipy's ``graph[idx][:, idx]`` makes several copies,
-    gigabytes for a giant component at a million faces). Zero-length edges (duplicate
-    faces) survive as explicit zeros.
+    Read in blocks of rows, each mapped in one pass: scipy's ``graph[idx][:, idx]``
+    makes several whole copies, gigabytes for a giant component at a million faces.
+    Zero-length edges (duplicate faces) survive as explicit zeros.
     """
     idx = np.asarray(idx)
     local = np.full(graph.shape[0], -1, dtype=graph.indices.dtype)
     local[idx] = np.arange(len(idx), dtype=local.dtype)
-    starts, ends = graph.indptr[idx], graph.indptr[idx + 1]
-    lengths = ends - starts
-    # Positions of all of idx's row entries in graph.indices, without a Python loop.
-    offsets = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
-    at = np.arange(int(lengths.sum()), dtype=np.int64) + offsets
-    cols = local[graph.indices[at]]
-    data = graph.data[at]
-    del at, offsets
-    keep = (cols >= 0) & (data <= radius)
-    rows = np.repeat(np.arange(len(idx), dtype=local.dtype), lengths)[keep]
-    g = sp.csr_matrix((data[keep], (rows, cols[keep])), shape=(len(idx), len(idx)))
+    picked = idx if rows is None else idx[rows]
+    parts_r, parts_c, parts_d = [], [], []
+    for start in range(0, len(picked), block):
+        chunk = picked[start:start + block]
+        starts, lengths = graph.indptr[chunk], np.diff(graph.indptr)[chunk]
+        # Positions of the chunk's row entries in graph.indices, without a Python loop.
+        at = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+        at += np.arange(len(at))
+        cols = local[graph.indices[at]]
+        data = graph.data[at]
+        keep = (cols >= 0) & (data <= radius)
+        row = np.repeat(np.arange(start, start + len(chunk), dtype=local.dtype), lengths)
+        parts_r.append(row[keep])
+        parts_c.append(cols[keep])
+        parts_d.append(data[keep])
+    g = sp.csr_matrix(
+        (np.concatenate(parts_d or [np.zeros(0, np.float32)]),
+         (np.concatenate(parts_r or [np.zeros(0, local.dtype)]),
+          np.concatenate(parts_c or [np.zeros(0, local.dtype)]))),
+        shape=(len(picked), len(idx)),
+    )
     g.sort_indices()
     return g
 
@@ -190,7 +202,7 @@ def peel(
         labels = dbscan_graph(_restrict(graph, idx, smaller), min_samples)
         lost = np.flatnonzero(labels == NOISE)
         if len(lost):
-            rows, cols = _nearest(_restrict(graph, idx, radius)[lost].tocoo(),
+            rows, cols = _nearest(_restrict(graph, idx, radius, rows=lost).tocoo(),
                                   labels != NOISE)
             labels[lost[rows]] = labels[cols]
         for part in range(int(labels.max(initial=-1)) + 1):
