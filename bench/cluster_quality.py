@@ -136,24 +136,26 @@ HEADER = ("| settings | pair P | pair R | pair F | B³ P | B³ R | B³ F | s |\n
 
 def alternatives(base: ClusterParams) -> list[tuple[str, ClusterParams]]:
     """The settings compared against the default."""
-    plain = replace(base, guard="none")
+    plain = replace(base, guard="none", rejoin_eps=0.0)
+    split = replace(base, rejoin_eps=0.0)
     rows = [("**default**: " + describe(base), base),
             ("DBSCAN eps 0.5, min_samples 5 (tutorials)",
              replace(plain, eps=0.5, min_samples=5))]
     for eps in (0.28, 0.30, 0.31, 0.32, 0.34):
         rows.append((f"plain DBSCAN eps {eps}, min_samples 2", replace(plain, eps=eps)))
-    rows.append(("plain DBSCAN eps 0.36, min_samples 5", replace(plain, min_samples=5)))
+    rows.append(("plain DBSCAN eps 0.36, min_samples 5", replace(plain, eps=0.36, min_samples=5)))
     for eps, cut in ((0.36, 0.34), (0.36, 0.36), (0.40, 0.35), (0.40, 0.36)):
         rows.append((f"DBSCAN eps {eps} + average-linkage split at {cut}",
-                     replace(base, eps=eps, split_eps=cut, split_limit=6000)))
+                     replace(split, eps=eps, split_eps=cut, split_limit=6000)))
     rows.append(("DBSCAN eps 0.36 + split 0.36, min_samples 3",
-                 replace(base, split_eps=0.36, min_samples=3)))
+                 replace(split, eps=0.36, split_eps=0.36, min_samples=3)))
     return rows
 
 
 def describe(p: ClusterParams) -> str:
+    rejoin = f", re-join at {p.rejoin_eps}" if p.rejoin_eps else ""
     return (f"eps {p.eps}, min_samples {p.min_samples}, guard {p.guard}"
-            f" at {p.split_eps or p.eps}")
+            f" at {p.split_eps or p.eps}{rejoin}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nWith {len(extra)} synthetic distractor faces (scores on all faces, "
               f"then on the real ones only):\n")
         print(HEADER)
-        for name, params in rows[:2]:
+        distractor_rows = [
+            *rows[:2],
+            ("default without the re-join", replace(base, rejoin_eps=0.0)),
+            ("default, exact neighbour search (slow beyond 20k faces)",
+             replace(base, index=replace(base.index, exact_limit=len(x_all)))),
+        ]
+        for name, params in distractor_rows:
             pred = np.full(len(truth), -1, np.int64)
             t0 = time.monotonic()
             pred[found_all] = cluster_faces(x_all, params)

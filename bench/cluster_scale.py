@@ -8,10 +8,11 @@
    around their centre; both covariances measured, then scaled so the synthetic
    distance medians match the real ones) and prints the synthetic distributions beside
    the real ones.
-3. For each size, in a fresh process (so peak RSS is that size's own): draws that many
-   faces over a skewed people-size distribution (a few people with thousands of faces,
-   most with a handful, many singletons), times a full ``cluster_faces`` and scores it,
-   then builds a :class:`FaceIndex` over the clustered faces and times ``assign_new`` for
+3. For each size, one process draws that many faces over a skewed people-size
+   distribution (a few people with thousands of faces, most with a handful, many
+   singletons) and saves them; a fresh process memory-maps them (as the service maps its
+   vector cache), times a full ``cluster_faces``, takes its peak RSS, scores it, then
+   builds a :class:`FaceIndex` over the clustered faces and times ``assign_new`` for
    single new faces.
 """
 
@@ -23,6 +24,7 @@ import logging
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,54 +157,81 @@ def load_lfw(cache: Path) -> tuple[np.ndarray, np.ndarray]:
     return z["vectors"][found], z["persons"][found]
 
 
-def run_one(n: int, cache: Path, seed: int, new_faces: int) -> dict:
-    """One size, in this process: returns the measurements."""
+def make_faces(n: int, cache: Path, seed: int, new_faces: int, out: Path) -> None:
+    """Draw ``n`` clustered faces plus ``new_faces`` to assign later; save them in ``out``.
+
+    Runs in its own process: drawing the faces takes memory the service never needs, and
+    it must not count in the clustering's peak RSS.
+    """
     x_real, p_real = load_lfw(cache)
     model = fit_face_model(x_real, p_real, seed)
     rng = np.random.default_rng(seed + n)
     sizes = people_sizes(n + new_faces, rng)
     x, persons = sample_faces(model, sizes, rng)
     pick = rng.permutation(len(x))
-    new, old = pick[:new_faces], pick[new_faces:]
+    new, old = np.sort(pick[:new_faces]), np.sort(pick[new_faces:])
+    np.save(out / "old.npy", x[old])
+    np.save(out / "new.npy", x[new])
+    np.save(out / "persons_old.npy", persons[old])
+    np.save(out / "persons_new.npy", persons[new])
+    (out / "meta.json").write_text(json.dumps({"largest": int(sizes.max())}))
+
+
+def run_one(data: Path) -> dict:
+    """Cluster the faces saved by :func:`make_faces`, in this process: the measurements.
+
+    The faces are memory-mapped, as the service maps its vector cache, so the peak RSS
+    is the clustering's own plus the pages of the vectors it reads.
+    """
+    x_old = np.load(data / "old.npy", mmap_mode="r")
+    persons_old = np.load(data / "persons_old.npy")
+    x_new = np.load(data / "new.npy")
+    persons_new = np.load(data / "persons_new.npy")
     params = default_params(ENGINE)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.monotonic()
-    labels = cluster_faces(x[old], params)
+    labels = cluster_faces(x_old, params)
     cluster_s = time.monotonic() - t0
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    pw, b3 = pairwise_scores(persons[old], labels), bcubed_scores(persons[old], labels)
+    pw, b3 = pairwise_scores(persons_old, labels), bcubed_scores(persons_old, labels)
     t0 = time.monotonic()
-    index = FaceIndex(x[old], [None if c < 0 else int(c) for c in labels])
+    index = FaceIndex(x_old, [None if c < 0 else int(c) for c in labels])
     index_s = time.monotonic() - t0
     ms = []
     got = []
-    for i in new:
+    for i in range(len(x_new)):
         t0 = time.perf_counter()
-        got.append(assign_new(index, x[i:i + 1], params)[0])
+        got.append(assign_new(index, x_new[i:i + 1], params)[0])
         ms.append((time.perf_counter() - t0) * 1000)
     # A vote is right when the chosen cluster's majority person is the face's person.
     # (one pass over all faces: a loop over clusters would be quadratic at 1M faces)
     mask = labels >= 0
     cells, counts = np.unique(
-        np.stack([labels[mask], persons[old][mask]], axis=1), axis=0, return_counts=True
+        np.stack([labels[mask], persons_old[mask]], axis=1), axis=0, return_counts=True
     )
     cells = cells[np.lexsort((-counts, cells[:, 0]))]
     first = np.r_[True, cells[1:, 0] != cells[:-1, 0]]
     majority = dict(zip(cells[first, 0].tolist(), cells[first, 1].tolist(), strict=True))
-    decided = [(g, persons[i]) for g, i in zip(got, new, strict=True) if g is not None]
+    decided = [(g, p) for g, p in zip(got, persons_new, strict=True) if g is not None]
     right = sum(1 for g, p in decided if majority[g] == p)
+    meta = json.loads((data / "meta.json").read_text())
     return {
-        "faces": len(old), "people": int(len(np.unique(persons[old]))),
-        "largest": int(sizes.max()), "singletons": int((sizes == 1).sum()),
+        "faces": len(x_old), "people": int(len(np.unique(persons_old))),
+        "largest": meta["largest"],
         "cluster_s": cluster_s, "clusters": int(labels.max() + 1),
         "noise": int((labels < 0).sum()),
         "pair_f": pw.f, "pair_p": pw.precision, "pair_r": pw.recall,
         "b3_f": b3.f, "b3_p": b3.precision, "b3_r": b3.recall,
         "index_s": index_s, "assign_ms_median": float(np.median(ms)),
         "assign_ms_p95": float(np.quantile(ms, 0.95)),
-        "assigned": len(decided), "assigned_right": right, "new_faces": len(new),
+        "assigned": len(decided), "assigned_right": right, "new_faces": len(x_new),
         "peak_rss_mb_before_cluster": rss0 / 1024, "peak_rss_mb": rss1 / 1024,
     }
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                          check=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,10 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=REPO / ".bench-cache")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--new-faces", type=int, default=200)
-    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--make", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.make:
+        make_faces(args.make, args.cache, args.seed, args.new_faces, args.one)
+        return 0
     if args.one:
-        print(json.dumps(run_one(args.one, args.cache, args.seed, args.new_faces)))
+        print(json.dumps(run_one(args.one)))
         return 0
 
     x, persons = load_lfw(args.cache)
@@ -239,9 +272,11 @@ def main(argv: list[str] | None = None) -> int:
           "index build s | assign ms (median / p95) | votes decided / right |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in (int(s) for s in args.sizes.split(",")):
-        cmd = [sys.executable, __file__, "--one", str(n), "--cache", str(args.cache),
-               "--seed", str(args.seed), "--new-faces", str(args.new_faces)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
+            out = _run(["--make", str(n), "--one", tmp, "--cache", str(args.cache),
+                        "--seed", str(args.seed), "--new-faces", str(args.new_faces)])
+            if not out.returncode:
+                out = _run(["--one", tmp])
         if out.returncode:
             print(f"| {n} | failed: {out.stderr.strip().splitlines()[-1:]} |")
             continue
