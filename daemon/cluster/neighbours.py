@@ -156,23 +156,6 @@ def _blocks(v: np.ndarray, k: int, params: IndexParams
         faiss.omp_set_num_threads(threads)
 
 
-def knn_all(vectors: np.ndarray, k: int,
-            params: IndexParams | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest faces of every face among all faces (itself usually included).
-
-    Returns (distances float32 [n, k] Euclidean, ids int64 [n, k]), missing = (inf, -1).
-    Exact up to ``exact_limit`` faces, else a cell join (module docstring).
-    """
-    v = as_unit_float32(vectors)
-    n = len(v)
-    k = max(1, min(k, n))
-    sims = np.full((n, k), -np.inf, np.float32)
-    ids = np.full((n, k), -1, np.int64)
-    for rows, s, i in _blocks(v, k, params or IndexParams()):
-        sims[rows], ids[rows] = s, i
-    return _to_l2(sims, ids)
-
-
 def _to_l2(sims: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inner products of unit vectors -> Euclidean distances; missing ids -> inf.
 
