@@ -7,11 +7,14 @@ distance, the unit ``eps`` is given in.
 Small collections are searched exactly. Beyond ``exact_limit`` faces an all-pairs scan
 grows quadratically (100k faces = 10^10 dot products per re-clustering), so the faces are
 first partitioned into cells by k-means (an inverted file, as FAISS's IVF index) and each
-face is compared only with the faces of the ``nprobe`` cells nearest its own. Faces
-within ``eps`` of each other are so close that they nearly always share or neighbour a
-cell (recall is measured in ``bench/cluster_scale.py``). The all-faces neighbour search
-is done as a *cell join* -- a block matrix product per cell -- because that runs at BLAS
-speed, several times faster than one IVF query per face.
+face is compared only with the faces of the ``nprobe`` cells nearest its own. The
+all-faces neighbour search is done as a *cell join* -- a block matrix product per cell --
+because that runs at BLAS speed, several times faster than one IVF query per face.
+
+The price is recall: 128-d faces within ``eps`` do not reliably share or neighbour a cell,
+and at 56k faces the join finds about 89 % of the close pairs (HNSW and per-face IVF do
+better there but cost minutes at a million; ``bench/CLUSTERING.md``). The clustering
+repairs the damage downstream (:mod:`.rejoin`) instead of paying for it here.
 """
 
 from __future__ import annotations
