@@ -156,7 +156,8 @@ def _restrict(graph: sp.csr_matrix, idx: np.ndarray, radius: float,
     parts_r, parts_c, parts_d = [], [], []
     for start in range(0, len(picked), block):
         chunk = picked[start:start + block]
-        starts, lengths = graph.indptr[chunk], np.diff(graph.indptr)[chunk]
+        starts = graph.indptr[chunk]
+        lengths = graph.indptr[chunk + 1] - starts
         # Positions of the chunk's row entries in graph.indices, without a Python loop.
         at = np.repeat(starts - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
         at += np.arange(len(at))
@@ -293,14 +294,15 @@ def cluster_faces(vectors: np.ndarray, params: ClusterParams) -> np.ndarray:
     O(n * max_neighbours), the guard's pairwise work is bounded by ``split_limit`` per
     cluster and the re-join works on cluster sums.
     """
-    graph = eps_graph(vectors, params.eps, params.max_neighbours, params.index)
+    v = np.asarray(vectors, dtype=np.float32)  # no copy for float32 (or a float32 memmap)
+    graph = eps_graph(v, params.eps, params.max_neighbours, params.index)
     labels = dbscan_graph(graph, params.min_samples)
     if params.guard == "split":
-        labels = guard_split(np.asarray(vectors, dtype=np.float32), labels, params, graph)
+        labels = guard_split(v, labels, params, graph)
     elif params.guard != "none":
         raise ValueError(f"unknown chaining guard {params.guard!r} (use 'split' or 'none')")
     if params.rejoin_eps > 0:
-        labels = rejoin(vectors, labels, graph, params.rejoin_eps,
+        labels = rejoin(v, labels, graph, params.rejoin_eps,
                         nearest=params.rejoin_nearest, min_size=params.min_samples,
                         index=params.index)
     return labels
