@@ -553,6 +553,25 @@ def test_entries_of_a_killed_run_are_adopted_or_removed(
     assert _tree(albums) == {}
 
 
+@pytest.mark.parametrize("mode", ["symlink", "copy", "hardlink"])
+def test_entries_of_a_killed_run_are_removed_after_their_originals_left(
+    tmp_path: Path, photos, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pending entry must be recognised without its original (deleted while down)."""
+    albums = tmp_path / "albums"
+    monkeypatch.setattr(writer_mod, "_write_manifest", lambda *args, **kwargs: None)
+    write_albums(albums, _plans(photos, Labels()), mode)  # killed before its last save
+    monkeypatch.undo()
+    assert b'"pending":true' in (albums / ".facecluster" / "manifest.json").read_bytes()
+    away = tmp_path / "away"
+    away.mkdir()
+    for i, path in enumerate(photos.values()):
+        path.rename(away / f"{i}{path.suffix}")
+    report = write_albums(albums, [], mode)
+    assert report.errors == 0
+    assert _tree(albums) == {}, "entries of the killed run left behind for good"
+
+
 def test_pictures_of_a_killed_run_are_removed(tmp_path: Path, photos) -> None:
     albums = tmp_path / "albums"
     plans = _plans(photos, Labels())

@@ -102,6 +102,9 @@ class ManifestEntry:
     """Saved ahead of making the entry (write-ahead): the entry on disk may be a new one
     this writer made for ``source`` but had no time to record. The fields above describe
     the entry it replaces (``ino`` is -1 if there was none)."""
+    source_seen: tuple[int, int, int, int] | None = None
+    """For a pending entry, the original's (dev, ino, size, mtime_ns) when written ahead:
+    a copy or hardlink made from it is recognised even after the original is gone."""
 
     def is_entry(self, st: os.stat_result) -> bool:
         """Whether ``st`` (an lstat) is still this entry and not something put in its place."""
@@ -198,10 +201,13 @@ def _parse_manifest(data: object) -> Manifest:
         source, mode, ino = rec.get("source"), rec.get("mode"), rec.get("ino")
         valid = mode in ("symlink", "hardlink", "copy") and isinstance(ino, int)
         if isinstance(source, str) and valid:
-            mtime = rec.get("mtime_ns")
+            mtime, seen = rec.get("mtime_ns"), rec.get("source_seen")
+            seen_ok = (isinstance(seen, list) and len(seen) == 4
+                       and all(isinstance(v, int) for v in seen))
             manifest.entries[(folder, name)] = ManifestEntry(
                 source, mode, ino, mtime if isinstance(mtime, int) else None,
                 rec.get("fallback") is True, rec.get("pending") is True,
+                tuple(seen) if seen_ok else None,
             )
     if isinstance(folders, list):
         manifest.folders = {f for f in folders if isinstance(f, str) and is_plain_name(f)}
@@ -264,6 +270,7 @@ def _save_manifest(root_fd: int, manifest: Manifest) -> None:
                 }
                 | ({"fallback": True} if e.fallback else {})
                 | ({"pending": True} if e.pending else {})
+                | ({"source_seen": list(e.source_seen)} if e.source_seen else {})
                 for (folder, name), e in sorted(manifest.entries.items())
             },
         }
@@ -435,28 +442,35 @@ class _Run:
         return same_copy
 
     def made_for(self, folder: str, st: os.stat_result, fd: int, name: str,
-                 source: Path) -> bool:
+                 source: Path, seen: tuple[int, int, int, int] | None = None) -> bool:
         """Whether ``st`` is exactly an entry this writer makes for ``source``, in any mode.
 
         Such an entry is unmistakable: our hashed name, and a link with our relative
-        target, the original's own inode, or a copy with its size and mtime.
+        target, the original's own inode, or a copy with its size and mtime. ``seen`` is
+        the original as it was when the entry was written ahead, for when it has since
+        been deleted or changed.
         """
         if stat.S_ISLNK(st.st_mode):
             try:
                 return os.readlink(name, dir_fd=fd) == self.link_target(folder, source)
             except OSError:
                 return False
+        if not stat.S_ISREG(st.st_mode):
+            return False
         src = self.source_stat(source)
-        return stat.S_ISREG(st.st_mode) and src is not None and (
-            (st.st_ino, st.st_dev) == (src.st_ino, src.st_dev)
-            or (st.st_size, st.st_mtime_ns) == (src.st_size, src.st_mtime_ns)
+        known = [(src.st_dev, src.st_ino, src.st_size, src.st_mtime_ns)] if src else []
+        known += [seen] if seen else []
+        return any(
+            (st.st_dev, st.st_ino) == (dev, ino) or (st.st_size, st.st_mtime_ns) == (size, mtime)
+            for dev, ino, size, mtime in known
         )
 
     def owns(self, rec: ManifestEntry, folder: str, st: os.stat_result, fd: int,
              name: str) -> bool:
         """Whether ``st`` is the entry ``rec`` records, or one a killed run made for it."""
         return rec.is_entry(st) or (
-            rec.pending and self.made_for(folder, st, fd, name, Path(rec.source))
+            rec.pending
+            and self.made_for(folder, st, fd, name, Path(rec.source), rec.source_seen)
         )
 
     def on_disk(self, st: os.stat_result, source: Path) -> tuple[str, bool]:
@@ -719,9 +733,13 @@ def _write_ahead(run: _Run, todo: list[tuple[str, str, Path, bool]]
     for folder, name, source, _ in todo:
         key = (folder, name)
         old = before[key] = run.manifest.entries.get(key)
+        src = run.source_stat(source)
+        seen = (src.st_dev, src.st_ino, src.st_size, src.st_mtime_ns) if src else None
         run.manifest.entries[key] = (
-            ManifestEntry(str(source), run.mode, -1, None, pending=True) if old is None
-            else ManifestEntry(old.source, old.mode, old.ino, old.mtime_ns, old.fallback, True)
+            ManifestEntry(str(source), run.mode, -1, None, pending=True, source_seen=seen)
+            if old is None
+            else ManifestEntry(old.source, old.mode, old.ino, old.mtime_ns, old.fallback, True,
+                               seen)
         )
     if todo:
         _save_manifest(run.root_fd, run.manifest)
