@@ -40,6 +40,7 @@ Reconciling is cheap when nothing changed: one ``lstat`` (plus ``readlink`` or a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -733,13 +734,12 @@ def _write_ahead(run: _Run, todo: list[tuple[str, str, Path, bool]]
     for folder, name, source, _ in todo:
         key = (folder, name)
         old = before[key] = run.manifest.entries.get(key)
-        src = run.source_stat(source)
+        # A symlink is proven by its target; only copies and hardlinks need the original.
+        src = None if run.mode == "symlink" else run.source_stat(source)
         seen = (src.st_dev, src.st_ino, src.st_size, src.st_mtime_ns) if src else None
         run.manifest.entries[key] = (
             ManifestEntry(str(source), run.mode, -1, None, pending=True, source_seen=seen)
-            if old is None
-            else ManifestEntry(old.source, old.mode, old.ino, old.mtime_ns, old.fallback, True,
-                               seen)
+            if old is None else dataclasses.replace(old, pending=True, source_seen=seen)
         )
     if todo:
         _save_manifest(run.root_fd, run.manifest)
