@@ -13,12 +13,10 @@ the same folder, are checked, and only then moved into place with ``os.replace``
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -28,6 +26,8 @@ from pathlib import Path
 from typing import IO, Literal
 
 import structlog
+
+from daemon.fsutil import atomic_write, atomic_writer
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -228,18 +228,9 @@ def _write_disk_cache(models_dir: Path, data: dict[str, dict]) -> None:
     """Best effort: a read-only models folder only costs a re-hash at the next start."""
     target = models_dir / HASH_CACHE_NAME
     try:
-        fd, tmp = tempfile.mkstemp(dir=models_dir, prefix=HASH_CACHE_NAME, suffix=".tmp")
+        atomic_write(target, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
     except OSError as e:
         log.debug("model_hash_cache_not_written", path=str(target), error=str(e))
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, target)
-    except OSError as e:
-        log.debug("model_hash_cache_not_written", path=str(target), error=str(e))
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
 
 
 def cached_sha256(path: Path) -> str:
@@ -392,17 +383,8 @@ def _install_from(
     any failure, so an interrupted fetch leaves nothing behind under any name.
     """
     final = models_dir / model.filename
-    fd, tmp_name = tempfile.mkstemp(dir=models_dir, prefix=f".{model.filename}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, open_source() as src:
-            _copy_checked(src, out, model)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_writer(final) as out, open_source() as src:
+        _copy_checked(src, out, model)
     return final
 
 

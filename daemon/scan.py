@@ -17,13 +17,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import structlog
 
 from daemon import albums, cluster, labels, photos
 from daemon.config import Config
+from daemon.fsutil import atomic_write, utc_now
 from daemon.indexer import IndexedPhoto, IndexPool, PhotoError, engine_id_for
 from daemon.store import FaceRecord, PhotoRecord, Store, StoreError
 from daemon.store.db import DB_NAME
@@ -152,10 +152,6 @@ def _root_present(root: Path) -> bool:
             return any(True for _ in it)
     except OSError:
         return False
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class Pipeline:
@@ -458,7 +454,7 @@ class Pipeline:
         with self.store.batch():
             self.store.set_persons(result.assignment)
             self.store.retire_people(result.retired)
-            self.store.set_meta("last_recluster", _now())
+            self.store.set_meta("last_recluster", utc_now())
         people = {p for p in result.assignment.values() if p is not None}
         report = ClusterReport(
             faces=len(ids),
@@ -556,7 +552,7 @@ class Pipeline:
         report = albums.write_albums(self.cfg.albums_dir, plans, self.cfg.album_mode)
         albums.write_pictures(self.cfg.albums_dir, plans, self.cfg.detection.max_pixels)
         self._write_people_file(self.people(plans))
-        self.store.set_meta("last_albums", _now())
+        self.store.set_meta("last_albums", utc_now())
         log.info("albums_written", albums=len(plans), added=report.added, removed=report.removed)
         return report
 
@@ -605,10 +601,9 @@ class Pipeline:
             lines.append(f"# {r.faces} faces in {r.photos} photos, e.g. {r.sample}")
             lines.append(f'{r.key} = ""')
         target = self.cfg.state_dir / "people.toml"
-        tmp = target.with_suffix(".toml.tmp")
         try:
-            tmp.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
-            os.replace(tmp, target)
+            text = "\n".join(lines) + "\n"
+            atomic_write(target, text.encode("utf-8", errors="surrogateescape"))
         except OSError as e:
             log.warning("people_file_not_written", path=str(target), error=str(e))
 
@@ -638,7 +633,7 @@ class Pipeline:
         removed = self.sync_missing()
         clustered = self.recluster()
         written = self.write_albums()
-        self.store.set_meta("last_scan", _now())
+        self.store.set_meta("last_scan", utc_now())
         return ScanReport(report, removed, clustered, written, time.monotonic() - t0)
 
     def status(self) -> PipelineStatus:

@@ -26,7 +26,6 @@ import signal
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -35,6 +34,7 @@ import structlog
 
 from daemon import lock, sdnotify
 from daemon.config import Config, ConfigError, load_config
+from daemon.fsutil import atomic_write, utc_now
 from daemon.watcher import Change, RootBack, RootGone, Watcher, WatchEvent
 
 if TYPE_CHECKING:
@@ -102,18 +102,11 @@ class ServiceStatus:
         return asdict(self)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def write_service_status(state_dir: Path, status: ServiceStatus) -> None:
     """Replace ``service.json`` atomically, so a reader never sees half a file."""
-    path = state_dir / STATUS_NAME
-    tmp = path.with_name(f".{STATUS_NAME}.{os.getpid()}.tmp")
-    # No fsync: the file is rewritten every few seconds and only describes the present;
-    # syncing it that often would only wear out an SD card or a NAS disk.
-    tmp.write_text(json.dumps(status.as_dict(), indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    # No fsync: the file is rewritten every few seconds and only describes the present.
+    data = json.dumps(status.as_dict(), indent=1) + "\n"
+    atomic_write(state_dir / STATUS_NAME, data.encode("utf-8"), durable=False)
 
 
 def pid_alive(pid: int) -> bool:
@@ -196,7 +189,7 @@ class Service:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.started_at = _now()
+        self.started_at = utc_now()
         self.counters = Counters()
         self.phase = "starting"
         self.message = "starting"
@@ -269,7 +262,7 @@ class Service:
         status = ServiceStatus(
             pid=os.getpid(),
             started_at=self.started_at,
-            updated_at=_now(),
+            updated_at=utc_now(),
             phase=self.phase,
             message=self.message,
             queue_length=self.watcher.pending() if self.watcher else 0,

@@ -144,7 +144,7 @@ def test_albums_disk_full_writing_the_manifest(
     write_albums(albums, plans[:1], "symlink")
     before = (albums / ".facecluster" / "manifest.json").read_bytes()
 
-    monkeypatch.setattr(writer_mod, "write_file_atomic", _enospc)
+    monkeypatch.setattr(writer_mod, "atomic_write", _enospc)
     with pytest.raises(OSError) as info:
         write_albums(albums, plans, "symlink")
     assert info.value.errno == errno.ENOSPC

@@ -15,7 +15,6 @@ failed export leaves no half-written file.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import stat
 import time
@@ -26,6 +25,7 @@ from typing import BinaryIO
 import structlog
 
 from daemon.albums.writer import AlbumError, is_plain_name, open_dir, read_manifest_at
+from daemon.fsutil import atomic_writer
 
 log = structlog.get_logger(__name__)
 
@@ -105,17 +105,8 @@ def export_zip(albums_dir: Path, folder: str, zip_path: Path) -> int:
 
 def _write_zip(album_fd: int, folder: str, entries: list, zip_path: Path) -> int:
     zip_path = Path(os.path.abspath(zip_path))
-    tmp = zip_path.with_name(f".{zip_path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with open(fd, "wb") as raw:
-            count = _add_entries(raw, album_fd, folder, entries)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, zip_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_writer(zip_path) as raw:
+        count = _add_entries(raw, album_fd, folder, entries)
     log.info("album_exported", folder=folder, photos=count, zip=str(zip_path))
     return count
 

@@ -37,8 +37,8 @@ from daemon.albums.writer import (
     clear_leftovers,
     exists_at,
     open_dir,
-    write_file_atomic,
 )
+from daemon.fsutil import atomic_write
 
 log = structlog.get_logger(__name__)
 
@@ -260,8 +260,8 @@ def write_pictures(
             try:
                 if not tiles:
                     raise ValueError("no usable face")
-                write_file_atomic(thumbs_fd, thumb, _encode(tiles[0]))
-                write_file_atomic(thumbs_fd, montage, _encode(make_montage(tiles)))
+                atomic_write(thumb, _encode(tiles[0]), dir_fd=thumbs_fd)
+                atomic_write(montage, _encode(make_montage(tiles)), dir_fd=thumbs_fd)
             except (OSError, ValueError) as e:
                 log.error("album_pictures_failed", folder=plan.folder, error=str(e))
                 errors += 1
@@ -281,7 +281,7 @@ def write_pictures(
             removed += 1
         _remove_orphans(thumbs_fd, {n for folder in new for n in thumbnail_names(folder)})
         if new != old or not exists_at(thumbs_fd, SIGNATURES_NAME):  # no change, no write
-            write_file_atomic(thumbs_fd, SIGNATURES_NAME, json.dumps(new, indent=1).encode())
+            atomic_write(SIGNATURES_NAME, json.dumps(new, indent=1).encode(), dir_fd=thumbs_fd)
     finally:
         os.close(thumbs_fd)
     report = PicturesReport(written, kept, removed, errors)

@@ -45,7 +45,6 @@ import errno
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Callable, Sequence
@@ -56,6 +55,7 @@ from typing import Literal
 import structlog
 
 from daemon.albums.plan import AlbumPlan
+from daemon.fsutil import TMP_PREFIX, atomic_write, atomic_writer, temp_name
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,6 @@ AlbumMode = Literal["symlink", "hardlink", "copy"]
 STATE_DIR = ".facecluster"
 MANIFEST_NAME = "manifest.json"
 MAX_NAME_BYTES = 255
-_TMP_PREFIX = ".facecluster-tmp-"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _LITTER = {"@eaDir", ".@__thumb", ".DS_Store", "Thumbs.db", "desktop.ini", ".AppleDouble"}
@@ -277,25 +276,10 @@ def _save_manifest(root_fd: int, manifest: Manifest) -> None:
         }
         raw = json.dumps(data, separators=(",", ":")).encode()
         if raw != manifest.loaded:  # an unchanged tree costs no write at all
-            write_file_atomic(state_fd, MANIFEST_NAME, raw)
+            atomic_write(MANIFEST_NAME, raw, dir_fd=state_fd)
             manifest.loaded = raw
     finally:
         os.close(state_fd)
-
-
-def write_file_atomic(dir_fd: int, name: str, data: bytes) -> None:
-    """Write ``data`` to ``name`` in ``dir_fd`` via a temporary file and a rename."""
-    tmp = _TMP_PREFIX + secrets.token_hex(8)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
-    try:
-        with open(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        _unlink_quietly(dir_fd, tmp)
-        raise
 
 
 def clear_leftovers(dir_fd: int) -> int:
@@ -305,7 +289,7 @@ def clear_leftovers(dir_fd: int) -> int:
     state lock), so a temporary file seen here is never one being written right now.
     """
     try:
-        names = [n for n in os.listdir(dir_fd) if n.startswith(_TMP_PREFIX)]
+        names = [n for n in os.listdir(dir_fd) if n.startswith(TMP_PREFIX)]
     except OSError:
         return 0
     cleared = 0
@@ -336,27 +320,17 @@ class _NoHardlink(Exception):
 
 def _copy_into(dir_fd: int, name: str, source: Path) -> None:
     """Copy ``source`` to ``name`` atomically, keeping its mtime."""
-    tmp = _TMP_PREFIX + secrets.token_hex(8)
-    with open(source, "rb") as src:
+    with open(source, "rb") as src, atomic_writer(name, dir_fd=dir_fd) as dst:
         st = os.fstat(src.fileno())
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644,
-                     dir_fd=dir_fd)
-        try:
-            with open(fd, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-                dst.flush()
-                os.utime(dst.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
-                os.fsync(dst.fileno())
-            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except BaseException:
-            _unlink_quietly(dir_fd, tmp)
-            raise
+        shutil.copyfileobj(src, dst, 1 << 20)
+        dst.flush()
+        os.utime(dst.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _put(dir_fd: int, name: str, replace: bool, make: Callable[[str], None]) -> None:
     """Create an entry with ``make(target_name)``; when replacing, via a temp name + rename
     so the old entry stays in place until the new one is complete."""
-    target = _TMP_PREFIX + secrets.token_hex(8) if replace else name
+    target = temp_name() if replace else name
     make(target)
     if replace:
         try:
@@ -757,7 +731,7 @@ def exists_at(dir_fd: int, name: str) -> bool:
 
 def _is_litter(name: str) -> bool:
     """Files a NAS or desktop drops into every folder it shows (thumbnails, view settings)."""
-    return name in _LITTER or name.startswith(("._", _TMP_PREFIX))
+    return name in _LITTER or name.startswith(("._", TMP_PREFIX))
 
 
 def _clear_litter(root_fd: int, folder: str) -> bool:
