@@ -1,0 +1,412 @@
+"""Editing ``labels.toml`` on the user's behalf: name, merge, hide and exclude.
+
+The command line (``facecluster name`` ...) and the web page change the user's labels
+file through these functions, so that nobody has to hand-edit TOML for the common
+things. The file stays the user's: comments, key order, quoting and blank lines are
+kept byte for byte outside the lines an edit touches (tomlkit round-trips them), the
+result must parse with :func:`daemon.labels.parse_labels` and mean exactly the intended
+labels (else nothing is written), and the file is replaced atomically with its mode kept.
+
+Two editors (a terminal and a browser, or a text editor) can race. Every edit reads the
+file, optionally checks the caller's ``expected_digest`` (the :func:`labels_digest` it
+showed the user), and re-reads the file just before replacing it: if it changed in
+between, :class:`LabelsConflict` is raised and nothing is written. The running service
+picks the new file up as it does a hand edit; the service itself never writes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import tomlkit
+from tomlkit.items import InlineTable, Item, Table
+
+from daemon.fsutil import atomic_writer
+from daemon.labels import (
+    MAX_LABELS_BYTES,
+    UNLABELLED,
+    LabelsError,
+    PersonLabel,
+    normalize_name,
+    parse_face_key,
+    parse_labels,
+    parse_person_key,
+    person_key,
+)
+
+MAX_PERSON_ID = 10**12 - 1
+"""The largest id a ``person-<digits>`` key can hold (labels.toml allows 12 digits)."""
+
+
+class LabelsConflict(Exception):
+    """``labels.toml`` changed since the caller read it; nothing was written."""
+
+
+class NamingError(ValueError):
+    """The edit is impossible (bad name, person id or entry); the message is for the user."""
+
+
+@dataclass(frozen=True)
+class LabelsEdit:
+    """One change to the labels file: its text before and after."""
+
+    path: Path
+    before: str
+    """The file's text before the edit ('' if it did not exist)."""
+    after: str
+    """The text written."""
+
+    @property
+    def digest(self) -> str:
+        """:func:`labels_digest` of the file right after this edit."""
+        return _digest(self.after.encode("utf-8"))
+
+    @property
+    def changed(self) -> bool:
+        """False when the file already said what the edit asked for (nothing written)."""
+        return self.before != self.after
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def labels_digest(path: Path) -> str:
+    """SHA-256 (hex) of the file's current bytes; a missing file counts as empty."""
+    return _digest(_read_bytes(Path(os.path.realpath(path))))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_LABELS_BYTES + 1)
+    except FileNotFoundError:
+        return b""
+    if len(data) > MAX_LABELS_BYTES:
+        raise NamingError(f"{path} is larger than {MAX_LABELS_BYTES // (1024 * 1024)} MiB")
+    return data
+
+
+def _conflict(path: Path) -> LabelsConflict:
+    return LabelsConflict(
+        f"{path} changed since it was read (edited elsewhere?); nothing was written. "
+        "Look at it again and retry."
+    )
+
+
+def _check_person_id(person_id: object) -> int:
+    if isinstance(person_id, bool) or not isinstance(person_id, int):
+        raise NamingError(f"a person id is a whole number, got {person_id!r}")
+    if not 0 <= person_id <= MAX_PERSON_ID:
+        raise NamingError(f"no person {person_id}: ids run from 0 to {MAX_PERSON_ID}")
+    return person_id
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in text)
+
+
+def check_name(name: object) -> str:
+    """``name`` as it will be written (normalised); :class:`NamingError` if unusable."""
+    if not isinstance(name, str):
+        raise NamingError(f"a name is text, got {name!r}")
+    clean = normalize_name(name)
+    if not clean:
+        raise NamingError("a name must not be empty")
+    if _has_control(clean):
+        raise NamingError(f"a name must be one line of text without control characters: {name!r}")
+    try:
+        parse_person_key(clean.lower())
+    except LabelsError:
+        return clean
+    # The album of an unnamed person is the folder person-NNNN: a name of that form
+    # would take another person's folder.
+    raise NamingError(f"{clean!r} looks like a person id; choose a real name")
+
+
+def check_entry(entry: object) -> str:
+    """An exclude entry as it will be written: ``face-N`` or a photo path."""
+    if not isinstance(entry, str) or not entry.strip():
+        raise NamingError(f"an exclude entry is a photo path or face-N, got {entry!r}")
+    if _has_control(entry):
+        raise NamingError(f"an exclude entry must not contain control characters: {entry!r}")
+    if parse_face_key(entry) is not None:
+        return entry
+    if entry.startswith("face-"):
+        raise NamingError(f"{entry!r}: a face id is written face-1234 (digits only)")
+    norm = os.path.normpath(entry)
+    if not os.path.isabs(norm) and (norm == os.curdir or norm.split(os.sep)[0] == os.pardir):
+        raise NamingError(
+            f"{entry!r} is not a photo inside a watched folder (use a path relative to a "
+            "watched folder, or an absolute one)"
+        )
+    return norm
+
+
+# -- the edit itself ------------------------------------------------------------------
+
+_Change = Callable[[tomlkit.TOMLDocument, dict[int, PersonLabel]], None]
+
+
+def _apply(path: Path, change: _Change, expected_digest: str | None) -> LabelsEdit:
+    """Read, change, validate, re-check and atomically replace the labels file."""
+    target = Path(os.path.realpath(path))  # a symlinked labels.toml stays a symlink
+    data = _read_bytes(target)
+    if expected_digest is not None and _digest(data) != expected_digest:
+        raise _conflict(path)
+    try:
+        text = data.decode("utf-8")
+        labels = dict(parse_labels(text).people)
+        doc = tomlkit.parse(text)
+    except (UnicodeDecodeError, LabelsError, tomlkit.exceptions.TOMLKitError) as e:
+        raise NamingError(f"{path} has a problem; fix it by hand first: {e}") from e
+    change(doc, labels)
+    after = doc.as_string()
+    try:
+        written = dict(parse_labels(after).people)
+    except LabelsError as e:  # pragma: no cover - would be a tomlkit bug
+        raise NamingError(f"the edit would break {path} ({e}); nothing was written") from e
+    if _meaningful(written) != _meaningful(labels):
+        # The layout was too unusual to edit safely (e.g. dotted keys): never write a
+        # file that means something other than what was asked.
+        raise NamingError(f"could not edit {path} safely; please edit it by hand")
+    if after == text:
+        return LabelsEdit(path, text, after)
+    _replace(target, data, after.encode("utf-8"), path)
+    return LabelsEdit(path, text, after)
+
+
+def _meaningful(people: Mapping[int, PersonLabel]) -> dict[int, PersonLabel]:
+    return {k: v for k, v in people.items() if v != UNLABELLED}
+
+
+def _replace(target: Path, expected: bytes, data: bytes, shown: Path) -> None:
+    """Write ``data`` over ``target`` unless it no longer holds ``expected``."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    with atomic_writer(target) as f:
+        f.write(data)
+        if mode is not None:
+            os.fchmod(f.fileno(), mode)
+        f.flush()
+        # Last look before the rename: someone saving in between must not be overwritten.
+        if _read_bytes(target) != expected:
+            raise _conflict(shown)
+
+
+def _people_table(doc: tomlkit.TOMLDocument) -> Table:
+    if "people" not in doc:
+        doc.add("people", tomlkit.table())
+    table = doc["people"]
+    if not isinstance(table, Table):  # pragma: no cover - parse_labels refused it already
+        raise NamingError("labels.toml: [people] is not a table")
+    return table
+
+
+def _find(table: Table, person_id: int) -> str | None:
+    """The key (as written: ``person-7``, ``person-0007``) of ``person_id``, if any."""
+    for key in table:
+        try:
+            if parse_person_key(key) == person_id:
+                return key
+        except LabelsError:
+            continue
+    return None
+
+
+def _options(item: Item) -> dict[str, object]:
+    if isinstance(item, (InlineTable, Table)):
+        return {str(k): v for k, v in item.items()}
+    return {"name": item}
+
+
+def _set_options(table: Table, person_id: int, changes: Mapping[str, object | None]) -> None:
+    """Set (or, for None, remove) options of one person's entry, adding it if needed.
+
+    A plain ``person-0007 = "Name"`` stays a plain string while a name is all it says;
+    an inline table is rewritten on its own line only; a ``[people.person-0007]`` table
+    is edited key by key.
+    """
+    key = _find(table, person_id)
+    item = table[key] if key is not None else None
+    if isinstance(item, Table) and not isinstance(item, InlineTable):
+        for option, value in changes.items():
+            if value is None:
+                if option in item:
+                    del item[option]
+            else:
+                item[option] = value
+        return
+    trivia = _trivia(item)  # before building: adding items to a new table clears theirs
+    options = _options(item) if item is not None else {}
+    for option, value in changes.items():
+        if value is None:
+            options.pop(option, None)
+        else:
+            options[option] = value
+    value = _as_value(options, item)
+    if key is None:
+        if value is not None:
+            _append(table, person_key(person_id), value)
+    elif value is None:
+        del table[key]
+    elif value is not item:
+        table[key] = _with_trivia(value, trivia)
+
+
+_TRIVIA = ("indent", "comment_ws", "comment", "trail")
+
+
+def _trivia(item: Item | None) -> dict[str, str]:
+    return {part: getattr(item.trivia, part) for part in _TRIVIA} if item is not None else {}
+
+
+def _with_trivia(value: object, trivia: Mapping[str, str]) -> Item:
+    """``value`` as an item carrying the old line's comment and spacing, so they survive."""
+    new = tomlkit.item(value)
+    for part, text in trivia.items():
+        setattr(new.trivia, part, text)
+    return new
+
+
+def _as_value(options: dict[str, object], old: Item | None) -> object | None:
+    if not options:
+        return None
+    if list(options) == ["name"]:
+        return options["name"]
+    if isinstance(old, InlineTable) and list(old.keys()) == list(options):
+        # Same keys: update in place so the user's spacing inside the braces survives.
+        for option, value in options.items():
+            if old[option] is not value:
+                old[option] = value
+        return old
+    inline = tomlkit.inline_table()
+    for option, value in options.items():
+        inline.add(option, value)
+    return inline
+
+
+def _append(table: Table, key: str, value: object) -> None:
+    """Add ``key`` right after the last person line (not after a closing comment)."""
+    last = None
+    for existing in table:
+        if not isinstance(table[existing], Table) or isinstance(table[existing], InlineTable):
+            last = existing
+    if last is not None:
+        try:
+            table.value._insert_after(last, key, value)  # no public API for this
+            return
+        except Exception:  # noqa: BLE001 - any tomlkit change: fall back to appending
+            pass
+    table.add(key, value)
+
+
+def _dedupe_ids(person_ids: Sequence[int]) -> list[int]:
+    ids: list[int] = []
+    for person_id in person_ids:
+        checked = _check_person_id(person_id)
+        if checked not in ids:
+            ids.append(checked)
+    return ids
+
+
+# -- public edits -----------------------------------------------------------------------
+
+
+def name_people(
+    path: Path, person_ids: Sequence[int], name: str, *, expected_digest: str | None = None
+) -> LabelsEdit:
+    """Give ``name`` to each person: one id names or renames, several merge them.
+
+    People with the same name share one album (the labels.toml rule), so merging is
+    writing the same name on each.
+    """
+    if isinstance(person_ids, (str, bytes)) or not person_ids:
+        raise NamingError("name at least one person")
+    ids = _dedupe_ids(person_ids)
+    clean = check_name(name)
+
+    def change(doc: tomlkit.TOMLDocument, labels: dict[int, PersonLabel]) -> None:
+        table = _people_table(doc)
+        for person_id in ids:
+            _set_options(table, person_id, {"name": clean})
+            labels[person_id] = replace(labels.get(person_id, UNLABELLED), name=clean)
+
+    return _apply(Path(path), change, expected_digest)
+
+
+def hide_person(
+    path: Path, person_id: int, hidden: bool = True, *, expected_digest: str | None = None
+) -> LabelsEdit:
+    """Hide the person (no album), or with ``hidden=False`` show them again."""
+    checked = _check_person_id(person_id)
+
+    def change(doc: tomlkit.TOMLDocument, labels: dict[int, PersonLabel]) -> None:
+        table = _people_table(doc) if hidden or "people" in doc else None
+        if table is None:
+            return
+        _set_options(table, checked, {"hide": True if hidden else None})
+        labels[checked] = replace(labels.get(checked, UNLABELLED), hidden=bool(hidden))
+
+    return _apply(Path(path), change, expected_digest)
+
+
+def exclude(
+    path: Path, person_id: int, entries: Sequence[str], *, expected_digest: str | None = None
+) -> LabelsEdit:
+    """Say "not this person" for photos (paths) or single faces (``face-N``).
+
+    Entries already listed are not repeated; the rest are appended in the given order.
+    """
+    checked = _check_person_id(person_id)
+    if isinstance(entries, (str, bytes)) or not entries:
+        raise NamingError("give at least one photo or face-N to exclude")
+    clean = [check_entry(e) for e in entries]
+
+    def change(doc: tomlkit.TOMLDocument, labels: dict[int, PersonLabel]) -> None:
+        table = _people_table(doc)
+        old = labels.get(checked, UNLABELLED)
+        listed = list(old.exclude)
+        for entry in clean:
+            if entry not in listed:
+                listed.append(entry)
+        if listed == list(old.exclude):
+            return
+        key = _find(table, checked)
+        written = _written_excludes(table[key]) if key is not None else []
+        new = [e for e in listed if e not in old.exclude]
+        array = tomlkit.array()
+        array.extend(written + new)
+        _set_options(table, checked, {"exclude": array})
+        labels[checked] = replace(old, exclude=tuple(listed))
+
+    return _apply(Path(path), change, expected_digest)
+
+
+def _written_excludes(item: Item) -> list[str]:
+    """The exclude entries exactly as the user wrote them (before normalisation)."""
+    value = _options(item).get("exclude", [])
+    if isinstance(value, str):
+        return [str(value)]
+    return [str(v) for v in value]  # type: ignore[union-attr]
+
+
+def undo(path: Path, edit: LabelsEdit) -> LabelsEdit:
+    """Put back ``edit.before``, if the file still holds exactly what ``edit`` wrote."""
+    target = Path(os.path.realpath(path))
+    data = _read_bytes(target)
+    if data != edit.after.encode("utf-8"):
+        raise LabelsConflict(
+            f"{path} changed after that edit (edited elsewhere?); it was not undone."
+        )
+    if edit.before != edit.after:
+        _replace(target, data, edit.before.encode("utf-8"), Path(path))
+    return LabelsEdit(Path(path), edit.after, edit.before)
