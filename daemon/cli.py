@@ -403,11 +403,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config)
         if args.command == "run":
             logsetup.configure("debug" if args.debug else cfg.log_level)
+        elif args.debug or cfg.log_level == "debug":
+            logsetup.configure("debug")  # asked for everything, machine-readable if piped
         else:
             # A command's output is for a person or a pipe: warnings only, never JSON
             # lines mixed into it (the service's log is the place for the rest).
-            level = "error" if cfg.log_level == "error" else "warning"
-            logsetup.configure("debug" if args.debug else level, json=False)
+            logsetup.configure("error" if cfg.log_level == "error" else "warning", json=False)
         return COMMANDS[args.command](cfg, args)
     except KeyboardInterrupt:
         print("facecluster: interrupted", file=sys.stderr)
