@@ -143,11 +143,12 @@ def _reader(cfg: Config):  # noqa: ANN202 - a Pipeline, imported lazily
     It describes the store as it is: the engine is the one the store was indexed with
     (a model file that appeared since changes the engine only at the next start).
     """
-    from daemon.scan import Pipeline
+    from daemon.scan import Pipeline, _has_traces
     from daemon.store.db import DB_NAME
 
     db = cfg.state_dir / DB_NAME
-    if not db.exists():
+    # A deleted store (albums left behind) is the Pipeline's to report: "rebuild".
+    if not db.exists() and not _has_traces(cfg):
         raise UserError(
             f"no photos indexed yet: there is no store at {db} ({_config_note(cfg)}); "
             "start the service (`make run`) or run `facecluster scan`"
