@@ -157,7 +157,6 @@ def _reader(cfg: Config):  # noqa: ANN202 - a Pipeline, imported lazily
     indexed_with = pipeline.store.get_meta("engine")
     if indexed_with and indexed_with != pipeline.engine_id:
         pipeline.engine_id = indexed_with
-        pipeline.reload_labels()
     return pipeline
 
 
