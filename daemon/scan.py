@@ -24,6 +24,7 @@ import structlog
 from daemon import albums, cluster, labels, photos
 from daemon.config import Config
 from daemon.fsutil import atomic_write, utc_now
+from daemon.identity import Identity
 from daemon.indexer import IndexedPhoto, IndexPool, PhotoError, engine_id_for
 from daemon.store import FaceRecord, PhotoRecord, Store, StoreError
 from daemon.store.db import DB_NAME
@@ -92,6 +93,8 @@ class PipelineStatus:
     last_scan: str | None
     last_recluster: str | None
     labels_error: str | None
+    identity_conflicts: list[dict] = field(default_factory=list)
+    """See :func:`daemon.identity.conflict`."""
 
     def as_dict(self) -> dict:
         """Plain JSON-ready form."""
@@ -180,10 +183,11 @@ class Pipeline:
             log.warning(
                 "store_missing",
                 path=str(cfg.state_dir / DB_NAME),
-                hint="re-deriving from the photos; person ids start afresh, so check the "
-                "ids in labels.toml against `facecluster people`",
+                hint="re-deriving from the photos; state/identity.json gives the people "
+                "named in labels.toml back their ids",
             )
         self.store = Store.open(cfg.state_dir)
+        self.identity = Identity(cfg.state_dir)
         self._pool: IndexPool | None = None
         self._index: cluster.FaceIndex | None = None
         self._index_ids: set[int] = set()
@@ -345,6 +349,7 @@ class Pipeline:
         call.
         """
         report = IndexReport()
+        self.identity.reserve(self.store, self.labels)  # before any face gets an id
         for chunk in self._classified(paths, report, progress):
             known = {p: (st, digest) for p, st, digest in chunk}
             with self.store.batch():
@@ -426,10 +431,10 @@ class Pipeline:
         ``faces`` defaults to every face of the engine, read only when there are
         exclusions at all.
         """
-        pairs: set[tuple[int, int]] = set()
         excluding = {pid: lab for pid, lab in self.labels.people.items() if lab.exclude}
         if not excluding:
-            return pairs
+            return set()
+        pairs = self.identity.excluded_pairs(self.store, self.labels)  # moved, re-derived
         if faces is None:
             faces = self.store.faces(engine=self.engine_id)
         for f in faces:
@@ -443,18 +448,23 @@ class Pipeline:
     def recluster(self) -> ClusterReport:
         """Re-cluster every face of the current engine; person ids stay stable."""
         t0 = time.monotonic()
+        self.identity.reserve(self.store, self.labels)
+        self.identity.rematch(self.store)
         ids, vecs = self.store.vectors(self.engine_id)
         labels_ = cluster.cluster_faces(vecs, self.cluster_params())
         previous = self.store.face_persons(self.engine_id)
         named = {pid for pid, lab in self.labels.people.items() if lab.name}
-        result = cluster.stable_ids(
-            ids, labels_, previous, named, self._excluded(), self.store.new_person_id
+        result = self.identity.assign(
+            ids, labels_, vecs, previous, named, self._excluded(), self.store.new_person_id,
+            self.labels,
         )
         self._index = None  # people changed: the neighbour index is rebuilt on demand
         with self.store.batch():
+            self.identity.restore(self.store, result)
             self.store.set_persons(result.assignment)
             self.store.retire_people(result.retired)
             self.store.set_meta("last_recluster", utc_now())
+        self.identity.refresh(self.store, self.labels, self.cfg.watch, clustered=True)
         people = {p for p in result.assignment.values() if p is not None}
         report = ClusterReport(
             faces=len(ids),
@@ -548,6 +558,7 @@ class Pipeline:
 
     def write_albums(self) -> albums.AlbumReport:
         """Make the album tree match the people, labels and config."""
+        self.identity.refresh(self.store, self.labels, self.cfg.watch, clustered=False)
         plans = self.plans()
         report = albums.write_albums(self.cfg.albums_dir, plans, self.cfg.album_mode)
         albums.write_pictures(self.cfg.albums_dir, plans, self.cfg.detection.max_pixels)
@@ -595,6 +606,8 @@ class Pipeline:
             "# copy a line into labels.toml (under [people]) and write the person's name.",
             "",
         ]
+        for c in self.identity.conflicts:  # see daemon.identity.conflict
+            lines += [f"# CONFLICT: {c['message']}", ""]
         for r in sorted(rows, key=lambda r: -r.faces):
             if r.name:
                 continue
@@ -647,4 +660,5 @@ class Pipeline:
             last_scan=self.store.get_meta("last_scan"),
             last_recluster=self.store.get_meta("last_recluster"),
             labels_error=self.labels_error,
+            identity_conflicts=self.identity.conflicts,
         )

@@ -142,6 +142,17 @@ class PersonRecord:
 
 
 @dataclass(frozen=True)
+class FaceKeyRow:
+    """What anchors a face across re-derivations: its photo's bytes and its box."""
+
+    id: int
+    photo_id: int
+    person_id: int | None
+    content_hash: str | None
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
 class StoreCounts:
     """Totals for ``facecluster status``."""
 
@@ -754,6 +765,73 @@ class Store:
                          face_count=r[3], photo_count=r[4])
             for r in rows
         ]
+
+    # -- identity anchors (see daemon/identity.py) ---------------------------------------
+
+    def face_keys(
+        self,
+        *,
+        person_ids: Iterable[int] | None = None,
+        face_ids: Iterable[int] | None = None,
+        hashes: Iterable[str] | None = None,
+    ) -> list[FaceKeyRow]:
+        """Faces with their photo's content hash and box, selected by exactly one filter."""
+        filters = [(c, v) for c, v in (("f.person_id", person_ids), ("f.id", face_ids),
+                                        ("p.content_hash", hashes)) if v is not None]
+        if len(filters) != 1:
+            raise ValueError("face_keys takes exactly one of person_ids, face_ids, hashes")
+        column, values = filters[0]
+        wanted = sorted(set(values))
+        out: list[FaceKeyRow] = []
+        with self._lock, self._errors():
+            for i in range(0, len(wanted), _CHUNK):
+                chunk = wanted[i : i + _CHUNK]
+                rows = self._conn.execute(
+                    "SELECT f.id, f.photo_id, f.person_id, p.content_hash, f.x, f.y, f.w, f.h "
+                    f"FROM faces f JOIN photos p ON p.id = f.photo_id WHERE {column} IN "
+                    f"({','.join('?' * len(chunk))}) ORDER BY f.id",
+                    chunk,
+                ).fetchall()
+                out += [FaceKeyRow(r[0], r[1], r[2], r[3], (r[4], r[5], r[6], r[7])) for r in rows]
+        return out
+
+    def top_ids(self) -> tuple[int, int]:
+        """(highest face id, highest person id) ever handed out by this store."""
+        with self._lock, self._errors():
+            seq = dict(self._conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+        return int(seq.get("faces", 0)), int(seq.get("people", 0))
+
+    def keep_ids_above(self, faces: int, people: int) -> None:
+        """Never hand out a face id <= ``faces`` or a person id <= ``people``.
+
+        A re-derived store must not give a stranger a number that labels.toml already
+        uses for someone else.
+        """
+        with self._atomic():
+            for name, top in (("faces", faces), ("people", people)):
+                row = self._conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = ?", (name,)
+                ).fetchone()
+                if row is not None and row[0] >= top:
+                    continue
+                self._conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
+                self._conn.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, int(top))
+                )
+
+    def restore_people(self, ids: Iterable[int]) -> None:
+        """Make person ids usable again for the human they were anchored to.
+
+        A person id the anchors bring back (into a re-derived store, or after its photos
+        returned) gets its row, and loses its retirement.
+        """
+        now = time.time()
+        with self._atomic():
+            self._conn.executemany(
+                "INSERT INTO people (id, created_at) VALUES (?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET retired_at = NULL",
+                ((int(i), now) for i in ids),
+            )
 
     # -- settings and totals --------------------------------------------------------------
 
