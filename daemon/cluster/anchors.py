@@ -149,29 +149,31 @@ def separate_shared(
     fresh label. Returns the new labels and one :class:`SharedCluster` per cut cluster.
     """
     labels = np.asarray(labels, dtype=np.int64).ravel().copy()
-    members: dict[int, list[int]] = defaultdict(list)
-    for row, c in enumerate(labels):
-        if c != NOISE:
-            members[int(c)].append(row)
+    # Only clusters holding steering faces can be shared; find them without a pass in
+    # Python over every face (a million at the top end).
+    ids = np.asarray(face_ids, dtype=np.int64)
+    steering = np.array(sorted(f for f, p in anchored.items() if p in group_of), dtype=np.int64)
+    ref_rows = np.nonzero(np.isin(ids, steering))[0]
+    groups_in: dict[int, set[Hashable]] = defaultdict(set)
+    for r in ref_rows:
+        if labels[r] != NOISE:
+            groups_in[int(labels[r])].add(group_of[anchored[int(ids[r])]])
     next_label = int(labels.max()) + 1 if len(labels) else 0
     shared: list[SharedCluster] = []
-    for c in sorted(members):
-        rows = members[c]
-        refs = [r for r in rows if anchored.get(int(face_ids[r])) in group_of]
-        groups = {group_of[anchored[int(face_ids[r])]] for r in refs}
-        if len(groups) < 2:
-            continue
-        ref_group = [group_of[anchored[int(face_ids[r])]] for r in refs]
-        own = dict(zip(refs, ref_group, strict=True))
-        nearest = _nearest(vectors, np.array(rows), np.array(refs))
+    for c in sorted(c for c, groups in groups_in.items() if len(groups) > 1):
+        rows = np.nonzero(labels == c)[0]
+        refs = ref_rows[labels[ref_rows] == c]
+        ref_group = [group_of[anchored[int(ids[r])]] for r in refs]
+        own = dict(zip(refs.tolist(), ref_group, strict=True))
+        nearest = _nearest(vectors, rows, refs)
         label_of: dict[Hashable, int] = {}
-        for row, k in zip(rows, nearest, strict=True):
+        for row, k in zip(rows.tolist(), nearest, strict=True):
             g = own.get(row, ref_group[int(k)])
             if g not in label_of:
                 label_of[g] = next_label
                 next_label += 1
             labels[row] = label_of[g]
-        people = tuple(sorted({anchored[int(face_ids[r])] for r in refs}))
+        people = tuple(sorted({anchored[int(ids[r])] for r in refs}))
         shared.append(SharedCluster(people=people, faces=len(rows)))
     return labels, shared
 
