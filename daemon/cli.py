@@ -124,6 +124,8 @@ def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     ]
     if status["labels_error"]:
         lines.append(("labels.toml", f"ERROR {status['labels_error']}"))
+    for c in status.get("identity_conflicts") or []:  # see daemon.identity.conflict
+        lines.append(("CONFLICT", c["message"]))
     if svc is None:
         lines.append(("service", "not running"))
     else:
