@@ -281,3 +281,25 @@ def test_a_broken_anchors_file_is_set_aside_not_fatal(tmp_path: Path) -> None:
     assert anchors_file.read(tmp_path / "state" / "identity.json").person_ids_above > 0
     aside = list((tmp_path / "state").glob("identity.json.broken-*"))
     assert len(aside) == 1 and aside[0].read_text() == "{not json"
+
+
+def test_rebuild_anchors_names_written_since_the_last_clustering(tmp_path: Path) -> None:
+    from daemon.rebuild import rebuild
+
+    cfg = _config(tmp_path)
+    with Pipeline(cfg, create=True) as p:
+        _add(p, "z0", [3])  # an early person: ids are handed out in another order later
+        _add(p, "z1", [3])
+        _build(p)
+        before = _person_of(p)
+    a = before[("a0", 0)]
+    # Named while nothing ran: no clustering has seen this name yet.
+    cfg.labels_file.write_text(f'[people]\nperson-{a:04d} = "Ann"\n')
+    aside = rebuild(cfg)
+    assert (aside / "facecluster.sqlite3").exists()
+    assert (tmp_path / "state" / "identity.json").exists()
+    with Pipeline(cfg, create=True) as p:
+        _build(p, shift=-5.0)
+        after = _person_of(p)
+        assert {after[(n, 0)] for n in ("a0", "a1", "a2")} == {a}
+        assert {r.name for r in p.people() if r.id == a} == {"Ann"}
