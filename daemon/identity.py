@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import structlog
@@ -42,6 +43,8 @@ from daemon.store import anchors as anchors_file
 from daemon.store.anchors import Anchors, AnchorsError
 
 log = structlog.get_logger(__name__)
+
+RefreshMode = Literal["clustered", "add", "new"]
 
 MAX_ANCHORS_PER_PERSON = 1000
 """Faces recorded per person; enough to find a person again, small enough to rewrite."""
@@ -215,17 +218,29 @@ class Identity:
         store.restore_people({p for p in result.assignment.values() if p in anchored})
 
     def refresh(
-        self, store: Store, labels_: Labels, watch: Iterable[Path], *, clustered: bool
+        self, store: Store, labels_: Labels, watch: Iterable[Path], *, mode: RefreshMode
     ) -> None:
         """Record anchors for what labels.toml refers to; write the file if it changed.
 
-        ``clustered`` says the store's people are fresh from a full clustering: then an
-        anchored face whose photo is in the store but no longer with that person is
-        dropped. Otherwise anchors are only added (the store may be half re-derived).
+        ``mode``:
+
+        - ``"clustered"``: the store's people are fresh from a full clustering; each
+          person's anchors become their faces now, and an anchored face whose photo is in
+          the store but no longer with that person is dropped;
+        - ``"add"``: the store may be half re-derived (``rebuild`` of an old store), so
+          faces are only added;
+        - ``"new"``: only what labels.toml newly refers to is anchored (after a labels
+          edit), so that album updates do not rewrite the file for every new face.
+
         Anchors of photos the store does not hold (not yet re-indexed, unmounted) stay.
         """
         a = self.anchors
-        people = self._person_anchors(store, set(labels_.people) | set(a.people), clustered)
+        referenced = set(labels_.people)
+        if mode == "new":
+            people = dict(a.people)
+            people.update(self._person_anchors(store, referenced - set(a.people), False))
+        else:
+            people = self._person_anchors(store, referenced | set(a.people), mode == "clustered")
         faces = dict(a.faces)
         missing = _face_refs(labels_) - set(faces)
         if missing:
@@ -237,22 +252,22 @@ class Identity:
             digest = _photo_hash(store, entry, watch)
             if digest:
                 photos[entry] = digest
+        if mode == "new" and (people, faces, photos) == (a.people, a.faces, a.photos):
+            return
         top_faces, top_people = store.top_ids()
+        conflicts = a.conflicts
+        if mode == "clustered" and not _same_conflicts(self._conflicts, a.conflicts):
+            conflicts = self._conflicts  # else keep the old ones: when they were first found
         new = Anchors(
             people=people,
             faces=faces,
             photos=photos,
             face_ids_above=max(a.face_ids_above, top_faces),
             person_ids_above=max(a.person_ids_above, top_people),
-            conflicts=self._conflicts if clustered else a.conflicts,
+            conflicts=conflicts,
         )
-        if new == a and not self._broken:
-            return
-        if clustered and _same_conflicts(new.conflicts, a.conflicts):
-            new = replace(new, conflicts=a.conflicts)  # keep when they were first found
-            if new == a and not self._broken:
-                return
-        self._write(new)
+        if new != a or self._broken:
+            self._write(new)
 
     def _person_anchors(
         self, store: Store, persons: set[int], clustered: bool

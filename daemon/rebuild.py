@@ -59,7 +59,7 @@ def anchor_old_store(cfg: Config) -> bool:
     identity = Identity(cfg.state_dir)
     try:
         with Store.open(cfg.state_dir) as store:
-            identity.refresh(store, labels_, cfg.watch, clustered=False)
+            identity.refresh(store, labels_, cfg.watch, mode="add")
     except (StoreError, OSError, ValueError) as e:
         log.warning(
             "old_store_unreadable",

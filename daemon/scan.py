@@ -464,7 +464,7 @@ class Pipeline:
             self.store.set_persons(result.assignment)
             self.store.retire_people(result.retired)
             self.store.set_meta("last_recluster", utc_now())
-        self.identity.refresh(self.store, self.labels, self.cfg.watch, clustered=True)
+        self.identity.refresh(self.store, self.labels, self.cfg.watch, mode="clustered")
         people = {p for p in result.assignment.values() if p is not None}
         report = ClusterReport(
             faces=len(ids),
@@ -558,7 +558,7 @@ class Pipeline:
 
     def write_albums(self) -> albums.AlbumReport:
         """Make the album tree match the people, labels and config."""
-        self.identity.refresh(self.store, self.labels, self.cfg.watch, clustered=False)
+        self.identity.refresh(self.store, self.labels, self.cfg.watch, mode="new")
         plans = self.plans()
         report = albums.write_albums(self.cfg.albums_dir, plans, self.cfg.album_mode)
         albums.write_pictures(self.cfg.albums_dir, plans, self.cfg.detection.max_pixels)
