@@ -170,16 +170,14 @@ class Identity:
         for that photo's bytes wherever they now are (moved, renamed). Entries not yet
         anchored are for the caller's literal matching.
         """
-        if self._matches is None:
-            self.rematch(store)
-        assert self._matches is not None
+        matches = self._matches or self.rematch(store)
         pairs: set[tuple[int, int]] = set()
         by_hash: dict[str, set[int]] = defaultdict(set)
         for pid, lab in labels_.people.items():
             for e in lab.exclude:
                 n = parse_face_key(e)
                 if n is not None:
-                    pairs.update((f, pid) for f in self._matches.faces.get(n, ()))
+                    pairs.update((f, pid) for f in matches.faces.get(n, ()))
                 elif e in self.anchors.photos:
                     by_hash[self.anchors.photos[e]].add(pid)
         if by_hash:

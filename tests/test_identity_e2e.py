@@ -26,7 +26,7 @@ FIRST = ["kit_harington", "rose_leslie"]  # scanned first, so their ids come fir
 LATER = ["alex_lacamoire", "biden", "obama"]
 
 
-def _digest(path: Path) -> str:
+def _original(path: Path) -> str:
     """The photo's shared original, as ``folder/name``: found by content, so moves and
     renames in the library do not change it."""
     data = path.read_bytes()
@@ -56,16 +56,16 @@ def _write_config(root: Path, models_dir: Path, detector: str) -> Path:
 
 
 def _albums(root: Path) -> dict[str, set[str]]:
-    """Album folder -> the originals its entries lead to (see :func:`_digest`)."""
+    """Album folder -> the originals its entries lead to (see :func:`_original`)."""
     out: dict[str, set[str]] = {}
     for d in sorted((root / "albums").iterdir()):
         if d.is_dir() and not d.name.startswith("."):
-            out[d.name] = {_digest(Path(os.path.realpath(e))) for e in d.iterdir()}
+            out[d.name] = {_original(Path(os.path.realpath(e))) for e in d.iterdir()}
     return out
 
 
 def _hashes(folder: Path) -> set[str]:
-    return {_digest(p) for p in folder.iterdir() if p.is_file()}
+    return {_original(p) for p in folder.iterdir() if p.is_file()}
 
 
 def _owner(albums: dict[str, set[str]], photos: set[str]) -> str:
@@ -119,9 +119,9 @@ def named(tmp_path: Path, shared_photos: Path, models_dir: Path, request) -> dic
     )
     _scan(cfg)
 
-    group_hash = _digest(group)
+    group_hash = _original(group)
     expected = {
-        "Barack Obama": of["obama"] - {_digest(people / "obama" / "obama2.jpg")},
+        "Barack Obama": of["obama"] - {_original(people / "obama" / "obama2.jpg")},
         "Joe Biden": of["biden"] | {group_hash},
         "Game of Thrones": of["kit_harington"] | of["rose_leslie"],
     }
