@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from daemon.albums.writer import entry_name  # noqa: E402
+from daemon.albums import entry_name  # noqa: E402
 
 YUNET = "face_detection_yunet_2023mar.onnx"
 

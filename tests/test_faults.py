@@ -20,7 +20,8 @@ import pytest
 import structlog
 
 from daemon.albums import AlbumPlan, read_manifest, write_albums
-from daemon.albums import writer as writer_mod
+from daemon.albums import entries as entries_mod
+from daemon.albums import manifest as manifest_mod
 from daemon.cli import main
 from daemon.config import Config, load_config
 from daemon.scan import Pipeline
@@ -105,7 +106,7 @@ def test_albums_disk_full_then_retry(
                 _enospc()
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(writer_mod.os, "symlink", flaky_symlink)
+        monkeypatch.setattr(entries_mod.os, "symlink", flaky_symlink)
     else:
         real_copy = shutil.copyfileobj
 
@@ -116,7 +117,7 @@ def test_albums_disk_full_then_retry(
                 _enospc()
             return real_copy(src, dst, length)
 
-        monkeypatch.setattr(writer_mod.shutil, "copyfileobj", half_copy)
+        monkeypatch.setattr(entries_mod.shutil, "copyfileobj", half_copy)
     with structlog.testing.capture_logs() as logs:
         report = write_albums(albums, plans, mode)
     assert report.no_space and report.errors > 0
@@ -144,7 +145,7 @@ def test_albums_disk_full_writing_the_manifest(
     write_albums(albums, plans[:1], "symlink")
     before = (albums / ".facecluster" / "manifest.json").read_bytes()
 
-    monkeypatch.setattr(writer_mod, "atomic_write", _enospc)
+    monkeypatch.setattr(manifest_mod, "atomic_write", _enospc)
     with pytest.raises(OSError) as info:
         write_albums(albums, plans, "symlink")
     assert info.value.errno == errno.ENOSPC
