@@ -167,11 +167,11 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_import(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon.inbox import ImportError_, import_zip
+    from daemon.inbox import ArchiveError, import_zip
 
     try:
         report = import_zip(args.archive, cfg.watch[0])
-    except ImportError_ as e:
+    except ArchiveError as e:
         raise UserError(str(e)) from e
     print(f"imported {report.photos} photos into {report.folder}")
     for s in report.skipped:
