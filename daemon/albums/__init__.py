@@ -6,7 +6,8 @@ from daemon.albums.manifest import read_manifest
 from daemon.albums.names import entry_name
 from daemon.albums.pictures import PicturesReport, write_pictures
 from daemon.albums.plan import NO_FACES_FOLDER, AlbumPlan, FaceRef, plan_albums
-from daemon.albums.writer import AlbumReport, write_albums
+from daemon.albums.tree import AlbumReport
+from daemon.albums.writer import write_albums
 
 __all__ = [
     "NO_FACES_FOLDER",

@@ -96,7 +96,7 @@ def _survey(tree: AlbumTree, want: Wanted, stale: set[EntryKey],
             fd, created = open_dir(tree.root_fd, folder, create=True)
         except (AlbumError, OSError) as e:
             log.error("album_folder_unusable", folder=folder, error=str(e))
-            tree.errors += len(want[folder])
+            tree.report.errors += len(want[folder])
             continue
         folder_fds[folder] = fd
         clear_leftovers(fd)
@@ -128,7 +128,7 @@ def _survey_folder(tree: AlbumTree, folder: str, fd: int, entries: dict[str, Pat
         ours = (rec is not None and rec.source == str(source)
                 and tree.recognise.owns(rec, st, fd, name))
         if tree.recognise.matches(st, fd, name, source, rec):
-            tree.kept += 1
+            tree.report.kept += 1
             if not ours or rec.pending:
                 # made by an earlier run that died before recording it
                 tree.adopt(key, st, source)
@@ -139,7 +139,7 @@ def _survey_folder(tree: AlbumTree, folder: str, fd: int, entries: dict[str, Pat
         else:
             log.warning("album_entry_conflict", entry=f"{folder}/{name}",
                         reason="a file not made by facecluster has this name")
-            tree.errors += 1
+            tree.report.errors += 1
     return adopted
 
 
@@ -193,16 +193,16 @@ def _remove_stale(tree: AlbumTree, stale: set[EntryKey]) -> None:
 def _make_missing(tree: AlbumTree, todo: list[_Todo], folder_fds: dict[str, int]) -> None:
     """Make the entries; after the disk fills up, only count them."""
     for folder, name, source, replace in todo:
-        if tree.no_space:
-            tree.errors += 1
+        if tree.report.no_space:
+            tree.report.errors += 1
             continue
         if tree.mode != "symlink" and tree.recognise.source_stat(source) is None:
             log.error("album_source_missing", entry=f"{folder}/{name}", source=str(source))
-            tree.errors += 1
+            tree.report.errors += 1
             continue
         try:
             tree.create(folder_fds[folder], folder, name, source, replace)
-            tree.added += 1
+            tree.report.added += 1
         except OSError as e:
             tree.fail("album_entry_failed", e, entry=f"{folder}/{name}", source=str(source))
 

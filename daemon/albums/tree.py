@@ -2,7 +2,7 @@
 
 :class:`AlbumTree` does each entry operation and keeps the manifest and the counts in
 step with it. One failing entry is logged and counted; running out of space stops adding
-entries (removals still happen, freeing space) and sets :attr:`AlbumTree.no_space`.
+entries (removals still happen, freeing space) and sets :attr:`AlbumReport.no_space`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,18 @@ _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 @dataclass
+class AlbumReport:
+    """What one reconcile did (counted as it goes)."""
+
+    added: int = 0
+    removed: int = 0
+    kept: int = 0
+    errors: int = 0
+    no_space: bool = False
+    """The disk filled up: some entries were not added; retry after freeing space."""
+
+
+@dataclass
 class AlbumTree:
     """The open albums dir, its manifest, and what this reconcile did to it so far."""
 
@@ -32,12 +44,8 @@ class AlbumTree:
     root_fd: int
     mode: AlbumMode
     manifest: Manifest
+    report: AlbumReport = field(default_factory=AlbumReport)
     recognise: EntryRecogniser = field(init=False)
-    added: int = 0
-    removed: int = 0
-    kept: int = 0
-    errors: int = 0
-    no_space: bool = False
     fell_back: bool = False
 
     def __post_init__(self) -> None:
@@ -46,12 +54,12 @@ class AlbumTree:
     def fail(self, event: str, exc: OSError, **fields: object) -> None:
         """Count a failed entry; a full disk stops further additions."""
         if exc.errno in _NO_SPACE:
-            if not self.no_space:
+            if not self.report.no_space:
                 log.error("albums_out_of_space", albums_dir=str(self.root), error=exc.strerror)
-            self.no_space = True
+            self.report.no_space = True
         else:
             log.error(event, error=exc.strerror or str(exc), **fields)
-        self.errors += 1
+        self.report.errors += 1
 
     def adopt(self, key: EntryKey, st: os.stat_result, source: Path) -> None:
         """Record an entry found on disk as ``st`` that this writer made for ``source``."""
@@ -89,13 +97,13 @@ class AlbumTree:
             return
         except AlbumError as e:
             log.error("album_folder_unsafe", folder=folder, error=str(e))
-            self.errors += 1
+            self.report.errors += 1
             return
         try:
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             if self.recognise.owns(rec, st, fd, name):
                 os.unlink(name, dir_fd=fd)
-                self.removed += 1
+                self.report.removed += 1
             else:
                 log.warning("album_entry_left", entry=f"{folder}/{name}",
                             reason="changed by someone else; not removing it")
@@ -134,6 +142,6 @@ class AlbumTree:
         if not self.recognise.matches(st, fd, name, source, rec):
             # Same inode but not right here (e.g. a copy of an edited original): redo it.
             self.create(fd, folder, name, source, replace=True)
-        self.added += 1
-        self.removed += 1
+        self.report.added += 1
+        self.report.removed += 1
         return True

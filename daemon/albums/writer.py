@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
@@ -54,21 +53,9 @@ from daemon.albums.manifest import read_manifest_at, save_manifest
 from daemon.albums.names import entry_name, is_plain_name
 from daemon.albums.plan import AlbumPlan
 from daemon.albums.reconcile import Wanted, reconcile
-from daemon.albums.tree import AlbumTree
+from daemon.albums.tree import AlbumReport, AlbumTree
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class AlbumReport:
-    """What one reconcile did."""
-
-    added: int = 0
-    removed: int = 0
-    kept: int = 0
-    errors: int = 0
-    no_space: bool = False
-    """The disk filled up: some entries were not added; retry after freeing space."""
 
 
 def wanted_entries(plans: Sequence[AlbumPlan]) -> Wanted:
@@ -112,6 +99,5 @@ def write_albums(albums_dir: Path, plans: Sequence[AlbumPlan], mode: AlbumMode) 
             save_manifest(root_fd, tree.manifest)  # whatever happened: record what was made
     finally:
         os.close(root_fd)
-    report = AlbumReport(tree.added, tree.removed, tree.kept, tree.errors, tree.no_space)
-    log.debug("albums_reconciled", albums_dir=str(albums_dir), **report.__dict__)
-    return report
+    log.debug("albums_reconciled", albums_dir=str(albums_dir), **tree.report.__dict__)
+    return tree.report
