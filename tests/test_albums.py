@@ -30,7 +30,7 @@ from daemon.albums import (
 from daemon.albums import entries as entries_mod
 from daemon.albums import tree as tree_mod
 from daemon.albums import writer as writer_mod
-from daemon.albums.pictures import face_quality, rank_faces
+from daemon.albums.pictures import face_quality, rank_faces, thumbnail_names
 from daemon.labels import Labels, parse_labels, person_key
 
 
@@ -339,6 +339,19 @@ def test_entry_names_are_stable_and_bounded() -> None:
     assert a.startswith("IMG_0001~") and a.endswith(".jpg")
     long = entry_name(Path("/p/" + "é" * 200 + ".jpeg"))
     assert len(long.encode()) <= 255 and long.endswith(".jpeg")
+
+    # The name is what existing album trees hold: it must not change between versions.
+    digest = hashlib.sha1(b"/p/2019/IMG_0001.jpg").hexdigest()[:8]
+    assert a == f"IMG_0001~{digest}.jpg"
+
+
+def test_picture_names_of_long_folders_fit_and_stay_apart() -> None:
+    assert thumbnail_names("Grandma") == ("Grandma.jpg", "Grandma.montage.jpg")
+    one, other = "é" * 126 + "a", "é" * 126 + "b"  # 253 bytes: no room for the suffixes
+    names = [*thumbnail_names(one), *thumbnail_names(other)]
+    assert all(len(n.encode()) <= 255 for n in names)
+    assert len(set(names)) == 4
+    assert names[0].endswith(".jpg") and names[1].endswith(".montage.jpg")
 
 
 _hostile = st.one_of(
