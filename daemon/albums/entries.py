@@ -13,13 +13,9 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 from daemon.albums.dirs import unlink_quietly
 from daemon.fsutil import atomic_writer, temp_name
-
-AlbumMode = Literal["symlink", "hardlink", "copy"]
-"""How an album entry refers to its original."""
 
 # Errors of os.link that mean "no hardlink here", not "this entry failed".
 _NO_HARDLINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}

@@ -13,8 +13,8 @@ import os
 import stat
 from pathlib import Path
 
-from daemon.albums.entries import AlbumMode
 from daemon.albums.manifest import ManifestEntry, SourceSeen
+from daemon.config import AlbumMode
 
 
 def seen(st: os.stat_result) -> SourceSeen:

@@ -15,9 +15,10 @@ from pathlib import Path
 import structlog
 
 from daemon.albums.dirs import AlbumError, open_dir
-from daemon.albums.entries import AlbumMode, NoHardlink, copy_into, link_into, symlink_into
+from daemon.albums.entries import NoHardlink, copy_into, link_into, symlink_into
 from daemon.albums.manifest import EntryKey, Manifest, ManifestEntry
 from daemon.albums.recognise import EntryRecogniser
+from daemon.config import AlbumMode
 
 log = structlog.get_logger(__name__)
 

@@ -48,12 +48,12 @@ from typing import get_args
 import structlog
 
 from daemon.albums.dirs import AlbumError, open_root
-from daemon.albums.entries import AlbumMode
 from daemon.albums.manifest import read_manifest_at, save_manifest
 from daemon.albums.names import entry_name, is_plain_name
 from daemon.albums.plan import AlbumPlan
 from daemon.albums.reconcile import Wanted, reconcile
 from daemon.albums.tree import AlbumReport, AlbumTree
+from daemon.config import AlbumMode
 
 log = structlog.get_logger(__name__)
 
