@@ -53,7 +53,7 @@ from daemon.indexer.engine import Engine, detect_faces
 from daemon.indexer.image import read_photo
 from daemon.indexer.onnxpb import Graph
 from daemon.log import configure
-from daemon.scan import content_hash
+from daemon.stages.sync import content_hash
 from daemon.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
