@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon import service
-from daemon.service import ServiceStatus, read_service_status, write_service_status
+from daemon import status as status_mod
+from daemon.status import ServiceStatus, read_service_status, write_service_status
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ def test_status_file_round_trip(tmp_path: Path) -> None:
     write_service_status(tmp_path, _status(os.getpid()))
     got = read_service_status(tmp_path)
     assert got == _status(os.getpid())
-    assert [p.name for p in tmp_path.iterdir()] == [service.STATUS_NAME]  # no temp left
+    assert [p.name for p in tmp_path.iterdir()] == [status_mod.STATUS_NAME]  # no temp left
 
 
 def test_status_of_a_dead_or_stopped_service_is_none(tmp_path: Path) -> None:
@@ -46,13 +46,13 @@ def test_status_of_a_dead_or_stopped_service_is_none(tmp_path: Path) -> None:
     assert read_service_status(tmp_path) is None
     write_service_status(tmp_path, _status(os.getpid(), phase="stopped"))
     assert read_service_status(tmp_path) is None
-    (tmp_path / service.STATUS_NAME).write_text("{not json")
+    (tmp_path / status_mod.STATUS_NAME).write_text("{not json")
     assert read_service_status(tmp_path) is None
 
 
 def test_lower_priority_in_a_child(tmp_path: Path) -> None:
     code = (
-        "import os; from daemon.service import lower_priority; "
+        "import os; from daemon.priority import lower_priority; "
         "before = os.nice(0); lower_priority(before + 3); print(before, os.nice(0))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
@@ -189,7 +189,7 @@ rescan_interval = 0
 
     def status() -> dict:
         try:
-            return json.loads((state / service.STATUS_NAME).read_text())
+            return json.loads((state / status_mod.STATUS_NAME).read_text())
         except (OSError, ValueError):
             return {}
 
