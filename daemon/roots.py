@@ -7,9 +7,9 @@ would empty the albums, so every place that is about to forget photos asks
 
 - a root once seen as a mount point (remembered by :class:`MountPoints`) that is no
   longer one lost its share;
-- a plain folder (never seen as a mount point, as in a one-shot scan of an unmounted
-  share) counts as absent while empty: its photos stay known until it has content
-  again (a user who really deletes every photo of a folder can remove it from ``watch``).
+- an empty root counts as absent (it is what a one-shot scan sees of an unmounted share):
+  its photos stay known until it has content again (a user who really deletes every
+  photo of a folder can remove it from ``watch``).
 
 :func:`root_watchable` is the weaker question the watcher asks before watching a root:
 an empty folder can be watched (nothing is lost by watching it), a lost mount cannot.
@@ -42,14 +42,11 @@ class MountPoints:
 def root_present(root: Path, mounts: MountPoints) -> bool:
     """Whether ``root`` is really there, so that photos missing under it may be forgotten.
 
-    A mounted root is there even when empty (an empty share is a real one); a lost mount
-    is not, whatever its mount point holds; any other folder is there if it has content.
+    A folder that can be watched (:func:`root_watchable`) and has content. An empty
+    mounted share counts as absent too: a server whose volume went away serves just that.
     """
-    if not os.path.isdir(root):
+    if not root_watchable(root, mounts):
         return False
-    state = mounts.state(root)
-    if state != "folder":
-        return state == "mounted"
     try:
         with os.scandir(root) as it:
             return any(True for _ in it)

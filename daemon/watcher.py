@@ -95,7 +95,7 @@ class RootGone:
 
 @dataclass(frozen=True)
 class RootBack:
-    """A watched root that was gone exists again; it needs reconciling."""
+    """A watched root that was gone exists again; its folders need a rescan."""
 
     path: Path
 
@@ -230,7 +230,7 @@ class ChangeQueue:
             self._ready[dest] = Change("move", origin, dest)
 
     def drop_under(self, root: Path) -> int:
-        """Forget every pending change under ``root`` (it is gone; it will be reconciled)."""
+        """Forget every pending change under ``root`` (it is gone; a rescan follows its return)."""
         settling = [p for p in self._settling if _under(p, root)]
         for p in settling:
             del self._settling[p]

@@ -41,8 +41,12 @@ def test_an_empty_plain_folder_is_watchable_but_not_present(
     assert root_watchable(tmp_path, MountPoints())
 
 
-def test_an_empty_mounted_share_is_present(tmp_path: Path, mounted: set[Path]) -> None:
+def test_an_empty_mounted_share_is_not_present(tmp_path: Path, mounted: set[Path]) -> None:
+    # A server whose volume went away can serve an empty share; keep the photos.
     mounted.add(tmp_path)
+    assert not root_present(tmp_path, MountPoints())
+    assert root_watchable(tmp_path, MountPoints())
+    (tmp_path / "a.jpg").write_bytes(b"a")
     assert root_present(tmp_path, MountPoints())
 
 
