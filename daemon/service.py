@@ -61,7 +61,7 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
-class Requests:
+class SignalRequests:
     """What signals ask of the loop: SIGTERM/SIGINT to stop, SIGHUP to reload."""
 
     def __init__(self) -> None:
@@ -88,7 +88,7 @@ class Service:
 
     def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
-        self.requests = Requests()
+        self.requests = SignalRequests()
         self._clock = clock
         # Both opened in run(): the pipeline starts worker processes.
         self._pipeline: Pipeline | None = None
