@@ -57,7 +57,7 @@ from daemon.indexer.engine import Engine, detect_faces  # noqa: E402
 from daemon.indexer.image import read_photo  # noqa: E402
 from daemon.indexer.onnxpb import Graph  # noqa: E402
 from daemon.log import configure  # noqa: E402
-from daemon.scan import content_hash  # noqa: E402
+from daemon.stages.sync import content_hash  # noqa: E402
 from daemon.store import Store  # noqa: E402
 from tests.shared_data import testdata_dir  # noqa: E402
 

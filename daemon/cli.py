@@ -104,7 +104,7 @@ def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
 def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     from daemon.scan import Pipeline
-    from daemon.service import read_service_status
+    from daemon.status import read_service_status
 
     with Pipeline(cfg) as pipeline:
         status = pipeline.status().as_dict()

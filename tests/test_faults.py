@@ -204,12 +204,12 @@ def test_store_disk_full_then_retry(library: Path, shared_photos: Path) -> None:
         # SQLite's answer to ENOSPC is SQLITE_FULL; a page limit produces exactly that.
         conn.execute(f"PRAGMA max_page_count = {pages}")
         with pytest.raises(StoreError) as info:
-            pipeline.index(photos)
+            pipeline.index_photos(photos)
         assert "full" in str(info.value)
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert pipeline.store.counts().faces == 0, "a half-saved round was kept"
         conn.execute("PRAGMA max_page_count = 1073741823")
-        report = pipeline.index(photos)
+        report = pipeline.index_photos(photos)
         assert report.indexed == len(photos) and report.failed == 0
         ids, vecs = pipeline.store.vectors(pipeline.engine_id)
         assert ids.size > 20
@@ -225,7 +225,7 @@ def test_vector_cache_disk_full_is_repaired(
     with Pipeline(cfg) as pipeline:
         monkeypatch.setattr(vectors_mod, "_append_rows", _enospc)
         with structlog.testing.capture_logs() as logs:
-            report = pipeline.index(photos)
+            report = pipeline.index_photos(photos)
         assert report.indexed == len(photos)
         assert any(e["event"] == "vector_cache_append_failed" for e in logs)
         monkeypatch.undo()
