@@ -174,7 +174,7 @@ def _add(p: Pipeline, name: str, people: list[int], shift: float = 0.0) -> list[
     path.write_bytes(name.encode())
     faces = tuple(_face(g, 10.0 + 200 * i + shift) for i, g in enumerate(people))
     photo = IndexedPhoto(path, 1000, 100, p.engine_id, faces)
-    p.index([])  # reserves ids, as a real round of indexing does first
+    p.index_photos([])  # reserves ids, as a real round of indexing does first
     return p.store.save_indexed(path, 1, 1, name, photo)
 
 
@@ -250,10 +250,10 @@ def test_a_shared_cluster_is_cut_and_reported_in_status_and_people_file(tmp_path
         assert p.reload_labels() is None
         p.write_albums()
         _add(p, "b3", [1])  # a new photo of Bob, not yet anchored
-        # A much looser eps makes one cluster of everybody.
-        p.cfg = dataclasses.replace(
-            cfg, clustering=dataclasses.replace(cfg.clustering, eps=1.99)
-        )
+    # A much looser eps makes one cluster of everybody; a config change reopens the
+    # pipeline, as the service does.
+    loose = dataclasses.replace(cfg, clustering=dataclasses.replace(cfg.clustering, eps=1.99))
+    with Pipeline(loose) as p:
         p.recluster()
         p.write_albums()
         after = _person_of(p)

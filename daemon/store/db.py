@@ -173,10 +173,32 @@ def _path_of(key: bytes) -> Path:
     return Path(os.fsdecode(key))
 
 
+# A photo row's columns, once: every statement below that reads or writes them is built
+# from this list, so a new column cannot be forgotten in one of them.
+_PHOTO_FIELDS = (
+    "path", "size", "mtime_ns", "content_hash", "status", "error", "transient", "attempts",
+    "engine", "width", "height", "updated_at",
+)
 _PHOTO_COLUMNS = (
-    "p.id, p.path, p.size, p.mtime_ns, p.content_hash, p.status, p.error, p.transient, "
-    "p.attempts, p.engine, p.width, p.height, p.updated_at, "
-    "(SELECT COUNT(*) FROM faces f WHERE f.photo_id = p.id)"
+    "p.id, " + ", ".join(f"p.{c}" for c in _PHOTO_FIELDS)
+    + ", (SELECT COUNT(*) FROM faces f WHERE f.photo_id = p.id)"
+)
+# Recording an indexing or a failure: the row takes every new value, except that failed
+# attempts are counted (a success resets the count).
+_UPSERT_PHOTO = (
+    f"INSERT INTO photos ({', '.join(_PHOTO_FIELDS)})"
+    f" VALUES ({', '.join('?' * len(_PHOTO_FIELDS))})"
+    " ON CONFLICT(path) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _PHOTO_FIELDS if c not in ("path", "attempts"))
+    + ", attempts = CASE WHEN excluded.status = 'failed' THEN photos.attempts + 1 ELSE 0 END"
+    " RETURNING id"
+)
+# A copy: the file's own path, size, mtime and time of recording, the rest from the source.
+_COPY_OWN = ("path", "size", "mtime_ns", "updated_at")
+_COPY_PHOTO = (
+    f"INSERT INTO photos ({', '.join(_PHOTO_FIELDS)}) SELECT "
+    + ", ".join("?" if c in _COPY_OWN else c for c in _PHOTO_FIELDS)
+    + " FROM photos WHERE id = ? RETURNING id"
 )
 
 _FACE_COLUMNS = (
@@ -446,19 +468,11 @@ class Store:
                         f"{path}: engine {indexed.engine} stored {dim}-d embeddings, "
                         f"got {vecs.shape[1]}-d"
                     )
-            photo_id = conn.execute(
-                """INSERT INTO photos (path, size, mtime_ns, content_hash, status, error,
-                       transient, attempts, engine, width, height, updated_at)
-                   VALUES (?, ?, ?, ?, 'indexed', NULL, 0, 0, ?, ?, ?, ?)
-                   ON CONFLICT(path) DO UPDATE SET size = excluded.size,
-                       mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash,
-                       status = 'indexed', error = NULL, transient = 0, attempts = 0,
-                       engine = excluded.engine, width = excluded.width,
-                       height = excluded.height, updated_at = excluded.updated_at
-                   RETURNING id""",
-                (_path_key(path), size, mtime_ns, content_hash, indexed.engine,
-                 indexed.width, indexed.height, time.time()),
-            ).fetchone()[0]
+            photo_id = self._upsert_photo(
+                path=_path_key(path), size=size, mtime_ns=mtime_ns, content_hash=content_hash,
+                status="indexed", error=None, transient=0, attempts=0, engine=indexed.engine,
+                width=indexed.width, height=indexed.height, updated_at=time.time(),
+            )
             conn.execute("DELETE FROM faces WHERE photo_id = ?", (photo_id,))
             ids = []
             for face, vec in zip(indexed.faces, vecs, strict=True):
@@ -485,21 +499,16 @@ class Store:
     ) -> None:
         """Record that ``path`` could not be indexed; drops its faces, counts the attempt."""
         with self._atomic():
-            photo_id = self._conn.execute(
-                """INSERT INTO photos (path, size, mtime_ns, content_hash, status, error,
-                       transient, attempts, engine, width, height, updated_at)
-                   VALUES (?, ?, ?, ?, 'failed', ?, ?, 1, NULL, NULL, NULL, ?)
-                   ON CONFLICT(path) DO UPDATE SET size = excluded.size,
-                       mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash,
-                       status = 'failed', error = excluded.error,
-                       transient = excluded.transient, attempts = photos.attempts + 1,
-                       engine = NULL, width = NULL, height = NULL,
-                       updated_at = excluded.updated_at
-                   RETURNING id""",
-                (_path_key(path), size, mtime_ns, content_hash, reason, int(transient),
-                 time.time()),
-            ).fetchone()[0]
+            photo_id = self._upsert_photo(
+                path=_path_key(path), size=size, mtime_ns=mtime_ns, content_hash=content_hash,
+                status="failed", error=reason, transient=int(transient), attempts=1,
+                engine=None, width=None, height=None, updated_at=time.time(),
+            )
             self._conn.execute("DELETE FROM faces WHERE photo_id = ?", (photo_id,))
+
+    def _upsert_photo(self, **row: object) -> int:
+        """Insert or update the photo row ``row["path"]`` (every photo field given); its id."""
+        return self._conn.execute(_UPSERT_PHOTO, [row[c] for c in _PHOTO_FIELDS]).fetchone()[0]
 
     def _photo_id(self, path: os.PathLike[str] | str) -> int:
         row = self._conn.execute(
@@ -542,12 +551,7 @@ class Store:
             src_id = self._photo_id(src)
             conn.execute("DELETE FROM photos WHERE path = ?", (_path_key(new),))
             new_id = conn.execute(
-                """INSERT INTO photos (path, size, mtime_ns, content_hash, status, error,
-                       transient, attempts, engine, width, height, updated_at)
-                   SELECT ?, ?, ?, content_hash, status, error, transient, attempts, engine,
-                       width, height, ? FROM photos WHERE id = ?
-                   RETURNING id""",
-                (_path_key(new), size, mtime_ns, time.time(), src_id),
+                _COPY_PHOTO, (_path_key(new), size, mtime_ns, time.time(), src_id)
             ).fetchone()[0]
             faces = conn.execute(
                 """SELECT x, y, w, h, landmarks, score, engine, person_id, embedding
