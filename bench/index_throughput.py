@@ -6,7 +6,7 @@ Usage::
         [--no-baseline] [--recall] [--profile]
 
 1. Builds (once, cached under /tmp) a corpus of 4000x3000 JPEGs (quality 90, sensor-like
-   grain) from the real photos in ``$FACECLUSTER_TESTDATA`` (default ``../shared``): a
+   grain) from the real photos in the shared test data (``tests/shared_data.py``): a
    no-face photo scaled up as background with 0-6 LFW faces pasted in at 90-700 px, a
    quarter of them portrait (stored sideways with an EXIF orientation tag, as phones do),
    plus a few real photos from ``photos/known`` and ``photos/groups`` scaled up whole.
@@ -36,6 +36,7 @@ import random
 import resource
 import shutil
 import struct
+import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -45,19 +46,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from daemon.config import Config, DetectionConfig, EngineConfig
-from daemon.indexer import IndexPool, index_photo
-from daemon.indexer.detect import YuNetDetector
-from daemon.indexer.embed import SFaceEmbedder
-from daemon.indexer.engine import Engine, detect_faces
-from daemon.indexer.image import read_photo
-from daemon.indexer.onnxpb import Graph
-from daemon.log import configure
-from daemon.scan import content_hash
-from daemon.store import Store
-
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACECLUSTER_TESTDATA", REPO.parent / "shared"))
+sys.path.insert(0, str(REPO))  # this checkout's daemon and tests.shared_data
+
+from daemon.config import Config, DetectionConfig, EngineConfig  # noqa: E402
+from daemon.indexer import IndexPool, index_photo  # noqa: E402
+from daemon.indexer.detect import YuNetDetector  # noqa: E402
+from daemon.indexer.embed import SFaceEmbedder  # noqa: E402
+from daemon.indexer.engine import Engine, detect_faces  # noqa: E402
+from daemon.indexer.image import read_photo  # noqa: E402
+from daemon.indexer.onnxpb import Graph  # noqa: E402
+from daemon.log import configure  # noqa: E402
+from daemon.stages.sync import content_hash  # noqa: E402
+from daemon.store import Store  # noqa: E402
+from tests.shared_data import testdata_dir  # noqa: E402
+
+SHARED = testdata_dir()
 CACHE = Path(tempfile.gettempdir()) / "facecluster-throughput"
 YUNET = "face_detection_yunet_2023mar.onnx"
 W, H = 4000, 3000

@@ -55,7 +55,7 @@ def resolve(pipeline: Pipeline, who: str) -> list[int]:
 
 
 def _service_note(state_dir: Path) -> str:
-    from daemon.service import read_service_status
+    from daemon.status import read_service_status
 
     if read_service_status(state_dir) is not None:
         return "the running service applies it within seconds"
