@@ -247,6 +247,11 @@ class Pipeline:
         hash. Only genuinely new content goes on to the workers.
         """
         store = self.store
+        if photos.raw_twin(path) is not None:  # RAW+JPEG of one shot: the JPEG stands for it
+            if store.photo(path) is not None:
+                store.delete_photo(path)
+            report.skipped += 1
+            return None
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -386,7 +391,8 @@ class Pipeline:
         return n
 
     def sync_missing(self) -> int:
-        """Forget photos that no longer exist, are ignored, or lie outside every root.
+        """Forget photos that no longer exist, are ignored, lie outside every root, or are a
+        RAW whose JPEG twin now stands for the shot.
 
         Photos under a watched folder that is itself missing are kept: an unmounted
         share must not empty the albums.
@@ -400,7 +406,7 @@ class Pipeline:
                 continue
             if (
                 not any(p.is_relative_to(r) for r in present)
-                or not photos.is_photo(p, self.cfg)
+                or not photos.is_wanted(p, self.cfg)
                 or not os.path.lexists(p)
             ):
                 gone.append(p)
