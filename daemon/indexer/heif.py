@@ -72,8 +72,11 @@ def _configure() -> None:
     if _configured:
         return
     import pillow_heif
-    from PIL import AvifImagePlugin
+    from PIL import AvifImagePlugin, Image
 
+    # Pillow's own bomb check would warn, or refuse with its fixed limit; detection's
+    # max_pixels is checked right after the probe instead, one rule for every format.
+    Image.MAX_IMAGE_PIXELS = None
     pillow_heif.options.DECODE_THREADS = 1
     pillow_heif.options.THUMBNAILS = False
     pillow_heif.options.DEPTH_IMAGES = False
@@ -171,4 +174,7 @@ def decode(data: bytes, kind: str) -> np.ndarray:
 
 
 def _short(e: Exception) -> str:
-    return " ".join(str(e).split())[:200] or type(e).__name__
+    text = " ".join(str(e).split())
+    if text.startswith("cannot identify image file"):  # Pillow names a BytesIO object here
+        return "not a readable image (truncated or corrupt)"
+    return text[:200] or type(e).__name__

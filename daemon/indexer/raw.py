@@ -93,5 +93,8 @@ def _half_size(raw, max_pixels: int) -> np.ndarray:
 
 
 def _reason(e: Exception) -> str:
-    text = " ".join(str(e).split())
+    """LibRaw's message, readable (rawpy passes it on as bytes)."""
+    arg = e.args[0] if e.args else ""
+    text = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+    text = " ".join(text.split())
     return f"{type(e).__name__}: {text}"[:200] if text else type(e).__name__
