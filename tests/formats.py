@@ -187,6 +187,25 @@ def dng_bytes(preview_jpeg: bytes, width: int, height: int, orientation: int = 1
     return data + _ifd(sub, sub_at)
 
 
+def dng_without_preview(width: int = 96, height: int = 64, orientation: int = 1) -> bytes:
+    """A DNG with no preview at all: IFD0 is the raw RGGB mosaic itself (12-bit samples)."""
+    mosaic = np.random.default_rng(2).integers(0, 4096, (height, width)).astype("<u2").tobytes()
+    ifd_at = 8 + len(mosaic)
+    identity = [v for i in range(9) for v in ((1 if i % 4 == 0 else 0), 1)]
+    entries = [
+        _entry(254, 4, "I", 0), _entry(256, 4, "I", width), _entry(257, 4, "I", height),
+        _entry(258, 3, "H", 16), _entry(259, 3, "H", 1), _entry(262, 3, "H", 32803),
+        _ascii(271, "facecluster"), _ascii(272, "Test DNG"), _entry(273, 4, "I", 8),
+        _entry(274, 3, "H", orientation), _entry(277, 3, "H", 1),
+        _entry(278, 4, "I", height), _entry(279, 4, "I", len(mosaic)),
+        _entry(33421, 3, "H", 2, 2), _entry(33422, 1, "B", 0, 1, 1, 2),
+        _entry(50706, 1, "B", 1, 4, 0, 0), _entry(50708, 2, "B", *b"facecluster Test DNG\0"),
+        _entry(50717, 3, "H", 4095), _entry(50721, 10, "i", *identity),
+        _entry(50728, 5, "I", 1, 1, 1, 1, 1, 1), _entry(50778, 3, "H", 21),
+    ]
+    return b"II*\0" + struct.pack("<I", ifd_at) + mosaic + _ifd(entries, ifd_at)
+
+
 def dng_of(upright: np.ndarray, orientation: int = 1, quality: int = 92) -> bytes:
     """A DNG whose preview shows ``upright`` once turned by ``orientation``."""
     stored = stored_view(upright, orientation)

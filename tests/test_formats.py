@@ -119,6 +119,17 @@ def test_raw_decode_uses_the_preview_reduced(tmp_path: Path, large: np.ndarray) 
     assert half.shape == (large.shape[0] // 2, large.shape[1] // 2, 3)
 
 
+@pytest.mark.parametrize(("orientation", "shape"), [(1, (32, 48, 3)), (6, (48, 32, 3))])
+def test_raw_without_a_preview_gets_a_half_size_render(
+    tmp_path: Path, orientation: int, shape: tuple[int, int, int]
+) -> None:
+    path = formats.write(tmp_path, "old.dng", formats.dng_without_preview(96, 64, orientation))
+    photo = image_mod.read_photo(path, LIMIT)
+    assert photo.origin == "raw" and photo.pixels is not None
+    assert load_upright(path, LIMIT).shape == shape  # half of 96x64, turned once
+    assert "max_pixels" in _refusal(path, 96 * 64 - 1).reason
+
+
 # -- hostile files of the new formats -------------------------------------------------------
 
 
