@@ -100,6 +100,19 @@ def raw_twin(path: Path) -> Path | None:
     return None
 
 
+def raw_names(path: Path) -> list[Path]:
+    """The paths a RAW of the same shot as JPEG/HEIC ``path`` would have (not looked up).
+
+    Empty for a file that cannot be a RAW's twin. Used to forget a RAW indexed before its
+    JPEG arrived (a card import copies IMG_1.CR2 before IMG_1.JPG).
+    """
+    path = Path(path)
+    if path.suffix.lower() not in TWIN_EXTENSIONS:
+        return []
+    exts = sorted(RAW_EXTENSIONS)
+    return [path.with_name(path.stem + e) for e in exts + [e.upper() for e in exts]]
+
+
 def is_wanted(path: Path, cfg: Config) -> bool:
     """True if ``path`` is a photo to keep in the store: :func:`is_photo` and not a RAW
     shadowed by its JPEG twin. Looks at the file system, unlike :func:`is_photo`."""

@@ -266,6 +266,9 @@ class Pipeline:
         if not self._needs_work(st, rec):
             report.skipped += 1
             return None
+        for raw in photos.raw_names(path):  # its RAW, indexed before this JPEG arrived
+            if store.photo(raw) is not None:
+                store.delete_photo(raw)
         try:
             digest = content_hash(path)
         except OSError as e:

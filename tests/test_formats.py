@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import formats
+import hostile
 import numpy as np
 import pytest
 
@@ -272,6 +273,25 @@ def test_raw_with_a_jpeg_twin_is_not_listed(tmp_path: Path, yunet_file: Path) ->
     assert raw_twin(root / "IMG_1.CR2") == root / "IMG_1.JPG"
     assert raw_twin(root / "IMG_1.JPG") is None and raw_twin(root / "IMG_2.NEF") is None
     assert not is_wanted(root / "IMG_1.CR2", cfg) and is_wanted(root / "IMG_2.NEF", cfg)
+
+
+@pytest.mark.slow
+def test_raw_indexed_before_its_jpeg_is_forgotten_when_the_jpeg_arrives(
+    tmp_path: Path, small: np.ndarray, yunet_file: Path
+) -> None:
+    """The watcher's order on a card import: IMG_1.CR2 settles and is indexed, then IMG_1.JPG."""
+    cfg = _cfg(tmp_path, yunet_file)
+    root = tmp_path / "photos"
+    root.mkdir()
+    raw = formats.write(root, "IMG_1.CR2", formats.dng_of(small))
+    with Pipeline(cfg, create=True) as pipeline:
+        assert pipeline.index([raw]).indexed == 1
+        jpeg = formats.write(root, "IMG_1.JPG", hostile.encode_jpeg(small))
+        pipeline.index([jpeg])
+        assert pipeline.store.photo(raw) is None
+        assert pipeline.store.photo(jpeg).status == "indexed"
+        assert pipeline.index([raw]).indexed == 0, "a late event for the RAW re-indexed it"
+        assert pipeline.store.photo(raw) is None
 
 
 def _album_names(albums_dir: Path) -> dict[str, set[str]]:
