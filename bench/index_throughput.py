@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/index_throughput.py [--photos 40] [--workers 1,2] [--max-side 1280]
-        [--no-baseline] [--recall] [--profile]
+        [--no-baseline] [--recall] [--profile] [--formats jpeg,heic,raw]
 
 1. Builds (once, cached under /tmp) a corpus of 4000x3000 JPEGs (quality 90, sensor-like
    grain) from the real photos in the shared test data (``tests/shared_data.py``): a
@@ -19,6 +19,9 @@ Usage::
 4. Times the SFace path with a stand-in network (plumbing only, not the real model).
 5. ``--recall``: YuNet recall on the hand-boxed Pascal VOC group photos, placed in a
    4000x3000 frame at several sizes, for several ``detection.max_side`` values.
+6. ``--formats jpeg,heic,raw``: the same corpus also as 12 MP HEICs (pillow-heif's
+   encoder, the turn as ``irot`` as phones write it) and as DNGs whose embedded preview
+   is the full-size JPEG (as cameras embed it), indexed in the same run beside the JPEGs.
 
 Prints numbers; asserts nothing.
 """
@@ -258,13 +261,46 @@ def _worker_pids() -> list[int]:
     return pids
 
 
-def run_ours(corpus: list[CorpusPhoto], workers: int, detection: DetectionConfig) -> Run:
+def format_corpus(corpus: list[CorpusPhoto], kind: str) -> list[CorpusPhoto]:
+    """The corpus as HEICs or as DNGs with a full-size JPEG preview (cached under /tmp)."""
+    if kind == "jpeg":
+        return corpus
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    import formats  # the test makers: pillow-heif's encoder, the DNG writer
+
+    folder = corpus[0].path.parent.with_name(corpus[0].path.parent.name + f"-{kind}")
+    folder.mkdir(exist_ok=True)
+    out = []
+    for p in corpus:
+        dest = folder / p.path.with_suffix(".heic" if kind == "heic" else ".dng").name
+        if not dest.exists():
+            data = p.path.read_bytes()
+            stored = cv2.imdecode(np.frombuffer(data, np.uint8),
+                                  cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+            if kind == "heic":  # heic_bytes turns upright pixels into stored + orientation
+                from daemon.indexer.image import apply_orientation
+
+                blob = formats.heic_bytes(apply_orientation(stored, p.orientation), p.orientation)
+            else:
+                blob = formats.dng_bytes(data, stored.shape[1], stored.shape[0], p.orientation)
+            tmp = dest.with_suffix(".tmp")
+            tmp.write_bytes(blob)
+            tmp.rename(dest)
+        out.append(replace(p, path=dest))
+    return out
+
+
+def run_ours(corpus: list[CorpusPhoto], workers: int, detection: DetectionConfig,
+             kind: str = "") -> Run:
     """Index the corpus as the scan does: stat, hash, pool, one writer with batched commits."""
     state = Path(tempfile.mkdtemp(prefix="fc-bench-state-"))
     cfg = Config(workers=workers, engine=EngineConfig(models_dir=_models_dir()),
                  detection=detection, state_dir=state)
     by_path = {p.path: p for p in corpus}
-    run = Run(f"facecluster, {workers} worker{'s' if workers > 1 else ''}", 0, 0, 0)
+    label = f"facecluster{' ' + kind if kind else ''}"
+    run = Run(f"{label}, {workers} worker{'s' if workers > 1 else ''}", 0, 0, 0)
     _clear_peak_rss()
     t0 = time.perf_counter()
     with Store.open(state) as store, IndexPool(cfg) as pool:
@@ -457,6 +493,8 @@ def main() -> None:
     ap.add_argument("--no-sface", action="store_true", help="skip the SFace stand-in figure")
     ap.add_argument("--recall", action="store_true", help="YuNet recall vs max_side table")
     ap.add_argument("--recall-sides", default="640,800,960,1280,1600")
+    ap.add_argument("--formats", default="jpeg",
+                    help="comma-separated: jpeg, heic (12 MP HEIC), raw (DNG + JPEG preview)")
     ap.add_argument("--profile", action="store_true",
                     help="cProfile one in-process pass over the corpus and print the top")
     args = ap.parse_args()
@@ -495,8 +533,16 @@ def main() -> None:
         return
 
     runs: list[Run] = []
-    for w in (int(x) for x in args.workers.split(",")):
-        runs.append(run_ours(corpus, w, detection))
+    kinds = args.formats.split(",")
+    for kind in kinds:
+        t = time.perf_counter()
+        photos = format_corpus(corpus, kind)
+        if kind != "jpeg":
+            mb = sum(p.path.stat().st_size for p in photos) / len(photos) / 1e6
+            print(f"  {kind} corpus: {len(photos)} files, {mb:.1f} MB avg, ready in "
+                  f"{time.perf_counter() - t:.0f} s")
+        for w in (int(x) for x in args.workers.split(",")):
+            runs.append(run_ours(photos, w, detection, kind if len(kinds) > 1 else ""))
     if not args.no_sface:
         runs.append(run_sface_plumbing(corpus, detection))
     baseline = None if args.no_baseline else run_face_recognition(corpus)
