@@ -96,3 +96,24 @@ def test_describe_checks_the_chip_shape(net: dlibnet.Network) -> None:
 def test_open_resnet_refuses_an_unknown_backend() -> None:
     with pytest.raises(ValueError, match="backend"):
         dlibnet.open_resnet(RESNET, "tensorflow")
+
+
+def test_embedder_chips_from_bgr_equal_dlibs_chips_from_rgb(shared_photos: Path) -> None:
+    from daemon.indexer.detect import Detection
+    from daemon.indexer.embed import DlibEmbedder
+
+    embedder = DlibEmbedder(PREDICTOR, RESNET)
+    for name in ("groups/obama_and_biden.jpg", "groups/bald_guys.jpg"):
+        bgr = cv2.imread(str(shared_photos / name))
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rects = dlib.get_frontal_face_detector()(rgb, 1)
+        assert len(rects) >= 2
+        predictor = dlib.shape_predictor(str(PREDICTOR))
+        shapes = dlib.full_object_detections()
+        for r in rects:
+            shapes.append(predictor(rgb, r))
+        want = np.stack(dlib.get_face_chips(rgb, shapes, size=150, padding=0.25))
+        # The embedder's rectangle runs from (x, y) to (x + w, y + h), both inclusive in dlib.
+        boxes = [Detection((r.left(), r.top(), r.right() - r.left(), r.bottom() - r.top()), (),
+                           1.0) for r in rects]
+        np.testing.assert_array_equal(embedder.chips(bgr, boxes), want)

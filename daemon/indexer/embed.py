@@ -116,12 +116,17 @@ class DlibEmbedder:
 
     def chips(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
         """The aligned RGB chips ``[n, 150, 150, 3]`` dlib's ``compute_face_descriptor`` cuts
-        (5-point landmarks, 150 px, padding 0.25)."""
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # a fresh, contiguous array
-        shapes = self._shapes(rgb, detections)
-        return np.stack(
-            self._dlib.get_face_chips(rgb, shapes, size=dlibnet.CHIP_SIZE, padding=0.25)
-        )
+        (5-point landmarks, 150 px, padding 0.25), cut straight from the BGR image.
+
+        No whole-image BGR->RGB conversion (~11 ms on 12 MP): dlib's shape predictor reads
+        a colour pixel as (r + g + b) / 3, which ignores the channel order, and the chip is
+        cut channel by channel, so swapping the channels of the small chips afterwards gives
+        exactly the chips of the RGB image (``tests/test_dlibnet.py`` checks it).
+        """
+        bgr = np.ascontiguousarray(image)
+        shapes = self._shapes(bgr, detections)
+        cut = self._dlib.get_face_chips(bgr, shapes, size=dlibnet.CHIP_SIZE, padding=0.25)
+        return np.ascontiguousarray(np.stack(cut)[..., ::-1])
 
     def embed(self, image: np.ndarray, detections: Sequence[Detection]) -> np.ndarray:
         """All faces of the image in one batched network call."""
