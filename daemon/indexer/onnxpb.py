@@ -116,3 +116,71 @@ class Graph:
         opset = _field_bytes(1, "") + _field_varint(2, OPSET)
         head = _field_varint(1, IR_VERSION) + _field_bytes(2, "facecluster")
         return b"".join([head, *_field_parts(7, graph), _field_bytes(8, opset)])
+
+
+# --- editing an existing model --------------------------------------------------------------
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated protobuf varint")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(buf: bytes) -> list[tuple[int, int, int, int]]:
+    """(field number, start, payload start, end) of each field; payload only for wire type 2."""
+    out, pos = [], 0
+    while pos < len(buf):
+        start = pos
+        key, pos = _read_varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        payload = pos
+        if wire == 0:
+            _, pos = _read_varint(buf, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            size, payload = _read_varint(buf, pos)
+            pos = payload + size
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if pos > len(buf):
+            raise ValueError("truncated protobuf field")
+        out.append((number, start, payload, pos))
+    return out
+
+
+def _edit(buf: bytes, path: Sequence[tuple[int, int]], payload: bytes) -> bytes:
+    """``buf`` with the message at ``path`` ((field number, occurrence), ...) replaced."""
+    number, occurrence = path[0]
+    seen = 0
+    for field_number, start, inner, end in _fields(buf):
+        if field_number != number:
+            continue
+        if seen == occurrence:
+            new = payload if len(path) == 1 else _edit(buf[inner:end], path[1:], payload)
+            return buf[:start] + _field_bytes(number, new) + buf[end:]
+        seen += 1
+    raise ValueError(f"protobuf field {number} #{occurrence} not found")
+
+
+_MODEL_GRAPH, _GRAPH_INPUT, _VALUE_TYPE, _TYPE_TENSOR, _TENSOR_SHAPE, _SHAPE_DIM = 7, 11, 2, 1, 2, 1
+
+
+def with_named_input_dims(model: bytes, names: dict[int, str], input_index: int = 0) -> bytes:
+    """``model`` with dimensions of one graph input made symbolic (index -> name), so a
+    runtime accepts other sizes there; YuNet's file fixes its input at 640x640."""
+    for dim, name in names.items():
+        path = [(_MODEL_GRAPH, 0), (_GRAPH_INPUT, input_index), (_VALUE_TYPE, 0),
+                (_TYPE_TENSOR, 0), (_TENSOR_SHAPE, 0), (_SHAPE_DIM, dim)]
+        model = _edit(model, path, _field_bytes(2, name))
+    return model
