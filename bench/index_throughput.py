@@ -286,7 +286,7 @@ def run_ours(corpus: list[CorpusPhoto], workers: int, detection: DetectionConfig
     """Index the corpus as the scan does: stat, hash, pool, one writer with batched commits."""
     state = Path(tempfile.mkdtemp(prefix="fc-bench-state-"))
     cfg = Config(workers=workers, engine=EngineConfig(models_dir=_models_dir()),
-                 detection=detection, state_dir=state)
+                 detection=detection, state_dir=state, log_level="warning")
     by_path = {p.path: p for p in corpus}
     run = Run(f"facecluster, {workers} worker{'s' if workers > 1 else ''}", 0, 0, 0)
     _clear_peak_rss()
@@ -653,7 +653,8 @@ def honest(args: argparse.Namespace, corpus: list[CorpusPhoto], detection: Detec
     loads: list[float] = []
     cv2.setNumThreads(1)
     stage_engine = open_engine(EngineConfig(models_dir=_models_dir()))
-    backend = getattr(stage_engine.embedder, "backend", "-")
+    backend = (f"detector {getattr(stage_engine.detector, 'backend', '-')}, "
+               f"embedder {getattr(stage_engine.embedder, 'backend', '-')}")
     for rep in range(args.repeat):
         print(f"repetition {rep + 1}/{args.repeat} (load {os.getloadavg()[0]:.2f})", flush=True)
         starts.append(scan_command(probe))
@@ -676,7 +677,7 @@ def _report(args: argparse.Namespace, corpus: list[CorpusPhoto], ours: dict[int,
     n = len(corpus)
     reps = args.repeat
     print(f"\n== medians of {reps} interleaved repetition{'s' if reps > 1 else ''} "
-          f"[min-max]; {n} photos; embedder backend {backend} ==")
+          f"[min-max]; {n} photos; backends: {backend} ==")
     print(load_note)
     print(f"load average after each repetition: {', '.join(f'{x:.2f}' for x in loads)}")
     fr_rate = _median([r.photos_per_s for r in fr_runs]) if fr_runs else float("nan")
@@ -736,7 +737,8 @@ def stages_only(args: argparse.Namespace, corpus: list[CorpusPhoto],
     """Only the per-stage CPU profile, ``--repeat`` times (usable on a busy machine)."""
     cv2.setNumThreads(1)
     engine = open_engine(EngineConfig(models_dir=_models_dir()))
-    print(f"embedder backend {getattr(engine.embedder, 'backend', '-')}")
+    print(f"backends: detector {getattr(engine.detector, 'backend', '-')}, "
+          f"embedder {getattr(engine.embedder, 'backend', '-')}")
     print_stages([stage_profile(corpus, engine, detection) for _ in range(args.repeat)])
 
 

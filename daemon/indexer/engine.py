@@ -152,6 +152,7 @@ def open_engine(engine_cfg: EngineConfig) -> Engine:
         detector=engine_cfg.detector,
         embedder=engine_cfg.embedder,
         models_dir=str(engine_cfg.models_dir),
+        runtimes=f"{getattr(detector, 'backend', 'dlib')}+{getattr(embedder, 'backend', 'opencv')}",
     )
     return Engine(plan.id, embedder.dim, detector, embedder)
 
