@@ -611,7 +611,7 @@ def scan_command(folder: Path) -> tuple[float, float]:
 
 def one_photo_folder(corpus: list[CorpusPhoto]) -> Path:
     """A folder holding one corpus photo with 1-3 faces: the start-up probe."""
-    folder = CACHE / "one-photo"
+    folder = CACHE / f"one-photo-of-{corpus[0].path.parent.name}"
     pick = next((p for p in corpus if 1 <= len(p.truth) <= 3), corpus[0])
     target = folder / pick.path.name
     if not target.exists():
