@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
@@ -11,11 +12,10 @@ import pytest
 from daemon.indexer import onnxpb
 from daemon.indexer.detect import Detection, YuNetDetector
 
-pytest.importorskip("onnxruntime")
-
 
 @pytest.fixture(scope="module")
 def detectors(yunet_file: Path) -> tuple[YuNetDetector, YuNetDetector]:
+    pytest.importorskip("onnxruntime")
     ort = YuNetDetector(yunet_file, backend="onnxruntime")
     cv = YuNetDetector(yunet_file, backend="opencv")
     assert (ort.backend, cv.backend) == ("onnxruntime", "opencv")
@@ -68,3 +68,19 @@ def test_named_input_dims_edit_only_the_shape(yunet_file: Path) -> None:
 def test_unknown_backend_is_refused(yunet_file: Path) -> None:
     with pytest.raises(ValueError, match="backend"):
         YuNetDetector(yunet_file, backend="tensorflow")
+
+
+def test_without_onnxruntime_both_networks_fall_back_to_opencv(
+    yunet_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frm = pytest.importorskip("face_recognition_models")
+    from daemon.indexer import dlibnet
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
+    assert YuNetDetector(yunet_file).backend == "opencv"
+    resnet = dlibnet.open_resnet(Path(frm.face_recognition_model_location()))
+    assert resnet.backend == "opencv"
+    with pytest.raises(ImportError):
+        YuNetDetector(yunet_file, backend="onnxruntime")
+    with pytest.raises(dlibnet.DlibNetError, match="onnxruntime"):
+        dlibnet.open_resnet(Path(frm.face_recognition_model_location()), "onnxruntime")
