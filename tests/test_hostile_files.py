@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import cv2
+import formats
 import hostile
 import numpy as np
 import pytest
@@ -237,10 +238,15 @@ EXPECTED_FAILURES: dict[str, bool | None] = {
     "bomb.jpg": False,
     "loop-a.jpg": None,
     "loop-b.jpg": None,
+    "empty.heic": True,
+    "truncated.heic": False,
+    "clip.heic": False,
+    "bomb.avif": False,
+    "noise.cr2": False,
 }
 EXPECTED_FACES = ["gray.jpg", "deep.png", "alpha.png", "cmyk.jpg", "animated.gif"] + [
     f"orientation-{o}.jpg" for o in range(1, 9)
-]
+] + ["phone.heic", "phone.avif", "camera.dng"]
 
 
 @pytest.fixture()
@@ -260,6 +266,15 @@ def hostile_library(tmp_path: Path, face: np.ndarray, yunet_file: Path):
     for make in (hostile.grayscale, hostile.png16, hostile.rgba_png, hostile.cmyk_jpeg):
         make(root, face)
     hostile.animated_gif(root, [face, face[::-1]])
+    # The phone and camera formats (see test_formats.py for each in detail).
+    formats.write(root, "empty.heic", b"")
+    formats.write(root, "truncated.heic", formats.heic_bytes(face)[:-2000])
+    formats.write(root, "clip.heic", formats.mp4_named_like_a_photo())
+    formats.write(root, "bomb.avif", formats.with_ispe(formats.avif_bytes(face), 12_000))
+    hostile.random_bytes(root, "noise.cr2", seed=11)  # "random.cr2" would be random.jpg's twin
+    formats.write(root, "phone.heic", formats.heic_bytes(face, 6))
+    formats.write(root, "phone.avif", formats.avif_bytes(face, 8))
+    formats.write(root, "camera.dng", formats.dng_of(face, 3))
     for o in range(1, 9):
         hostile.oriented_jpeg(root, face, o)
     odd = root / "odd names"

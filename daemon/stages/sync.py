@@ -104,6 +104,21 @@ class Sync:
             return not given_up(rec)
         return rec.engine != self.engine_id
 
+    def _stands_in_for_raw(self, path: Path, report: IndexReport) -> bool:
+        """A RAW whose JPEG of the same shot is there: the JPEG stands for it, once."""
+        if photos.raw_twin(path) is None:
+            return False
+        if self.store.photo(path) is not None:
+            self.store.delete_photo(path)
+        report.skipped += 1
+        return True
+
+    def _forget_raws_of(self, path: Path) -> None:
+        """A JPEG arriving after its RAW (a card import copies .CR2 first) replaces it."""
+        for raw in photos.raw_names(path):
+            if self.store.photo(raw) is not None:
+                self.store.delete_photo(raw)
+
     def _classify(self, path: Path, report: IndexReport) -> tuple[Path, os.stat_result, str] | None:
         """Handle what needs no embedding; return what does.
 
@@ -112,6 +127,8 @@ class Sync:
         hash. Only genuinely new content goes on to the workers.
         """
         store = self.store
+        if self._stands_in_for_raw(path, report):
+            return None
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -126,6 +143,7 @@ class Sync:
         if not self._needs_work(st, rec):
             report.skipped += 1
             return None
+        self._forget_raws_of(path)
         try:
             digest = content_hash(path)
         except OSError as e:
@@ -255,7 +273,8 @@ class Sync:
         return n
 
     def sync_missing(self) -> int:
-        """Forget photos that no longer exist, are ignored, or lie outside every root.
+        """Forget photos that no longer exist, are ignored, lie outside every root, or are a
+        RAW whose JPEG twin now stands for the shot.
 
         Photos under a watched folder that is not really there are kept: an unmounted
         share must not empty the albums.
@@ -269,7 +288,7 @@ class Sync:
                 continue
             if (
                 not any(p.is_relative_to(r) for r in present)
-                or not photos.is_photo(p, self.cfg)
+                or not photos.is_wanted(p, self.cfg)
                 or not os.path.lexists(p)
             ):
                 gone.append(p)
