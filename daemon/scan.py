@@ -111,6 +111,8 @@ class PersonRow:
     """Absolute album folder, or None when hidden."""
     sample: str | None = None
     """A photo showing this person (the one their thumbnail comes from)."""
+    may_be: list[str] = field(default_factory=list)
+    """Keys of the people this one may be the same as, nearest first."""
 
     def as_dict(self) -> dict:
         """Plain JSON-ready form."""
@@ -444,11 +446,13 @@ class Pipeline:
         """Re-cluster every face of the current engine; person ids stay stable."""
         t0 = time.monotonic()
         ids, vecs = self.store.vectors(self.engine_id)
-        labels_ = cluster.cluster_faces(vecs, self.cluster_params())
+        photos, scores = cluster.face_context(ids, self.store.faces(engine=self.engine_id))
+        labels_ = cluster.cluster_faces(vecs, self.cluster_params(), photos, scores)
         previous = self.store.face_persons(self.engine_id)
         named = {pid for pid, lab in self.labels.people.items() if lab.name}
         result = cluster.stable_ids(
-            ids, labels_, previous, named, self._excluded(), self.store.new_person_id
+            ids, labels_, previous, named, self._excluded(), self.store.new_person_id,
+            photos=dict(zip(ids.tolist(), photos.tolist(), strict=True)),
         )
         self._index = None  # people changed: the neighbour index is rebuilt on demand
         with self.store.batch():
@@ -477,7 +481,9 @@ class Pipeline:
             ids, vecs = self.store.vectors(self.engine_id)
             person = self.store.face_persons(self.engine_id)
             keep = [k for k, i in enumerate(ids) if int(i) not in leave_out]
-            self._index = cluster.FaceIndex(vecs[keep], [person.get(int(ids[k])) for k in keep])
+            photos, _ = cluster.face_context(ids, self.store.faces(engine=self.engine_id))
+            self._index = cluster.FaceIndex(vecs[keep], [person.get(int(ids[k])) for k in keep],
+                                            photo_ids=photos[keep])
             self._index_ids = {int(ids[k]) for k in keep}
         return self._index
 
@@ -499,14 +505,15 @@ class Pipeline:
         if not faces:
             return 0
         vecs = self.store.face_vectors([f.id for f in faces])
-        votes = cluster.assign_new(index, vecs, self.cluster_params())
+        photo_ids = [f.photo_id for f in faces]
+        votes = cluster.assign_new(index, vecs, self.cluster_params(), photo_ids)
         excluded = self._excluded(faces)
         assignment = {
             f.id: pid
             for f, pid in zip(faces, votes, strict=True)
             if pid is not None and (f.id, pid) not in excluded
         }
-        index.add(vecs, [assignment.get(f.id) for f in faces])
+        index.add(vecs, [assignment.get(f.id) for f in faces], photo_ids)
         self._index_ids.update(f.id for f in faces)
         if assignment:
             self.store.set_persons(assignment)
@@ -566,6 +573,9 @@ class Pipeline:
             for face in plan.faces:
                 for pid in plan.person_ids:
                     sample.setdefault(pid, face.path)
+        ids, vecs = self.store.vectors(self.engine_id)
+        person = self.store.face_persons(self.engine_id)
+        near = cluster.nearest_people([person.get(int(i)) for i in ids], vecs)
         rows = []
         for rec in self.store.people():
             if rec.retired or rec.face_count == 0:
@@ -581,6 +591,7 @@ class Pipeline:
                     photos=rec.photo_count,
                     album=str(self.cfg.albums_dir / folder) if folder else None,
                     sample=str(sample[rec.id]) if rec.id in sample else None,
+                    may_be=[labels.person_key(n.person_id) for n in near.get(rec.id, [])],
                 )
             )
         return rows
@@ -599,6 +610,8 @@ class Pipeline:
             if r.name:
                 continue
             lines.append(f"# {r.faces} faces in {r.photos} photos, e.g. {r.sample}")
+            if r.may_be:
+                lines.append(f"# may be the same as {', '.join(r.may_be)}")
             lines.append(f'{r.key} = ""')
         target = self.cfg.state_dir / "people.toml"
         try:
