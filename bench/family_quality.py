@@ -155,17 +155,23 @@ def linkage_baseline(cut: float) -> Method:
 
 
 def product(params, with_photos: bool = True) -> Method:
-    def method(v, photos, _faces, _use):
-        return cluster_faces(v, params, photos=photos if with_photos else None)
+    """``cluster_faces`` as the product calls it: photo ids and detector scores."""
+    def method(v, photos, faces, use):
+        return cluster_faces(v, params, photos=photos if with_photos else None,
+                             scores=faces.score[use])
     return method
 
 
 def methods(engine: str) -> list[tuple[str, Method]]:
     base = default_params(engine)
-    plain = replace(base, guard="none", rejoin_eps=0.0)
+    before = replace(base, weak_score=0.0, blob_size=0)
+    plain = replace(before, guard="none", rejoin_eps=0.0)
     rows: list[tuple[str, Method]] = [
-        ("**default** (photo constraints)", product(base)),
-        ("previous default (no photo constraints)", product(base, with_photos=False)),
+        ("**default**: photo constraints, poor faces by vote, blob re-cut", product(base)),
+        ("default without the blob re-cut", product(replace(base, blob_size=0))),
+        ("default without the poor-face rule", product(replace(base, weak_score=0.0))),
+        ("photo constraints only", product(before)),
+        ("previous default (no photo constraints)", product(before, with_photos=False)),
     ]
     for eps in (0.28, 0.30, 0.32):
         rows.append((f"plain DBSCAN eps {eps}, min_samples 2", product(replace(plain, eps=eps),

@@ -398,7 +398,7 @@ SFACE_THRESHOLD = float(np.sqrt(2 - 2 * 0.363))
 """OpenCV's published SFace threshold (cosine 0.363) as L2 on unit vectors: 1.129."""
 
 _DLIB = ClusterParams(eps=0.37, min_samples=2, guard="split", split_eps=0.365, rejoin_eps=0.355,
-                      weak_score=0.90, blob_size=20, blob_spread=0.32, blob_cut=0.28)
+                      weak_score=0.90, blob_size=20, blob_spread=0.34, blob_cut=0.28)
 """Measured with the YuNet + dlib engine: eps, split and re-join on LFW-dev
 (bench/cluster_quality.py), the poor-face and blob settings on Families In the Wild
 train (bench/family_quality.py); bench/CLUSTERING.md."""
