@@ -153,6 +153,13 @@ def test_a_poor_face_never_bridges_two_people_and_joins_only_by_a_clear_vote() -
     assert labels[13] == labels[0]  # a poor face right by one person joins it
 
 
+def test_poor_face_and_blob_rules_apply_only_where_measured() -> None:
+    assert default_params("yunet-2023mar+dlib-resnet-v1").weak_score == pytest.approx(0.90)
+    assert default_params("dlib-hog+dlib-resnet-v1").weak_score == 0.0  # HOG: other scale
+    sface = default_params("yunet-2023mar+sface-2021dec")
+    assert sface.blob_size == 0 and sface.blob_large == 0
+
+
 def test_assign_new_never_gives_a_person_two_faces_of_one_photo() -> None:
     rng = np.random.default_rng(11)
     a = _unit(rng.normal(size=128))

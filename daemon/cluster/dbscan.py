@@ -69,6 +69,10 @@ class ClusterParams:
     re-cut at ``blob_cut`` (:mod:`.blobs`); 0 = off."""
     blob_spread: float = 0.0
     blob_cut: float = 0.0
+    blob_large: int = 0
+    """Clusters of at least this many faces count as blobs already above
+    ``blob_large_spread``: the more faces, the tighter one person's average is."""
+    blob_large_spread: float = 0.0
     index: IndexParams = field(default_factory=IndexParams)
 
 
@@ -355,7 +359,9 @@ def cluster_faces(vectors: np.ndarray, params: ClusterParams, photos=None,
     if params.blob_size > 0:
         labels = split_blobs(v, labels, ph, size=params.blob_size,
                              max_spread=params.blob_spread, cut=params.blob_cut,
-                             min_size=params.min_samples, limit=params.split_limit)
+                             min_size=params.min_samples, limit=params.split_limit,
+                             large=params.blob_large,
+                             large_spread=params.blob_large_spread)
     if ph is not None:
         labels = enforce(labels, ph, v)
     return renumber(_drop_small(labels, params.min_samples))
@@ -398,7 +404,8 @@ SFACE_THRESHOLD = float(np.sqrt(2 - 2 * 0.363))
 """OpenCV's published SFace threshold (cosine 0.363) as L2 on unit vectors: 1.129."""
 
 _DLIB = ClusterParams(eps=0.37, min_samples=2, guard="split", split_eps=0.365, rejoin_eps=0.355,
-                      weak_score=0.90, blob_size=20, blob_spread=0.34, blob_cut=0.28)
+                      weak_score=0.90, blob_size=20, blob_spread=0.34, blob_cut=0.28,
+                      blob_large=60, blob_large_spread=0.32)
 """Measured with the YuNet + dlib engine: eps, split and re-join on LFW-dev
 (bench/cluster_quality.py), the poor-face and blob settings on Families In the Wild
 train (bench/family_quality.py); bench/CLUSTERING.md."""
@@ -410,7 +417,9 @@ def with_eps(params: ClusterParams, eps: float) -> ClusterParams:
     distance undo it."""
     scale = eps / params.eps
     return replace(params, eps=eps, split_eps=params.split_eps * scale,
-                   rejoin_eps=params.rejoin_eps * scale)
+                   rejoin_eps=params.rejoin_eps * scale, blob_spread=params.blob_spread * scale,
+                   blob_cut=params.blob_cut * scale,
+                   blob_large_spread=params.blob_large_spread * scale)
 
 
 def default_params(engine_id: str) -> ClusterParams:
@@ -423,13 +432,26 @@ def default_params(engine_id: str) -> ClusterParams:
     ``photos/known``). SFace: not measurable here (no model), so derived: the dlib
     values are fractions of dlib's published threshold; the same fractions of SFace's
     published threshold give its eps and split. Raises ValueError for an unknown embedder.
+
+    Poor faces (YuNet score below 0.90) and the blob re-cut were measured on Families In
+    the Wild with dlib; the score threshold applies to YuNet only (dlib HOG reports
+    another scale) and the blob spreads to dlib only (not measured for SFace).
     """
+    if not engine_id.startswith("yunet"):
+        # The poor-face threshold is a YuNet score; dlib HOG's score is another scale.
+        return replace(_embedder_params(engine_id), weak_score=0.0)
+    return _embedder_params(engine_id)
+
+
+def _embedder_params(engine_id: str) -> ClusterParams:
     if engine_id.endswith("+dlib-resnet-v1"):
         return _DLIB
     if engine_id.endswith("+sface-2021dec"):
         scale = SFACE_THRESHOLD / DLIB_THRESHOLD
         return replace(_DLIB, eps=round(_DLIB.eps * scale, 2),
                        split_eps=round(_DLIB.split_eps * scale, 2),
-                       rejoin_eps=round(_DLIB.rejoin_eps * scale, 2))
+                       rejoin_eps=round(_DLIB.rejoin_eps * scale, 2),
+                       # Spreads do not scale linearly between models: off until measured.
+                       blob_size=0, blob_large=0)
     raise ValueError(f"no clustering defaults for engine {engine_id!r} "
                      "(known embedders: dlib-resnet-v1, sface-2021dec)")
