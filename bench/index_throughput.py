@@ -3,10 +3,10 @@
 Usage::
 
     .venv/bin/python bench/index_throughput.py [--photos 40] [--workers 1,2] [--max-side 1280]
-        [--no-baseline] [--recall] [--profile]
+        [--no-baseline] [--recall] [--profile] [--formats jpeg,heic,raw]
 
 1. Builds (once, cached under /tmp) a corpus of 4000x3000 JPEGs (quality 90, sensor-like
-   grain) from the real photos in ``$FACECLUSTER_TESTDATA`` (default ``../shared``): a
+   grain) from the real photos in the shared test data (``tests/shared_data.py``): a
    no-face photo scaled up as background with 0-6 LFW faces pasted in at 90-700 px, a
    quarter of them portrait (stored sideways with an EXIF orientation tag, as phones do),
    plus a few real photos from ``photos/known`` and ``photos/groups`` scaled up whole.
@@ -19,6 +19,9 @@ Usage::
 4. Times the SFace path with a stand-in network (plumbing only, not the real model).
 5. ``--recall``: YuNet recall on the hand-boxed Pascal VOC group photos, placed in a
    4000x3000 frame at several sizes, for several ``detection.max_side`` values.
+6. ``--formats jpeg,heic,raw``: the same corpus also as 12 MP HEICs (pillow-heif's
+   encoder, the turn as ``irot`` as phones write it) and as DNGs whose embedded preview
+   is the full-size JPEG (as cameras embed it), indexed in the same run beside the JPEGs.
 
 Prints numbers; asserts nothing.
 """
@@ -36,6 +39,7 @@ import random
 import resource
 import shutil
 import struct
+import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -45,19 +49,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from daemon.config import Config, DetectionConfig, EngineConfig
-from daemon.indexer import IndexPool, index_photo
-from daemon.indexer.detect import YuNetDetector
-from daemon.indexer.embed import SFaceEmbedder
-from daemon.indexer.engine import Engine, detect_faces
-from daemon.indexer.image import read_photo
-from daemon.indexer.onnxpb import Graph
-from daemon.log import configure
-from daemon.scan import content_hash
-from daemon.store import Store
-
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACECLUSTER_TESTDATA", REPO.parent / "shared"))
+sys.path.insert(0, str(REPO))  # this checkout's daemon and tests.shared_data
+
+from daemon.config import Config, DetectionConfig, EngineConfig  # noqa: E402
+from daemon.indexer import IndexPool, index_photo  # noqa: E402
+from daemon.indexer.detect import YuNetDetector  # noqa: E402
+from daemon.indexer.embed import SFaceEmbedder  # noqa: E402
+from daemon.indexer.engine import Engine, detect_faces  # noqa: E402
+from daemon.indexer.image import read_photo  # noqa: E402
+from daemon.indexer.onnxpb import Graph  # noqa: E402
+from daemon.log import configure  # noqa: E402
+from daemon.stages.sync import content_hash  # noqa: E402
+from daemon.store import Store  # noqa: E402
+from tests.shared_data import testdata_dir  # noqa: E402
+
+SHARED = testdata_dir()
 CACHE = Path(tempfile.gettempdir()) / "facecluster-throughput"
 YUNET = "face_detection_yunet_2023mar.onnx"
 W, H = 4000, 3000
@@ -254,13 +261,46 @@ def _worker_pids() -> list[int]:
     return pids
 
 
-def run_ours(corpus: list[CorpusPhoto], workers: int, detection: DetectionConfig) -> Run:
+def format_corpus(corpus: list[CorpusPhoto], kind: str) -> list[CorpusPhoto]:
+    """The corpus as HEICs or as DNGs with a full-size JPEG preview (cached under /tmp)."""
+    if kind == "jpeg":
+        return corpus
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    import formats  # the test makers: pillow-heif's encoder, the DNG writer
+
+    folder = corpus[0].path.parent.with_name(corpus[0].path.parent.name + f"-{kind}")
+    folder.mkdir(exist_ok=True)
+    out = []
+    for p in corpus:
+        dest = folder / p.path.with_suffix(".heic" if kind == "heic" else ".dng").name
+        if not dest.exists():
+            data = p.path.read_bytes()
+            stored = cv2.imdecode(np.frombuffer(data, np.uint8),
+                                  cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+            if kind == "heic":  # heic_bytes turns upright pixels into stored + orientation
+                from daemon.indexer.image import apply_orientation
+
+                blob = formats.heic_bytes(apply_orientation(stored, p.orientation), p.orientation)
+            else:
+                blob = formats.dng_bytes(data, stored.shape[1], stored.shape[0], p.orientation)
+            tmp = dest.with_suffix(".tmp")
+            tmp.write_bytes(blob)
+            tmp.rename(dest)
+        out.append(replace(p, path=dest))
+    return out
+
+
+def run_ours(corpus: list[CorpusPhoto], workers: int, detection: DetectionConfig,
+             kind: str = "") -> Run:
     """Index the corpus as the scan does: stat, hash, pool, one writer with batched commits."""
     state = Path(tempfile.mkdtemp(prefix="fc-bench-state-"))
     cfg = Config(workers=workers, engine=EngineConfig(models_dir=_models_dir()),
                  detection=detection, state_dir=state)
     by_path = {p.path: p for p in corpus}
-    run = Run(f"facecluster, {workers} worker{'s' if workers > 1 else ''}", 0, 0, 0)
+    label = f"facecluster{' ' + kind if kind else ''}"
+    run = Run(f"{label}, {workers} worker{'s' if workers > 1 else ''}", 0, 0, 0)
     _clear_peak_rss()
     t0 = time.perf_counter()
     with Store.open(state) as store, IndexPool(cfg) as pool:
@@ -453,6 +493,8 @@ def main() -> None:
     ap.add_argument("--no-sface", action="store_true", help="skip the SFace stand-in figure")
     ap.add_argument("--recall", action="store_true", help="YuNet recall vs max_side table")
     ap.add_argument("--recall-sides", default="640,800,960,1280,1600")
+    ap.add_argument("--formats", default="jpeg",
+                    help="comma-separated: jpeg, heic (12 MP HEIC), raw (DNG + JPEG preview)")
     ap.add_argument("--profile", action="store_true",
                     help="cProfile one in-process pass over the corpus and print the top")
     args = ap.parse_args()
@@ -491,8 +533,16 @@ def main() -> None:
         return
 
     runs: list[Run] = []
-    for w in (int(x) for x in args.workers.split(",")):
-        runs.append(run_ours(corpus, w, detection))
+    kinds = args.formats.split(",")
+    for kind in kinds:
+        t = time.perf_counter()
+        photos = format_corpus(corpus, kind)
+        if kind != "jpeg":
+            mb = sum(p.path.stat().st_size for p in photos) / len(photos) / 1e6
+            print(f"  {kind} corpus: {len(photos)} files, {mb:.1f} MB avg, ready in "
+                  f"{time.perf_counter() - t:.0f} s")
+        for w in (int(x) for x in args.workers.split(",")):
+            runs.append(run_ours(photos, w, detection, kind if len(kinds) > 1 else ""))
     if not args.no_sface:
         runs.append(run_sface_plumbing(corpus, detection))
     baseline = None if args.no_baseline else run_face_recognition(corpus)

@@ -104,7 +104,7 @@ def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
 def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     from daemon.scan import Pipeline
-    from daemon.service import read_service_status
+    from daemon.status import read_service_status
 
     with Pipeline(cfg) as pipeline:
         status = pipeline.status().as_dict()
@@ -124,6 +124,8 @@ def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     ]
     if status["labels_error"]:
         lines.append(("labels.toml", f"ERROR {status['labels_error']}"))
+    for c in status.get("identity_conflicts") or []:  # see daemon.identity.conflict
+        lines.append(("CONFLICT", c["message"]))
     if svc is None:
         lines.append(("service", "not running"))
     else:
@@ -167,11 +169,11 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_import(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon.inbox import ImportError_, import_zip
+    from daemon.inbox import ArchiveError, import_zip
 
     try:
         report = import_zip(args.archive, cfg.watch[0])
-    except ImportError_ as e:
+    except ArchiveError as e:
         raise UserError(str(e)) from e
     print(f"imported {report.photos} photos into {report.folder}")
     for s in report.skipped:

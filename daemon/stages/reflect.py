@@ -1,0 +1,154 @@
+"""Reflect: turn the people in the store into the album tree and ``people.toml``.
+
+Plans say what the album tree should hold (people, labels, config); the album writer
+makes the tree match them. ``state_dir/people.toml`` lists the unnamed people as
+ready-to-copy lines, so the user's ``labels.toml`` is never written, and the identity
+conflicts of the last clustering; people newly named are anchored before each update.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import structlog
+
+from daemon import albums, cluster, labels
+from daemon.config import Config
+from daemon.fsutil import atomic_write, utc_now
+from daemon.identity import Identity
+from daemon.stages.reports import PersonRow
+from daemon.store import Store
+
+log = structlog.get_logger(__name__)
+
+
+class Reflect:
+    """People → album folders and person rows, for one engine.
+
+    ``current_labels`` returns the labels in force (they are re-read while running);
+    ``identity`` anchors the people labels.toml newly refers to and holds the conflicts.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        engine_id: str,
+        current_labels: Callable[[], labels.Labels],
+        identity: Identity,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.engine_id = engine_id
+        self._current_labels = current_labels
+        self.identity = identity
+
+    @property
+    def labels(self) -> labels.Labels:
+        """The labels in force now."""
+        return self._current_labels()
+
+    def plans(self) -> list[albums.AlbumPlan]:
+        """What the album tree should hold now."""
+        person_photos: dict[int, set[Path]] = defaultdict(set)
+        person_faces: dict[int, list[albums.FaceRef]] = defaultdict(list)
+        with_faces: set[Path] = set()
+        for f in self.store.faces(engine=self.engine_id):
+            with_faces.add(f.path)
+            if f.person_id is None:
+                continue
+            person_photos[f.person_id].add(f.path)
+            person_faces[f.person_id].append(
+                albums.FaceRef(f.id, f.path, f.box, f.score, f.landmarks)
+            )
+        no_face = {
+            r.path
+            for r in self.store.iter_photos()
+            if r.status == "indexed" and r.engine == self.engine_id and r.path not in with_faces
+        }
+        return albums.plan_albums(
+            person_photos, person_faces, self.labels, no_face, self.cfg.no_face, self.cfg.watch
+        )
+
+    def write_albums(self) -> albums.AlbumReport:
+        """Make the album tree match the people, labels and config."""
+        self.identity.refresh(self.store, self.labels, self.cfg.watch, mode="new")
+        plans = self.plans()
+        report = albums.write_albums(self.cfg.albums_dir, plans, self.cfg.album_mode)
+        albums.write_pictures(self.cfg.albums_dir, plans, self.cfg.detection.max_pixels)
+        self._write_people_file(self.people(plans))
+        self.store.set_meta("last_albums", utc_now())
+        log.info("albums_written", albums=len(plans), added=report.added, removed=report.removed)
+        return report
+
+    def people(self, plans: Sequence[albums.AlbumPlan] | None = None) -> list[PersonRow]:
+        """Every person with faces, with their name, album folder and a sample photo."""
+        if plans is None:
+            plans = self.plans()
+        folder_of = {pid: plan.folder for plan in plans for pid in plan.person_ids}
+        sample: dict[int, Path] = {}
+        for plan in plans:
+            for face in plan.faces:
+                for pid in plan.person_ids:
+                    sample.setdefault(pid, face.path)
+        ids, vecs = self.store.vectors(self.engine_id)
+        person = self.store.face_persons(self.engine_id)
+        near = cluster.nearest_people([person.get(int(i)) for i in ids], vecs)
+        rows = []
+        for rec in self.store.people():
+            if rec.retired or rec.face_count == 0:
+                continue
+            lab = self.labels.people.get(rec.id)
+            folder = folder_of.get(rec.id)
+            rows.append(
+                PersonRow(
+                    id=rec.id,
+                    key=labels.person_key(rec.id),
+                    name=lab.name if lab else None,
+                    faces=rec.face_count,
+                    photos=rec.photo_count,
+                    album=str(self.cfg.albums_dir / folder) if folder else None,
+                    sample=str(sample[rec.id]) if rec.id in sample else None,
+                    may_be=[labels.person_key(n.person_id) for n in near.get(rec.id, [])],
+                )
+            )
+        return rows
+
+    def _write_people_file(self, rows: Sequence[PersonRow]) -> None:
+        """Tell the user who is new, without ever touching their labels.toml.
+
+        ``state_dir/people.toml`` lists the unnamed people as ready-to-copy lines.
+        """
+        lines = [
+            "# Generated by facecluster; rewritten after every album update. Do not edit:",
+            "# copy a line into labels.toml (under [people]) and write the person's name.",
+            "",
+        ]
+        for c in self.identity.conflicts:  # see daemon.identity.conflict
+            lines += [f"# CONFLICT: {c['message']}", ""]
+        for r in sorted(rows, key=lambda r: -r.faces):
+            if r.name:
+                continue
+            lines.append(f"# {r.faces} faces in {r.photos} photos, e.g. {r.sample}")
+            if r.may_be:
+                lines.append(f"# may be the same as {', '.join(r.may_be)}")
+            lines.append(f'{r.key} = ""')
+        target = self.cfg.state_dir / "people.toml"
+        try:
+            text = "\n".join(lines) + "\n"
+            atomic_write(target, text.encode("utf-8", errors="surrogateescape"))
+        except OSError as e:
+            log.warning("people_file_not_written", path=str(target), error=str(e))
+
+    def find_album(self, who: str) -> str | None:
+        """The album folder for a folder name, a person's name, or an id like person-0007."""
+        plans = self.plans()
+        for plan in plans:
+            if plan.folder == who:
+                return plan.folder
+        for row in self.people(plans):
+            if who in (row.key, row.name, str(row.id)) and row.album:
+                return Path(row.album).name
+        return None
