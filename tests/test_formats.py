@@ -233,7 +233,7 @@ def test_worker_pool_survives_hostile_new_formats(
     with Pipeline(cfg) as pipeline:
         found = pipeline.discover()
         assert root / "IMG_0001.MOV" not in found, "a video is not a photo"
-        report = pipeline.index(found)
+        report = pipeline.index_photos(found)
         records = {r.path.name: r for r in pipeline.store.iter_photos()}
     assert "IMG_0001.MOV" not in records
     bad = set(HOSTILE) | {"bomb.heic", "bomb-raw.dng", "empty.heic"}
@@ -285,12 +285,12 @@ def test_raw_indexed_before_its_jpeg_is_forgotten_when_the_jpeg_arrives(
     root.mkdir()
     raw = formats.write(root, "IMG_1.CR2", formats.dng_of(small))
     with Pipeline(cfg, create=True) as pipeline:
-        assert pipeline.index([raw]).indexed == 1
+        assert pipeline.index_photos([raw]).indexed == 1
         jpeg = formats.write(root, "IMG_1.JPG", hostile.encode_jpeg(small))
-        pipeline.index([jpeg])
+        pipeline.index_photos([jpeg])
         assert pipeline.store.photo(raw) is None
         assert pipeline.store.photo(jpeg).status == "indexed"
-        assert pipeline.index([raw]).indexed == 0, "a late event for the RAW re-indexed it"
+        assert pipeline.index_photos([raw]).indexed == 0, "a late event for the RAW re-indexed it"
         assert pipeline.store.photo(raw) is None
 
 
