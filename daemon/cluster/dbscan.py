@@ -145,10 +145,6 @@ def split_cluster(vectors: np.ndarray, cut: float, limit: int, seed: int = 0,
     m = len(vectors)
     if m < 2 or (m < 3 and photos is None):
         return np.zeros(m, dtype=np.int64)
-    # Imported here: ~0.2 s of start-up that a scan with no cluster to split never needs.
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import pdist
-
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(m, limit, replace=False)) if m > limit else np.arange(m)
     sub = constrained_average_linkage(
