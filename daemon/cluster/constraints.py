@@ -120,6 +120,7 @@ def enforce(labels: np.ndarray, photos: np.ndarray | None, vectors: np.ndarray,
     return out
 
 
+# Over 60 lines: the nearest-neighbour chain is one loop over one shared distance matrix.
 def constrained_average_linkage(vectors: np.ndarray, cut: float,
                                 photos: np.ndarray | None = None) -> np.ndarray:
     """Average-linkage (UPGMA) clusters cut at ``cut``, never merging two groups that

@@ -44,6 +44,7 @@ class StableResult:
     """Previous person ids that no longer have any face."""
 
 
+# Over 60 lines: the rules apply in a fixed order over shared maps (module docstring).
 def stable_ids(
     face_ids: Sequence[int],
     labels: Sequence[int] | np.ndarray,

@@ -99,6 +99,7 @@ def _candidates(vectors: np.ndarray, groups: np.ndarray, k: int, graph: sp.csr_m
     return sums, a, b
 
 
+# Over 60 lines: one merge loop whose array state (sums, pairs, conflicts) must stay together.
 def rejoin(vectors: np.ndarray, labels: np.ndarray, graph: sp.csr_matrix, cut: float,
            *, nearest: int = 4, min_size: int = 2, index: IndexParams | None = None,
            photos: np.ndarray | None = None) -> np.ndarray:
