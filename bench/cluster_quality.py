@@ -135,8 +135,10 @@ HEADER = ("| settings | pair P | pair R | pair F | B³ P | B³ R | B³ F | s |\n
 
 def alternatives(base: ClusterParams) -> list[tuple[str, ClusterParams]]:
     """The settings compared against the default."""
-    plain = replace(base, guard="none", rejoin_eps=0.0)
-    split = replace(base, rejoin_eps=0.0)
+    # The alternatives are the methods as first measured: without the family rules
+    # (blob re-cut; the poor-face rule needs scores, which this cache does not hold).
+    plain = replace(base, guard="none", rejoin_eps=0.0, blob_size=0, blob_large=0)
+    split = replace(base, rejoin_eps=0.0, blob_size=0, blob_large=0)
     rows = [("**default**: " + describe(base), base),
             ("DBSCAN eps 0.5, min_samples 5 (tutorials)",
              replace(plain, eps=0.5, min_samples=5))]

@@ -195,6 +195,7 @@ class Identity:
         excluded: Set[tuple[int, int]],
         new_id: Callable[[], int],
         labels_: Labels,
+        photos: Mapping[int, int] | None = None,
     ) -> AnchoredResult:
         """Person ids for a fresh clustering (:func:`daemon.cluster.anchors.anchored_ids`).
 
@@ -203,7 +204,7 @@ class Identity:
         matches = self._matches or Matches()
         result = anchored_ids(
             face_ids, labels, vectors, previous, named, excluded, new_id,
-            matches.person_of, _groups(labels_),
+            matches.person_of, _groups(labels_), photos=photos,
         )
         self._conflicts = tuple(conflict(s, labels_) for s in result.shared)
         for c in self._conflicts:

@@ -3,10 +3,15 @@
 - :mod:`.neighbours` finds close faces with FAISS and builds the sparse eps-graph;
 - :mod:`.dbscan` clusters that graph (``cluster_faces``) with per-engine defaults;
 - :mod:`.rejoin` merges fragments of one person that an approximate graph left apart;
+- :mod:`.constraints` keeps two faces of one photo out of one person;
+- :mod:`.quality` keeps poor faces from seeding or bridging people;
+- :mod:`.blobs` re-cuts clusters of many look-alike people;
+- :mod:`.similar` lists, per person, the people they may be the same as;
 - :mod:`.identity` keeps person ids stable and assigns new faces by a neighbour vote;
 - :mod:`.metrics` scores a clustering against ground truth (pairwise and BCubed).
 """
 
+from daemon.cluster.constraints import face_context, same_photo_pairs
 from daemon.cluster.dbscan import (
     NOISE,
     ClusterParams,
@@ -17,12 +22,14 @@ from daemon.cluster.dbscan import (
 from daemon.cluster.identity import FaceIndex, StableResult, assign_new, stable_ids
 from daemon.cluster.metrics import Scores, bcubed_scores, pairwise_scores
 from daemon.cluster.neighbours import IndexParams, eps_graph
+from daemon.cluster.similar import LookAlike, nearest_people
 
 __all__ = [
     "NOISE",
     "ClusterParams",
     "FaceIndex",
     "IndexParams",
+    "LookAlike",
     "Scores",
     "StableResult",
     "assign_new",
@@ -30,7 +37,10 @@ __all__ = [
     "cluster_faces",
     "default_params",
     "eps_graph",
+    "face_context",
+    "nearest_people",
     "pairwise_scores",
+    "same_photo_pairs",
     "stable_ids",
     "with_eps",
 ]

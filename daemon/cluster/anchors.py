@@ -188,6 +188,7 @@ def anchored_ids(
     new_id: Callable[[], int],
     anchored: Mapping[int, int],
     group_of: Mapping[int, Hashable],
+    photos: Mapping[int, int] | None = None,
 ) -> AnchoredResult:
     """:func:`stable_ids` with anchored faces standing in for lost previous persons.
 
@@ -201,5 +202,5 @@ def anchored_ids(
     merged.update(previous)
     steering = {f: p for f, p in merged.items() if p in group_of and (f, p) not in excluded}
     cut, shared = separate_shared(face_ids, labels, vectors, steering, group_of)
-    result = stable_ids(face_ids, cut, merged, named, excluded, new_id)
+    result = stable_ids(face_ids, cut, merged, named, excluded, new_id, photos=photos)
     return AnchoredResult(result.assignment, result.retired, shared)

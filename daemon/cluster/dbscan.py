@@ -18,7 +18,15 @@ import scipy.sparse as sp
 import structlog
 from scipy.sparse.csgraph import connected_components
 
+from daemon.cluster.blobs import split_blobs
+from daemon.cluster.constraints import (
+    as_photos,
+    constrained_average_linkage,
+    enforce,
+    shared_photo_pairs,
+)
 from daemon.cluster.neighbours import IndexParams, build_index, eps_graph, search
+from daemon.cluster.quality import attach, weak_faces
 from daemon.cluster.rejoin import rejoin
 
 log = structlog.get_logger(__name__)
@@ -53,6 +61,18 @@ class ClusterParams:
     (see :mod:`daemon.cluster.rejoin`: it repairs what an approximate search missed)."""
     rejoin_nearest: int = 4
     """Each cluster's nearest clusters by centre that the re-join considers."""
+    weak_score: float = 0.0
+    """Faces with a detector score below this never seed or bridge a person; they join
+    one afterwards only by a clear vote (:mod:`.quality`); 0 = off."""
+    blob_size: int = 0
+    """Clusters of at least this many faces whose spread exceeds ``blob_spread`` are
+    re-cut at ``blob_cut`` (:mod:`.blobs`); 0 = off."""
+    blob_spread: float = 0.0
+    blob_cut: float = 0.0
+    blob_large: int = 0
+    """Clusters of at least this many faces count as blobs already above
+    ``blob_large_spread``: the more faces, the tighter one person's average is."""
+    blob_large_spread: float = 0.0
     index: IndexParams = field(default_factory=IndexParams)
 
 
@@ -110,26 +130,25 @@ def renumber(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def split_cluster(vectors: np.ndarray, cut: float, limit: int, seed: int = 0) -> np.ndarray:
+def split_cluster(vectors: np.ndarray, cut: float, limit: int, seed: int = 0,
+                  photos: np.ndarray | None = None) -> np.ndarray:
     """Sub-cluster labels 0..k-1 of one cluster by average linkage cut at ``cut``.
 
     Average linkage joins two groups only when their faces are close *on average*, so a
     few bridging faces cannot glue two people together the way they chain single-linkage
-    DBSCAN. It needs all pairwise distances of the cluster, so a cluster larger than
-    ``limit`` is split on a random sample of ``limit`` faces and every other face follows
-    its nearest sampled face: O(limit^2 + m) instead of O(m^2).
+    DBSCAN. Two groups holding faces of one photo (``photos``) never merge. It needs
+    all pairwise distances of the cluster, so a cluster larger than ``limit`` is split
+    on a random sample of ``limit`` faces and every other face follows its nearest
+    sampled face: O(limit^2 + m) instead of O(m^2) (:func:`enforce` later removes any
+    same-photo pair that following brings back).
     """
     m = len(vectors)
-    if m < 3:
+    if m < 2 or (m < 3 and photos is None):
         return np.zeros(m, dtype=np.int64)
-    # Imported here: ~0.2 s of start-up that a scan with no cluster to split never needs.
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import pdist
-
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(m, limit, replace=False)) if m > limit else np.arange(m)
-    tree = linkage(pdist(vectors[sample].astype(np.float64)), method="average")
-    sub = fcluster(tree, t=cut, criterion="distance").astype(np.int64) - 1
+    sub = constrained_average_linkage(
+        vectors[sample], cut, None if photos is None else photos[sample])
     if m == len(sample):
         return sub
     _, nearest = search(build_index(vectors[sample]), vectors, 1)
@@ -227,16 +246,18 @@ def _radius(vectors: np.ndarray, members: np.ndarray, block: int = 65536) -> flo
     return far
 
 
-def guard_split(
+def guard_split(  # noqa: C901 -- one pass over clusters; the branches are its cases
     vectors: np.ndarray,
     labels: np.ndarray,
     params: ClusterParams,
     graph: sp.csr_matrix | None = None,
+    photos: np.ndarray | None = None,
 ) -> np.ndarray:
     """Re-cut every cluster that is not mutually close (see :func:`split_cluster`).
 
-    A cluster whose faces all lie within the cut of each other is left alone without
-    computing anything more (its diameter bounds every average). A cluster larger than
+    A cluster whose faces all lie within the cut of each other and that holds no two
+    faces of one photo is left alone without computing anything more (its diameter
+    bounds every average). A cluster larger than
     ``split_limit`` is first peeled into denser parts (:func:`peel`) when the eps-graph
     is given. Parts smaller than ``min_samples`` become noise, as DBSCAN would call them.
     """
@@ -246,24 +267,31 @@ def guard_split(
     order = np.argsort(labels, kind="stable")
     sorted_labels = labels[order]
     bounds = np.flatnonzero(np.diff(sorted_labels)) + 1
+    clashing = np.zeros(0, np.int64)
+    if photos is not None:
+        a, b = shared_photo_pairs(photos)
+        clashing = np.unique(labels[a][(labels[a] == labels[b]) & (labels[a] != NOISE)])
     for members in np.split(order, bounds):
-        if len(members) < 3 or labels[members[0]] == NOISE:
+        if len(members) < 2 or labels[members[0]] == NOISE:
             continue
-        if 2 * _radius(vectors, members) <= cut:  # diameter <= cut: nothing to split
-            continue
+        clash = bool(np.isin(labels[members[0]], clashing))
+        if not clash and (len(members) < 3 or 2 * _radius(vectors, members) <= cut):
+            continue  # diameter <= cut and no photo twice: nothing to split
+        ph = None if photos is None else photos[members]
         if graph is not None and len(members) > params.split_limit:
             sub = np.full(len(members), NOISE, dtype=np.int64)
             offset = 0
             local = _restrict(graph, members, params.eps)
             for part in peel(local, np.arange(len(members)), params.eps, params.split_limit,
                              params.min_samples):
-                piece = split_cluster(vectors[members[part]], cut, params.split_limit)
+                piece = split_cluster(vectors[members[part]], cut, params.split_limit,
+                                      photos=None if ph is None else ph[part])
                 sub[part] = piece + offset
                 offset += int(piece.max(initial=-1)) + 1
             del local
             sub = _dense_parts(sub)
         else:
-            sub = split_cluster(vectors[members], cut, params.split_limit)
+            sub = split_cluster(vectors[members], cut, params.split_limit, photos=ph)
         if sub.max() == 0 and (sub == NOISE).sum() == 0:
             continue
         sizes = np.bincount(sub[sub != NOISE], minlength=int(sub.max(initial=-1)) + 1)
@@ -288,26 +316,84 @@ def _dense_parts(sub: np.ndarray) -> np.ndarray:
     return out
 
 
-def cluster_faces(vectors: np.ndarray, params: ClusterParams) -> np.ndarray:
+def drop_same_photo(graph: sp.csr_matrix, photos: np.ndarray) -> sp.csr_matrix:
+    """The graph without edges between faces of one photo (they are two people)."""
+    rows = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
+    ph_r, ph_c = photos[rows], photos[graph.indices]
+    same = (ph_r == ph_c) & (ph_r >= 0)
+    if not same.any():
+        return graph
+    g = sp.csr_matrix((graph.data[~same], (rows[~same], graph.indices[~same])),
+                      shape=graph.shape)
+    g.sort_indices()
+    return g
+
+
+def cluster_faces(vectors: np.ndarray, params: ClusterParams, photos=None,
+                  scores=None) -> np.ndarray:
     """Cluster unit face vectors into people: int64 labels, -1 = noise.
 
     DBSCAN on the sparse eps-graph, then the chaining guard, then the re-join of
-    fragments the graph failed to connect. Never builds an n x n matrix: the graph is
-    O(n * max_neighbours), the guard's pairwise work is bounded by ``split_limit`` per
-    cluster and the re-join works on cluster sums.
+    fragments the graph failed to connect, then the re-cut of blobs of many people.
+    Never builds an n x n matrix: the graph is O(n * max_neighbours), the guard's
+    pairwise work is bounded by ``split_limit`` per cluster and the re-join works on
+    cluster sums.
+
+    ``photos`` (optional, one id per face; negative = unknown) says which faces share a
+    photo: such faces are two people, so no step puts them in one cluster
+    (:mod:`.constraints`). ``scores`` (optional, the detector's score per face) keeps
+    faces below ``params.weak_score`` out of the clustering; they join a person only
+    by a clear vote afterwards (:mod:`.quality`).
     """
     v = np.asarray(vectors, dtype=np.float32)  # no copy for float32 (or a float32 memmap)
+    ph = as_photos(photos, len(v))
+    weak = weak_faces(scores, params.weak_score)
+    if weak is None or not weak.any() or weak.all():
+        labels = _cluster(v, params, ph)
+    else:
+        strong = np.flatnonzero(~weak)
+        labels = np.full(len(v), NOISE, np.int64)
+        labels[strong] = _cluster(v[strong], params, None if ph is None else ph[strong])
+        labels = attach(v, labels, weak, params.split_eps or params.eps, params.vote_k,
+                        params.vote_share, max(2, params.min_samples), ph)
+    if params.blob_size > 0:
+        labels = split_blobs(v, labels, ph, size=params.blob_size,
+                             max_spread=params.blob_spread, cut=params.blob_cut,
+                             min_size=params.min_samples, limit=params.split_limit,
+                             large=params.blob_large,
+                             large_spread=params.blob_large_spread)
+    if ph is not None:
+        labels = enforce(labels, ph, v)
+    return renumber(_drop_small(labels, params.min_samples))
+
+
+def _cluster(v: np.ndarray, params: ClusterParams, ph: np.ndarray | None) -> np.ndarray:
+    """Graph, DBSCAN, guard and re-join (see :func:`cluster_faces`)."""
     graph = eps_graph(v, params.eps, params.max_neighbours, params.index)
+    if ph is not None:
+        graph = drop_same_photo(graph, ph)
     labels = dbscan_graph(graph, params.min_samples)
     if params.guard == "split":
-        labels = guard_split(v, labels, params, graph)
+        labels = guard_split(v, labels, params, graph, photos=ph)
     elif params.guard != "none":
         raise ValueError(f"unknown chaining guard {params.guard!r} (use 'split' or 'none')")
     if params.rejoin_eps > 0:
         labels = rejoin(v, labels, graph, params.rejoin_eps,
                         nearest=params.rejoin_nearest, min_size=params.min_samples,
-                        index=params.index)
+                        index=params.index, photos=ph)
     return labels
+
+
+def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Clusters left with fewer than ``min_size`` (at least 2) faces become noise."""
+    out = labels.copy()
+    real = out != NOISE
+    if real.any():
+        sizes = np.bincount(out[real])
+        small = sizes[out[real]] < max(2, min_size)
+        idx = np.flatnonzero(real)
+        out[idx[small]] = NOISE
+    return out
 
 
 DLIB_RAW_NORM = 1.45
@@ -317,8 +403,12 @@ DLIB_THRESHOLD = 0.6 / DLIB_RAW_NORM
 SFACE_THRESHOLD = float(np.sqrt(2 - 2 * 0.363))
 """OpenCV's published SFace threshold (cosine 0.363) as L2 on unit vectors: 1.129."""
 
-_DLIB = ClusterParams(eps=0.37, min_samples=2, guard="split", split_eps=0.365, rejoin_eps=0.355)
-"""Measured on LFW-dev with the YuNet + dlib engine (bench/cluster_quality.py)."""
+_DLIB = ClusterParams(eps=0.37, min_samples=2, guard="split", split_eps=0.365, rejoin_eps=0.355,
+                      weak_score=0.90, blob_size=20, blob_spread=0.34, blob_cut=0.28,
+                      blob_large=60, blob_large_spread=0.32)
+"""Measured with the YuNet + dlib engine: eps, split and re-join on LFW-dev
+(bench/cluster_quality.py), the poor-face and blob settings on Families In the Wild
+train (bench/family_quality.py); bench/CLUSTERING.md."""
 
 
 def with_eps(params: ClusterParams, eps: float) -> ClusterParams:
@@ -327,7 +417,9 @@ def with_eps(params: ClusterParams, eps: float) -> ClusterParams:
     distance undo it."""
     scale = eps / params.eps
     return replace(params, eps=eps, split_eps=params.split_eps * scale,
-                   rejoin_eps=params.rejoin_eps * scale)
+                   rejoin_eps=params.rejoin_eps * scale, blob_spread=params.blob_spread * scale,
+                   blob_cut=params.blob_cut * scale,
+                   blob_large_spread=params.blob_large_spread * scale)
 
 
 def default_params(engine_id: str) -> ClusterParams:
@@ -340,13 +432,26 @@ def default_params(engine_id: str) -> ClusterParams:
     ``photos/known``). SFace: not measurable here (no model), so derived: the dlib
     values are fractions of dlib's published threshold; the same fractions of SFace's
     published threshold give its eps and split. Raises ValueError for an unknown embedder.
+
+    Poor faces (YuNet score below 0.90) and the blob re-cut were measured on Families In
+    the Wild with dlib; the score threshold applies to YuNet only (dlib HOG reports
+    another scale) and the blob spreads to dlib only (not measured for SFace).
     """
+    if not engine_id.startswith("yunet"):
+        # The poor-face threshold is a YuNet score; dlib HOG's score is another scale.
+        return replace(_embedder_params(engine_id), weak_score=0.0)
+    return _embedder_params(engine_id)
+
+
+def _embedder_params(engine_id: str) -> ClusterParams:
     if engine_id.endswith("+dlib-resnet-v1"):
         return _DLIB
     if engine_id.endswith("+sface-2021dec"):
         scale = SFACE_THRESHOLD / DLIB_THRESHOLD
         return replace(_DLIB, eps=round(_DLIB.eps * scale, 2),
                        split_eps=round(_DLIB.split_eps * scale, 2),
-                       rejoin_eps=round(_DLIB.rejoin_eps * scale, 2))
+                       rejoin_eps=round(_DLIB.rejoin_eps * scale, 2),
+                       # Spreads do not scale linearly between models: off until measured.
+                       blob_size=0, blob_large=0)
     raise ValueError(f"no clustering defaults for engine {engine_id!r} "
                      "(known embedders: dlib-resnet-v1, sface-2021dec)")

@@ -44,6 +44,7 @@ class StableResult:
     """Previous person ids that no longer have any face."""
 
 
+# Over 60 lines: the rules apply in a fixed order over shared maps (module docstring).
 def stable_ids(
     face_ids: Sequence[int],
     labels: Sequence[int] | np.ndarray,
@@ -51,6 +52,7 @@ def stable_ids(
     named: Set[int],
     excluded: Set[tuple[int, int]],
     new_id: Callable[[], int],
+    photos: Mapping[int, int] | None = None,
 ) -> StableResult:
     """Map fresh cluster labels onto existing person ids (rules in the module docstring).
 
@@ -58,6 +60,11 @@ def stable_ids(
     its person before this run (faces without a person are absent). ``named`` are the
     person ids the user gave a name to. ``new_id`` is called once per new person, in
     order of each new cluster's smallest face id, so runs are reproducible.
+
+    ``photos`` (face id -> photo id) adds the rule that a person never holds two faces
+    of one photo: when pinning, clustering and sticky noise would do that, the pinned
+    face wins, then the clustered one, then the smaller face id; the others are
+    unassigned.
     """
     face_ids = [int(f) for f in face_ids]
     labels = [int(c) for c in np.asarray(labels).ravel()]
@@ -108,9 +115,28 @@ def stable_ids(
             keep = p is not None and p in alive and (f, p) not in excluded
             assignment[f] = p if keep else None
 
+    if photos is not None:
+        clustered = {f for f, c in zip(face_ids, labels, strict=True) if c != NOISE}
+        _one_face_per_photo(assignment, photos, pinned, clustered)
     left = {p for p in assignment.values() if p is not None}
     retired = {p for p in previous.values() if p not in left}
     return StableResult(assignment=assignment, retired=retired)
+
+
+def _one_face_per_photo(assignment: dict[int, int | None], photos: Mapping[int, int],
+                        pinned: Set[int], clustered: Set[int]) -> None:
+    """Unassign all but one face of each (person, photo); see :func:`stable_ids`."""
+    holders: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for f, p in assignment.items():
+        if p is not None and f in photos:
+            holders[(p, int(photos[f]))].append(f)
+    for faces in holders.values():
+        if len(faces) < 2:
+            continue
+        faces.sort(key=lambda f: (f not in pinned, f not in clustered, f))
+        for f in faces[1:]:
+            if f not in pinned:
+                assignment[f] = None
 
 
 class FaceIndex:
@@ -118,21 +144,38 @@ class FaceIndex:
 
     Unassigned (noise) faces are kept in it too, with person id None: a new face whose
     neighbourhood is mostly unassigned faces is in an undecided region and should wait.
+    With ``photo_ids`` it also knows which people each photo already shows, so that a
+    vote never gives a person a second face of one photo.
     """
 
     def __init__(self, vectors: np.ndarray, person_ids: Sequence[int | None],
-                 index_params: IndexParams | None = None) -> None:
+                 index_params: IndexParams | None = None,
+                 photo_ids: Sequence[int] | None = None) -> None:
         v = as_unit_float32(vectors)
         if len(v) != len(person_ids):
             raise ValueError(f"{len(v)} vectors but {len(person_ids)} person ids")
         self._index: faiss.Index = build_index(v, index_params)
         self._persons = np.array([NOISE if p is None else p for p in person_ids],
                                  dtype=np.int64)
+        self._shown: dict[int, set[int]] = defaultdict(set)
+        self._note(photo_ids, person_ids)
+
+    def _note(self, photo_ids: Sequence[int] | None, person_ids: Iterable[int | None]) -> None:
+        if photo_ids is None:
+            return
+        for ph, p in zip(photo_ids, person_ids, strict=True):
+            if p is not None:
+                self._shown[int(ph)].add(int(p))
+
+    def people_in(self, photo_id: int) -> set[int]:
+        """The people who already have a face in this photo (as far as the index knows)."""
+        return self._shown.get(int(photo_id), set())
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
-    def add(self, vectors: np.ndarray, person_ids: Iterable[int | None]) -> None:
+    def add(self, vectors: np.ndarray, person_ids: Sequence[int | None],
+            photo_ids: Sequence[int] | None = None) -> None:
         """Add faces (e.g. the ones just assigned) so later new faces can vote with them."""
         v = as_unit_float32(vectors)
         ids = np.array([NOISE if p is None else p for p in person_ids], dtype=np.int64)
@@ -140,6 +183,7 @@ class FaceIndex:
             raise ValueError(f"{len(v)} vectors but {len(ids)} person ids")
         self._index.add(v)
         self._persons = np.r_[self._persons, ids]
+        self._note(photo_ids, person_ids)
 
     def neighbours(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(distances [m, k], person ids [m, k]) of each query's k nearest known faces.
@@ -151,8 +195,8 @@ class FaceIndex:
         return dist, persons
 
 
-def assign_new(index: FaceIndex, new_vectors: np.ndarray,
-               params: ClusterParams) -> list[int | None]:
+def assign_new(index: FaceIndex, new_vectors: np.ndarray, params: ClusterParams,
+               photo_ids: Sequence[int] | None = None) -> list[int | None]:
     """Person id for each new face by a vote of its known neighbours within eps, else None.
 
     Votes come from individual faces (not a person's averaged centre), so a person whose
@@ -164,18 +208,23 @@ def assign_new(index: FaceIndex, new_vectors: np.ndarray,
     within ``eps`` (the new face would be a core point of that person) and at least
     ``vote_share`` of all known faces within ``eps`` (unassigned ones included, when the
     index holds them), looking at the ``vote_k`` nearest.
+
+    Two faces of one photo are two people: with ``photo_ids`` (one per new face), a
+    face never joins a person who already has a face in its photo -- in the index or
+    given to an earlier face of this call. If that person wins the vote, the face waits
+    (the runner-up would be a guess).
     """
     v = as_unit_float32(new_vectors)
+    if photo_ids is not None and len(photo_ids) != len(v):
+        raise ValueError(f"{len(v)} vectors but {len(photo_ids)} photo ids")
     if len(v) == 0 or len(index) == 0:
         return [None] * len(v)
     dist, persons = index.neighbours(v, params.vote_k)
     min_votes = max(1, params.min_samples - 1)
+    given: dict[int, set[int]] = defaultdict(set)
     out: list[int | None] = []
-    for d, p in zip(dist, persons, strict=True):
+    for i, (d, p) in enumerate(zip(dist, persons, strict=True)):
         near = p[d <= params.eps]
-        if len(near) == 0:
-            out.append(None)
-            continue
         voted = near[near != NOISE]
         if len(voted) == 0:
             out.append(None)
@@ -183,5 +232,12 @@ def assign_new(index: FaceIndex, new_vectors: np.ndarray,
         ids, counts = np.unique(voted, return_counts=True)
         best = int(np.argmax(counts))
         ok = counts[best] >= min_votes and counts[best] >= params.vote_share * len(near)
-        out.append(int(ids[best]) if ok else None)
+        winner = int(ids[best]) if ok else None
+        if winner is not None and photo_ids is not None:
+            ph = int(photo_ids[i])
+            if winner in index.people_in(ph) or winner in given[ph]:
+                winner = None
+            else:
+                given[ph].add(winner)
+        out.append(winner)
     return out

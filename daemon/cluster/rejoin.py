@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from daemon.cluster.constraints import conflict_keys
 from daemon.cluster.neighbours import IndexParams, build_index, search
 
 NOISE = -1
@@ -98,11 +99,13 @@ def _candidates(vectors: np.ndarray, groups: np.ndarray, k: int, graph: sp.csr_m
     return sums, a, b
 
 
+# Over 60 lines: one merge loop whose array state (sums, pairs, conflicts) must stay together.
 def rejoin(vectors: np.ndarray, labels: np.ndarray, graph: sp.csr_matrix, cut: float,
-           *, nearest: int = 4, min_size: int = 2, index: IndexParams | None = None
-           ) -> np.ndarray:
+           *, nearest: int = 4, min_size: int = 2, index: IndexParams | None = None,
+           photos: np.ndarray | None = None) -> np.ndarray:
     """Merge clusters (noise faces count as one-face clusters) whose average linkage is
     within ``cut``; returns new labels 0..m-1, groups under ``min_size`` faces as noise.
+    Two groups holding faces of one photo (``photos``, int ids) never merge.
 
     ``cut`` is an L2 distance on unit vectors, like ``eps``: two groups merge while the
     mean of their squared cross distances is at most ``cut ** 2``.
@@ -120,10 +123,14 @@ def rejoin(vectors: np.ndarray, labels: np.ndarray, graph: sp.csr_matrix, cut: f
     threshold = 1.0 - cut * cut / 2.0
     parent = np.arange(k)
     sim = _similarity(sums, counts, a, b)
+    conflicts = conflict_keys(groups, photos, k)
     while len(a):
         # A pair below the threshold can never come back above it: a merged group's
         # similarity to C is the size-weighted mean of its parts' similarities to C.
+        # Nor can a pair sharing a photo: merged groups keep their parts' photos.
         keep = sim >= threshold
+        if len(conflicts):
+            keep &= ~np.isin(a * np.int64(k) + b, conflicts, assume_unique=False)
         a, b, sim = a[keep], b[keep], sim[keep]
         if not len(a):
             break
@@ -142,6 +149,9 @@ def rejoin(vectors: np.ndarray, labels: np.ndarray, graph: sp.csr_matrix, cut: f
         moved = np.arange(k)
         moved[gone] = keep_id
         a, b, sim = _pairs(moved[a], moved[b], k, sim)
+        if len(conflicts):
+            lo, hi = moved[conflicts // k], moved[conflicts % k]
+            conflicts = np.unique(np.minimum(lo, hi) * np.int64(k) + np.maximum(lo, hi))
         # Only pairs with a merged end changed; the rest keep their similarity.
         touched = np.zeros(k, bool)
         touched[keep_id] = True

@@ -97,12 +97,13 @@ class People:
         self.identity.reserve(self.store, self.labels)
         self.identity.rematch(self.store)
         ids, vecs = self.store.vectors(self.engine_id)
-        groups = cluster.cluster_faces(vecs, self.cluster_params())
+        photos, scores = cluster.face_context(ids, self.store.faces(engine=self.engine_id))
+        groups = cluster.cluster_faces(vecs, self.cluster_params(), photos, scores)
         previous = self.store.face_persons(self.engine_id)
         named = {pid for pid, lab in self.labels.people.items() if lab.name}
         result = self.identity.assign(
             ids, groups, vecs, previous, named, self._excluded(), self.store.new_person_id,
-            self.labels,
+            self.labels, photos=dict(zip(ids.tolist(), photos.tolist(), strict=True)),
         )
         self._neighbours = None  # people changed: the neighbour index is rebuilt on demand
         with self.store.batch():
@@ -133,8 +134,9 @@ class People:
             ids, vecs = self.store.vectors(self.engine_id)
             person = self.store.face_persons(self.engine_id)
             keep = [k for k, i in enumerate(ids) if int(i) not in leave_out]
+            photos, _ = cluster.face_context(ids, self.store.faces(engine=self.engine_id))
             self._neighbours = cluster.FaceIndex(
-                vecs[keep], [person.get(int(ids[k])) for k in keep]
+                vecs[keep], [person.get(int(ids[k])) for k in keep], photo_ids=photos[keep]
             )
             self._neighbour_ids = {int(ids[k]) for k in keep}
         return self._neighbours
@@ -157,14 +159,15 @@ class People:
         if not faces:
             return 0
         vecs = self.store.face_vectors([f.id for f in faces])
-        votes = cluster.assign_new(neighbours, vecs, self.cluster_params())
+        photo_ids = [f.photo_id for f in faces]
+        votes = cluster.assign_new(neighbours, vecs, self.cluster_params(), photo_ids)
         excluded = self._excluded(faces)
         assignment = {
             f.id: pid
             for f, pid in zip(faces, votes, strict=True)
             if pid is not None and (f.id, pid) not in excluded
         }
-        neighbours.add(vecs, [assignment.get(f.id) for f in faces])
+        neighbours.add(vecs, [assignment.get(f.id) for f in faces], photo_ids)
         self._neighbour_ids.update(f.id for f in faces)
         if assignment:
             self.store.set_persons(assignment)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from daemon import albums, labels, roster
+from daemon import albums, cluster, labels, roster
 from daemon.config import Config
 from daemon.fsutil import atomic_write, utc_now
 from daemon.identity import Identity
@@ -115,6 +115,9 @@ class Reflect:
         own = roster.person_contents(
             seen.person_photos, seen.person_faces, self.labels, self.cfg.watch
         )
+        ids, vecs = self.store.vectors(self.engine_id)
+        person = self.store.face_persons(self.engine_id)
+        near = cluster.nearest_people([person.get(int(i)) for i in ids], vecs)
         rows = []
         for rec in self.store.people():
             if rec.retired or rec.face_count == 0:
@@ -134,6 +137,7 @@ class Reflect:
                     sample=str(sample.path) if sample else None,
                     sample_face=f"face-{sample.face_id}" if sample else None,
                     hidden=lab.hidden,
+                    may_be=[labels.person_key(n.person_id) for n in near.get(rec.id, [])],
                 )
             )
         return rows
@@ -154,6 +158,8 @@ class Reflect:
             if r.name or r.hidden or not r.sample:
                 continue  # named, hidden on purpose, or every face excluded: nothing to do
             lines.append(f"# {r.faces} faces in {r.photos} photos, e.g. {r.sample}")
+            if r.may_be:
+                lines.append(f"# may be the same as {', '.join(r.may_be)}")
             lines.append(f'{r.key} = ""')
         target = self.cfg.state_dir / "people.toml"
         try:

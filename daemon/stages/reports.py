@@ -85,6 +85,8 @@ class PersonRow:
     sample_face: str | None = None
     """That face's id, ``face-N``, as ``exclude`` takes it."""
     hidden: bool = False
+    may_be: list[str] = field(default_factory=list)
+    """Keys of the people this one may be the same as, nearest first."""
 
     def as_dict(self) -> dict:
         """Plain JSON-ready form."""
