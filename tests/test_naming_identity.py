@@ -40,6 +40,9 @@ def test_conflict_hidden_person_and_unknown_id_all_reported(tmp_path: Path, caps
             "line 5: person-0099 is not a known person (a typo? see `facecluster people`)"
         ]
         p.write_albums()
+        # Their photo together would keep Ann and Bob apart at any eps (two faces of one
+        # photo are two people, issue 11), and this test needs them glued together.
+        p.remove([cfg.watch[0] / "ab"])
     # A much looser eps makes one cluster of everybody: a conflict for the anchors.
     loose = load_config(_write_config(tmp_path, eps=1.99))
     with Pipeline(loose) as p:
