@@ -16,6 +16,7 @@ import numpy as np
 import structlog
 
 from daemon.indexer import onnxpb
+from daemon.indexer.ortsession import open_session
 
 log = structlog.get_logger(__name__)
 
@@ -116,23 +117,9 @@ class OrtYuNet:
     STRIDES = (8, 16, 32)
 
     def __init__(self, model: Path, nms_threshold: float, top_k: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        # Parallelism comes from the worker processes; as many threads as OpenCV uses here.
-        options.intra_op_num_threads = max(1, cv2.getNumThreads())
-        options.inter_op_num_threads = 1
-        # Idle pool threads spinning cost a one-photo scan ~0.2 s CPU (in-process, 2 threads).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # the file's fixed output sizes differ from ours: fine
         graph = onnxpb.with_named_input_dims(Path(model).read_bytes(), {2: "h", 3: "w"})
-        try:
-            self._session = ort.InferenceSession(
-                graph, options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as e:  # ORT raises its own exception types, not a common base
-            raise RuntimeError(f"ONNX Runtime cannot load {model}: {e}") from e
+        # Parallelism comes from the worker processes; as many threads as OpenCV uses here.
+        self._session = open_session(graph, cv2.getNumThreads())
         self._input = self._session.get_inputs()[0].name
         self._outputs = [f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps")
                          for s in self.STRIDES]

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from daemon.indexer.onnxpb import Graph
+from daemon.indexer.ortsession import OrtUnavailable, open_session
 
 CHIP_SIZE = 150
 """Side of the aligned RGB face chip the network takes (dlib's ``get_face_chip`` size)."""
@@ -260,24 +261,10 @@ class OrtNetwork:
     backend = "onnxruntime"
 
     def __init__(self, model: bytes, threads: int) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise DlibNetError(f"onnxruntime is not installed ({e})") from e
-        options = ort.SessionOptions()
-        # Parallelism comes from the worker processes; one thread each, run in the caller's.
-        options.intra_op_num_threads = max(1, threads)
-        options.inter_op_num_threads = 1
-        # Idle pool threads spinning cost a one-photo scan ~0.2 s CPU (in-process, 2 threads).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # its warnings are about shapes we declare dynamic
-        try:
-            self._session = ort.InferenceSession(
-                model, options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as e:  # ORT raises its own exception types, not a common base
-            raise DlibNetError(f"ONNX Runtime cannot load the network: {e}") from e
+        try:  # parallelism comes from the worker processes: one thread each
+            self._session = open_session(model, threads)
+        except OrtUnavailable as e:
+            raise DlibNetError(str(e)) from e
         self._input = self._session.get_inputs()[0].name
 
     def run(self, blob: np.ndarray) -> np.ndarray:
