@@ -263,6 +263,8 @@ class OrtNetwork:
     def __init__(self, model: bytes, threads: int) -> None:
         try:  # parallelism comes from the worker processes: one thread each
             self._session = open_session(model, threads)
+        except ImportError as e:
+            raise DlibNetError(f"onnxruntime is not installed ({e})") from e
         except OrtUnavailable as e:
             raise DlibNetError(str(e)) from e
         self._input = self._session.get_inputs()[0].name

@@ -10,15 +10,15 @@ from typing import Any
 
 
 class OrtUnavailable(RuntimeError):
-    """ONNX Runtime is missing or cannot load the graph; the caller falls back to OpenCV."""
+    """ONNX Runtime cannot load the graph; the caller falls back to OpenCV."""
 
 
 def open_session(model: bytes | str, threads: int) -> Any:
-    """An ``InferenceSession`` on the CPU for ``model`` (bytes of a graph, or its path)."""
-    try:
-        import onnxruntime as ort
-    except ImportError as e:
-        raise OrtUnavailable(f"onnxruntime is not installed ({e})") from e
+    """An ``InferenceSession`` on the CPU for ``model`` (bytes of a graph, or its path).
+
+    Raises ImportError without onnxruntime, :class:`OrtUnavailable` for a graph it refuses.
+    """
+    import onnxruntime as ort  # an ImportError says it is not installed
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
