@@ -560,8 +560,14 @@ class Service:
         """Run until a stop signal; returns the process exit code."""
         self._install_signals()
         code = 0
+        web = None
         try:
             self._open()
+            if self.cfg.web.enabled:  # the naming page, served from a thread of its own
+                from daemon.web.server import WebThread
+
+                web = WebThread(self.cfg)
+                web.start()
             self._write_status()
             sdnotify.ready("starting: reconciling with the folders")
             log.info("service_started", pid=os.getpid(), engine=self._pipe.engine_id,
@@ -585,6 +591,8 @@ class Service:
                 self._keepalive()
         finally:
             sdnotify.stopping()
+            if web is not None:
+                web.stop()
             self.phase, self.message = "stopping", "stopping"
             with contextlib.suppress(Exception):
                 self._write_status()

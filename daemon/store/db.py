@@ -250,6 +250,30 @@ class Store:
         log.debug("store_opened", path=str(db_path))
         return store
 
+    @classmethod
+    def open_readonly(cls, state_dir: Path) -> Store:
+        """Open an existing store for reading only: never creates, migrates or writes.
+
+        For readers beside the writer (the web page). Raises :class:`StoreError` when
+        there is no store yet or its schema is not this version's.
+        """
+        db_path = Path(os.path.abspath(state_dir)) / DB_NAME
+        if not db_path.is_file():
+            raise StoreError(f"no store at {db_path}: run `facecluster scan` first")
+        try:
+            conn = sqlite3.connect(
+                f"{db_path.as_uri()}?mode=ro", uri=True, isolation_level=None,
+                check_same_thread=False, timeout=30.0,
+            )
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read {db_path}: {e}") from e
+        if version != len(MIGRATIONS):
+            conn.close()
+            raise StoreError(f"{db_path} has schema version {version}, this facecluster "
+                             f"reads {len(MIGRATIONS)}: run `facecluster scan` once")
+        return cls(db_path.parent, conn)
+
     def close(self) -> None:
         """Close the database; the store cannot be used afterwards."""
         with self._lock:
@@ -571,6 +595,15 @@ class Store:
             self._conn.execute("DELETE FROM photos WHERE id = ?", (row[0],))
         return int(row[1])
 
+    def failed_photos(self, limit: int = 200) -> list[PhotoRecord]:
+        """Photos whose indexing failed, latest first, at most ``limit``."""
+        with self._lock, self._errors():
+            rows = self._conn.execute(
+                f"SELECT {_PHOTO_COLUMNS} FROM photos p WHERE p.status = 'failed' "
+                "ORDER BY p.updated_at DESC LIMIT ?", (limit,),
+            ).fetchall()
+        return [_photo(r) for r in rows]
+
     # -- faces and vectors ---------------------------------------------------------------
 
     def _live_ids(self, engine: str) -> np.ndarray:
@@ -697,6 +730,16 @@ class Store:
                 out += [_face(r) for r in self._conn.execute(sql, [*chunk, *args])]
             return out
 
+    def person_faces(self, person_id: int, offset: int = 0, limit: int = 100) -> list[FaceRecord]:
+        """One page of a person's faces in id order (a person may have thousands)."""
+        with self._lock, self._errors():
+            rows = self._conn.execute(
+                f"SELECT {_FACE_COLUMNS} FROM faces f JOIN photos p ON p.id = f.photo_id "
+                "WHERE f.person_id = ? ORDER BY f.id LIMIT ? OFFSET ?",
+                (person_id, limit, offset),
+            ).fetchall()
+        return [_face(r) for r in rows]
+
     def face_persons(self, engine: str) -> dict[int, int]:
         """Face id -> person id of one engine's faces that have a person.
 
@@ -773,6 +816,11 @@ class Store:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits (for read caches)."""
+        with self._lock, self._errors():
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def counts(self) -> StoreCounts:
         """Totals of photos by status, faces (by engine) and people with faces."""

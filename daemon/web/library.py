@@ -1,0 +1,223 @@
+"""What the web page shows, read from the store and labels.toml; it writes neither.
+
+The store is opened read-only (:meth:`Store.open_readonly`), so the page can run beside
+the service (or without it) and can never create or change a store. Lists that cost a
+pass over every face (people with counts, each person's centre for "may be the same")
+are cached until the store's ``data_version`` says another connection committed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import structlog
+
+from daemon import labels
+from daemon.albums.pictures import rank_faces
+from daemon.albums.plan import FaceRef
+from daemon.config import Config
+from daemon.store import FaceRecord, PhotoRecord, Store, StoreError
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+SAMPLE_FACES = 16
+"""Faces per person averaged into the centre that "may be the same" compares."""
+
+
+class NotFound(LookupError):
+    """No such person, face or photo (or one the page may not show)."""
+
+
+@dataclass(frozen=True)
+class PersonView:
+    """One person as listed: id, label and counts."""
+
+    id: int
+    key: str
+    name: str | None
+    hidden: bool
+    faces: int
+    photos: int
+    excluded: int
+    """Entries in the person's "not this person" list."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a longer list."""
+
+    items: list
+    number: int
+    pages: int
+    total: int
+
+
+def paginate(items: list[T], number: int, size: int) -> Page:
+    """Page ``number`` (1-based, clamped into range) of ``items``."""
+    pages = max(1, -(-len(items) // size))
+    number = min(max(1, number), pages)
+    return Page(items[(number - 1) * size : number * size], number, pages, len(items))
+
+
+@dataclass(frozen=True)
+class LabelsState:
+    """labels.toml as last read: the labels in force for display, or the error."""
+
+    labels: labels.Labels
+    error: str | None
+
+
+class Library:
+    """Read access for the page: people, faces, photos, status. Thread-safe."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[int, object]] = {}
+        self._roots = [os.path.realpath(r) for r in cfg.watch]
+
+    # -- the store ------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The read-only store, opened on first use (the service may create it later)."""
+        with self._lock:
+            if self._store is None:
+                self._store = Store.open_readonly(self.cfg.state_dir)
+            return self._store
+
+    def close(self) -> None:
+        """Close the store."""
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def _cached(self, key: str, build: Callable[[], T]) -> T:
+        """``build()``'s value, kept until another connection commits to the store."""
+        version = self.store.data_version()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]  # type: ignore[return-value]
+        value = build()
+        self._cache[key] = (version, value)
+        return value
+
+    # -- labels ---------------------------------------------------------------------
+
+    def labels(self) -> LabelsState:
+        """The labels to show; a broken file shows as no labels plus its error."""
+        try:
+            return LabelsState(labels.load_labels(self.cfg.labels_file), None)
+        except labels.LabelsError as e:
+            return LabelsState(labels.Labels(), str(e))
+
+    # -- people ---------------------------------------------------------------------
+
+    def _counts(self) -> list[tuple[int, int, int]]:
+        """(id, faces, photos) of every live person with faces, largest first."""
+        rows = [(p.id, p.face_count, p.photo_count) for p in self.store.people()
+                if not p.retired and p.face_count]
+        rows.sort(key=lambda r: (-r[1], r[0]))
+        return rows
+
+    def people(self, lab: labels.Labels) -> list[PersonView]:
+        """Every person with faces, largest first."""
+        out = []
+        for pid, faces, photos in self._cached("counts", self._counts):
+            label = lab.label(pid)
+            out.append(PersonView(pid, labels.person_key(pid), label.name, label.hidden,
+                                  faces, photos, len(label.exclude)))
+        return out
+
+    def person(self, person_id: int, lab: labels.Labels) -> PersonView:
+        """One person; :class:`NotFound` if they have no faces."""
+        for p in self.people(lab):
+            if p.id == person_id:
+                return p
+        raise NotFound(f"no person {person_id}")
+
+    def person_faces(self, person_id: int, offset: int, limit: int) -> list[FaceRecord]:
+        """A page of a person's faces."""
+        return self.store.person_faces(person_id, offset, limit)
+
+    def best_faces(self, person_id: int, limit: int = 1) -> list[int]:
+        """Ids of the person's best faces, as the album pictures rank them."""
+        faces = self.store.faces(person_id=person_id)
+        refs = [FaceRef(f.id, f.path, f.box, f.score, f.landmarks) for f in faces]
+        return [r.face_id for r in rank_faces(refs)[:limit]]
+
+    def _centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """(person ids, unit centre of up to SAMPLE_FACES faces each)."""
+        engine = self.store.get_meta("engine") or ""
+        by_person: dict[int, list[int]] = {}
+        for face_id, pid in sorted(self.store.face_persons(engine).items()):
+            sample = by_person.setdefault(pid, [])
+            if len(sample) < SAMPLE_FACES:
+                sample.append(face_id)
+        ids = np.array(sorted(by_person), dtype=np.int64)
+        if not len(ids):
+            return ids, np.empty((0, 0), np.float32)
+        centres = []
+        for pid in ids:
+            v = self.store.face_vectors(by_person[int(pid)]).mean(axis=0)
+            centres.append(v / (np.linalg.norm(v) or 1.0))
+        return ids, np.stack(centres).astype(np.float32)
+
+    def similar(self, person_id: int, limit: int = 6) -> list[tuple[int, float]]:
+        """People whose faces look most like this person's: (id, cosine), best first."""
+        ids, centres = self._cached("centres", self._centres)
+        where = np.flatnonzero(ids == person_id)
+        if not where.size:
+            return []
+        sims = centres @ centres[where[0]]
+        sims[where[0]] = -2.0
+        order = np.argsort(-sims)[:limit]
+        return [(int(ids[i]), float(sims[i])) for i in order if sims[i] > -2.0]
+
+    # -- faces and photos -------------------------------------------------------------
+
+    def face(self, face_id: int) -> FaceRecord:
+        """A face whose photo lies in a watched folder; :class:`NotFound` otherwise."""
+        found = self.store.faces(ids=[face_id])
+        if not found:
+            raise NotFound(f"no face {face_id}")
+        face = found[0]
+        self.check_inside(face.path)
+        return face
+
+    def check_inside(self, path: Path) -> str:
+        """The real path of a photo, if it lies inside a watched folder; else NotFound.
+
+        The store only holds photos found in watched folders, but a folder may since
+        have gained a symlink to elsewhere: the page never follows one out.
+        """
+        real = os.path.realpath(path)
+        for root in self._roots:
+            if real.startswith(root.rstrip(os.sep) + os.sep):
+                return real
+        log.warning("web_photo_outside_roots", path=str(path))
+        raise NotFound("photo is not inside a watched folder")
+
+    # -- status ---------------------------------------------------------------------
+
+    def failed(self, limit: int = 200) -> list[PhotoRecord]:
+        """The latest photos that failed, with their reasons."""
+        return self.store.failed_photos(limit)
+
+    def counts(self) -> dict[str, int]:
+        """Photos, faces and people."""
+        c = self.store.counts()
+        return {"photos indexed": c.photos_indexed, "photos failed": c.photos_failed,
+                "faces": c.faces, "people": c.people}
+
+
+__all__ = ["Library", "NotFound", "Page", "PersonView", "StoreError", "paginate"]

@@ -1,0 +1,159 @@
+"""The web page's sign-in pieces without a library: password hash, rate limit, sessions,
+config checks and the request guard (no store needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from daemon.config import ConfigError, from_dict
+from daemon.web.app import COOKIE, create_app
+from daemon.web.auth import (
+    PASSWORD_FILE,
+    PasswordError,
+    Sessions,
+    SignInLimiter,
+    TooManyAttempts,
+    hash_password,
+    is_loopback,
+    read_password_hash,
+    set_password,
+    verify_password,
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _cfg(tmp_path: Path, **web):
+    return from_dict({"watch": [str(tmp_path / "photos")], "state_dir": str(tmp_path / "state"),
+                      "labels_file": str(tmp_path / "labels.toml"), "web": web}, tmp_path)
+
+
+def test_password_hash_verifies_only_the_right_password():
+    stored = hash_password("correct horse")
+    assert stored.startswith("scrypt$")
+    assert verify_password("correct horse", stored)
+    assert not verify_password("correct hors", stored)
+    assert not verify_password("correct horse", "scrypt$1$2$3$zz$zz")  # garbage: no crash
+    assert hash_password("correct horse") != stored  # salted
+
+
+def test_set_password_keeps_only_a_private_hash(tmp_path: Path):
+    with pytest.raises(PasswordError):
+        set_password(tmp_path, "short")
+    assert read_password_hash(tmp_path) is None
+    path = set_password(tmp_path, "a long enough password")
+    assert path == tmp_path / PASSWORD_FILE
+    assert path.stat().st_mode & 0o077 == 0
+    assert "a long enough password" not in path.read_text()
+    assert verify_password("a long enough password", read_password_hash(tmp_path))
+
+
+def test_limiter_refuses_after_five_failures_until_the_window_passes():
+    clock = FakeClock()
+    limiter = SignInLimiter(per_client=5, overall=50, window=300, clock=clock)
+    for _ in range(5):
+        limiter.check("10.0.0.2")
+        limiter.failed("10.0.0.2")
+    with pytest.raises(TooManyAttempts) as err:
+        limiter.check("10.0.0.2")
+    assert 0 < err.value.retry_after <= 300
+    limiter.check("10.0.0.3")  # another client is not blocked by this one
+    clock.now += 301
+    limiter.check("10.0.0.2")
+
+
+def test_limiter_overall_cap_stops_a_spread_out_guesser():
+    clock = FakeClock()
+    limiter = SignInLimiter(per_client=5, overall=10, window=60, clock=clock)
+    for i in range(10):
+        limiter.failed(f"10.0.0.{i}")
+    with pytest.raises(TooManyAttempts):
+        limiter.check("10.0.1.1")
+    clock.now += 61
+    limiter.check("10.0.1.1")
+
+
+def test_sessions_expire_and_anonymous_ones_go_first():
+    clock = FakeClock()
+    sessions = Sessions(ttl=100, limit=3, clock=clock)
+    signed = sessions.new(signed_in=True)
+    anon = [sessions.new() for _ in range(2)]
+    extra = sessions.new()  # over the limit: the oldest anonymous one goes
+    assert sessions.get(signed.id) is signed
+    assert sessions.get(anon[0].id) is None
+    assert sessions.get(extra.id) is extra
+    clock.now += 101
+    assert sessions.get(signed.id) is None
+
+
+def test_loopback_addresses():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+
+
+def test_web_config_is_validated(tmp_path: Path):
+    cfg = _cfg(tmp_path)
+    assert (cfg.web.enabled, cfg.web.listen, cfg.web.port) == (False, "127.0.0.1", 8765)
+    with pytest.raises(ConfigError, match="web.listen"):
+        _cfg(tmp_path, listen="nas.local")
+    with pytest.raises(ConfigError, match="web.port"):
+        _cfg(tmp_path, port=0)
+    with pytest.raises(ConfigError, match="web.port"):
+        _cfg(tmp_path, port=70000)
+    with pytest.raises(ConfigError, match="unknown key"):
+        _cfg(tmp_path, password="x")
+
+
+def test_lan_bind_without_password_refuses_to_start(tmp_path: Path):
+    with pytest.raises(PasswordError, match="web passwd"):
+        create_app(_cfg(tmp_path, listen="0.0.0.0"))
+
+
+def test_no_store_is_a_clear_page_and_none_is_created(tmp_path: Path):
+    cfg = _cfg(tmp_path)
+    client = TestClient(create_app(cfg), base_url="http://127.0.0.1")
+    r = client.get("/", headers={"accept": "text/html"})
+    assert r.status_code == 503
+    assert "facecluster scan" in r.text
+    assert not (tmp_path / "state").exists()
+
+
+def test_foreign_host_header_is_refused_on_a_loopback_bind(tmp_path: Path):
+    client = TestClient(create_app(_cfg(tmp_path)), base_url="http://127.0.0.1")
+    r = client.get("/static/style.css", headers={"host": "evil.example:8765"})
+    assert r.status_code == 421
+    assert client.get("/static/style.css", headers={"host": "localhost:8765"}).status_code == 200
+
+
+def test_security_headers_and_cookie_flags(tmp_path: Path):
+    cfg = _cfg(tmp_path, behind_https=True)
+    client = TestClient(create_app(cfg), base_url="http://127.0.0.1")
+    r = client.get("/signin")
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "no-referrer"
+    cookie = r.headers["set-cookie"].lower()
+    assert cookie.startswith(COOKIE) and "httponly" in cookie and "samesite=strict" in cookie
+    assert "secure" in cookie
+    plain = TestClient(create_app(_cfg(tmp_path)), base_url="http://127.0.0.1")
+    assert "secure" not in plain.get("/signin").headers["set-cookie"].lower()
+
+
+def test_no_directory_listing(tmp_path: Path):
+    client = TestClient(create_app(_cfg(tmp_path)), base_url="http://127.0.0.1")
+    for url in ("/static/", "/static", "/static/%2e%2e/app.py", "/static/%2e%2e/%2e%2e/cli.py",
+                "/static/../web/app.py", "/static//etc/passwd"):
+        r = client.get(url)
+        assert r.status_code == 404, url
+        assert "import" not in r.text and "root:" not in r.text
