@@ -391,13 +391,14 @@ async def _gate(request: Request, call_next: Callable) -> Response:
     session = st.sessions.get(request.cookies.get(COOKIE))
     fresh = None
     path = request.url.path
-    if session is None and request.method == "GET" and (
-        path in _PAGES or (path.startswith("/person/") and path.rstrip("/")[8:].isdigit())
-    ):
+    page_view = request.method == "GET" and (
+        path in _PAGES or (path.startswith("/person/") and path[8:].isdigit())
+    )
+    if session is None and page_view:
         session = fresh = st.sessions.new()
     request.state.session = session
     if st.sign_in and not (session and session.signed_in) and not path.startswith(_PUBLIC):
-        if request.method == "GET" and fresh is not None:
+        if page_view:
             response: Response = RedirectResponse("/signin", status_code=303)
         else:
             response = Response("sign in first", status_code=403, media_type="text/plain")
