@@ -360,3 +360,99 @@ def test_lan_bind_requires_sign_in(lib: Path):
     finally:
         (lib / "state" / "web-password").unlink()
     _nothing_written(lib)
+
+
+# -- a real browser -----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_images(browser, timeout: float = 120) -> None:
+    """Wait until every image in view has loaded (crops are drawn on first request)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if browser.js("Array.from(document.images).filter(i => i.getBoundingClientRect().top"
+                      " < innerHeight).every(i => i.complete)"):
+            return
+        time.sleep(0.2)
+
+
+def _save_png(png: bytes, name: str) -> None:
+    """Keep a screenshot for README when $FACECLUSTER_SCREENSHOTS names a folder."""
+    target = os.environ.get("FACECLUSTER_SCREENSHOTS")
+    if target:
+        Path(target, name).write_bytes(png)
+
+
+def test_browser_names_and_merges_people(lib: Path):
+    from cdp import Browser, find_chromium
+
+    from daemon.web.server import WebThread
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium; .ci/run installs it)")
+    cfg = load_config(lib / "config.toml")
+    cfg = replace(cfg, web=replace(cfg.web, enabled=True, port=_free_port()))
+    server = WebThread(cfg)
+    server.start()
+    url = f"http://127.0.0.1:{cfg.web.port}"
+    try:
+        with Browser(chromium) as browser:
+            for _ in range(100):  # the server thread binds its port shortly
+                try:
+                    browser.goto(url + "/")
+                    break
+                except (TimeoutError, RuntimeError):
+                    continue
+            ids = browser.js("Array.from(document.querySelectorAll('li.person'))"
+                             ".map(li => +li.dataset.person)")
+            assert len(ids) >= 3
+            assert browser.js("document.querySelectorAll('.flag').length") == len(ids)
+            _wait_images(browser)
+            png = browser.screenshot()
+            assert png[:8] == b"\x89PNG\r\n\x1a\n"
+            _save_png(png, "web-people.png")
+            first, a, b = ids[:3]
+            before = albums(lib)
+
+            # name the largest person in their card's form
+            browser.js(f"document.querySelector('li[data-person=\"{first}\"] form.name "
+                       "input[name=name]').value = 'Barack Obama'")
+            landed = browser.submit(f"document.querySelector('li[data-person=\"{first}\"] "
+                                    "form.name button')", "done=named")
+            assert "done=named" in landed
+            assert f'person-{first:04d} = "Barack Obama"' in labels_text(lib)
+
+            # tick two people and merge them under one name
+            for pid in (a, b):
+                browser.js(f"document.querySelector('input[form=merge][value=\"{pid}\"]')"
+                           ".click()")
+            browser.js("document.querySelector('#merge input[name=name]').value = 'Pair & co'")
+            browser.submit("document.querySelector('#merge button')", "done=merged")
+            text = labels_text(lib)
+            assert f'person-{a:04d} = "Pair & co"' in text
+            assert f'person-{b:04d} = "Pair & co"' in text
+            assert "Pair & co" in browser.js("document.body.textContent")
+
+            write_albums(lib)  # the service does this within seconds of the edit
+            after = albums(lib)
+            assert after["Barack Obama"] == before[f"person-{first:04d}"]
+            assert after["Pair & co"] == before[f"person-{a:04d}"] | before[f"person-{b:04d}"]
+            for pid in (first, a, b):
+                assert f"person-{pid:04d}" not in after
+
+            browser.goto(f"{url}/person/{first}")
+            assert "Barack Obama" in browser.js("document.querySelector('h1').textContent")
+            _wait_images(browser)
+            _save_png(browser.screenshot(), "web-person.png")
+    finally:
+        server.stop()
