@@ -132,9 +132,11 @@ def _render(request: Request, name: str, context: dict, status: int = 200) -> Re
 
 
 # -- pages ------------------------------------------------------------------------------
+# Plain functions, not coroutines: Starlette runs them in its thread pool, so a slow
+# query on a big library never holds up the event loop (and the pictures behind it).
 
 
-async def people_page(request: Request) -> Response:
+def people_page(request: Request) -> Response:
     st = _state(request)
     lab = st.library.labels()
     page = paginate(st.library.people(lab.labels),
@@ -143,7 +145,7 @@ async def people_page(request: Request) -> Response:
     return _render(request, "people.html", {"page": page, "unnamed": unnamed})
 
 
-async def person_page(request: Request) -> Response:
+def person_page(request: Request) -> Response:
     st = _state(request)
     pid = request.path_params["pid"]
     lab = st.library.labels()
@@ -160,7 +162,7 @@ async def person_page(request: Request) -> Response:
     })
 
 
-async def status_page(request: Request) -> Response:
+def status_page(request: Request) -> Response:
     from daemon.service import read_service_status  # the service's status file reader
 
     st = _state(request)
@@ -335,7 +337,7 @@ async def undo_action(request: Request) -> Response:
 # -- sign-in ------------------------------------------------------------------------------
 
 
-async def signin_page(request: Request) -> Response:
+def signin_page(request: Request) -> Response:
     return _render(request, "signin.html", {"error": None})
 
 

@@ -81,7 +81,8 @@ class Library:
         self.cfg = cfg
         self._store: Store | None = None
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[int, object]] = {}
+        self._cache: dict[str, object] = {}
+        self._version: int | None = None
         self._roots = [os.path.realpath(r) for r in cfg.watch]
 
     # -- the store ------------------------------------------------------------------
@@ -104,11 +105,13 @@ class Library:
     def _cached(self, key: str, build: Callable[[], T]) -> T:
         """``build()``'s value, kept until another connection commits to the store."""
         version = self.store.data_version()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == version:
-            return hit[1]  # type: ignore[return-value]
+        if version != self._version:
+            self._cache = {}  # everything may have changed: drop it all, not key by key
+            self._version = version
+        if key in self._cache:
+            return self._cache[key]  # type: ignore[return-value]
         value = build()
-        self._cache[key] = (version, value)
+        self._cache[key] = value
         return value
 
     # -- labels ---------------------------------------------------------------------
@@ -151,9 +154,12 @@ class Library:
 
     def best_faces(self, person_id: int, limit: int = 1) -> list[int]:
         """Ids of the person's best faces, as the album pictures rank them."""
-        faces = self.store.faces(person_id=person_id)
-        refs = [FaceRef(f.id, f.path, f.box, f.score, f.landmarks) for f in faces]
-        return [r.face_id for r in rank_faces(refs)[:limit]]
+        def rank() -> list[int]:
+            faces = self.store.faces(person_id=person_id)
+            refs = [FaceRef(f.id, f.path, f.box, f.score, f.landmarks) for f in faces]
+            return [r.face_id for r in rank_faces(refs)[:limit]]
+
+        return self._cached(f"best:{person_id}:{limit}", rank)
 
     def _centres(self) -> tuple[np.ndarray, np.ndarray]:
         """(person ids, unit centre of up to SAMPLE_FACES faces each)."""
