@@ -157,3 +157,38 @@ def test_no_directory_listing(tmp_path: Path):
         r = client.get(url)
         assert r.status_code == 404, url
         assert "import" not in r.text and "root:" not in r.text
+
+
+def test_web_passwd_command_asks_twice(tmp_path: Path, capsys):
+    from daemon.web.command import WebCommandError, passwd
+
+    cfg = _cfg(tmp_path)
+    answers = iter(["one long password", "another password"])
+    with pytest.raises(WebCommandError, match="differ"):
+        passwd(cfg, ask=lambda _: next(answers))
+    assert read_password_hash(cfg.state_dir) is None
+    answers = iter(["one long password", "one long password"])
+    assert passwd(cfg, ask=lambda _: next(answers)) == 0
+    assert verify_password("one long password", read_password_hash(cfg.state_dir))
+    assert "one long password" not in capsys.readouterr().out
+
+
+def test_page_thread_on_a_taken_port_only_logs(tmp_path: Path):
+    import socket
+    from dataclasses import replace
+
+    from daemon.web.server import WebThread
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cfg = _cfg(tmp_path)
+        cfg = replace(cfg, web=replace(cfg.web, enabled=True, port=taken.getsockname()[1]))
+        web = WebThread(cfg)
+        web.start()  # must not raise: the albums matter more than the page
+        web.stop()
+    lan = replace(cfg, web=replace(cfg.web, listen="0.0.0.0"))
+    web = WebThread(lan)  # no password: refused with a log line, nothing served
+    web.start()
+    assert web._thread is None
+    web.stop()

@@ -175,9 +175,10 @@ def status_page(request: Request) -> Response:
 # -- pictures -----------------------------------------------------------------------------
 
 
-def _jpeg(data: bytes) -> Response:
+def _jpeg(data: bytes, max_age: int = 86400) -> Response:
+    # A face crop never changes (face ids are not reused); a person's pictures do.
     return Response(data, media_type="image/jpeg",
-                    headers={"cache-control": "private, max-age=86400"})
+                    headers={"cache-control": f"private, max-age={max_age}"})
 
 
 def face_picture(request: Request) -> Response:
@@ -200,8 +201,8 @@ def person_picture(request: Request) -> Response:
              (st.library.face(i) for i in best)]
     try:
         if request.path_params["kind"] == "montage":
-            return _jpeg(st.images.montage(faces))
-        return _jpeg(st.images.crop(*faces[0]))
+            return _jpeg(st.images.montage(faces), 60)
+        return _jpeg(st.images.crop(*faces[0]), 60)
     except NoPicture as e:
         raise HTTPException(404, "no picture") from e
 
