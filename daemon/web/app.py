@@ -41,7 +41,7 @@ from daemon.web.auth import (
     verify_password,
 )
 from daemon.web.images import FaceImages, NoPicture
-from daemon.web.library import Library, NotFound, paginate
+from daemon.web.library import LabelsState, Library, NotFound, paginate
 from daemon.web.security import Guard
 
 log = structlog.get_logger(__name__)
@@ -115,13 +115,26 @@ def _back(form: FormData, default: str) -> str:
     return nxt if _NEXT.fullmatch(nxt) else default
 
 
+def _labels(request: Request) -> tuple[str, LabelsState]:
+    """The labels file's digest and content for this request, read once.
+
+    The digest is taken first: should the file change between the two reads, the forms
+    carry the older digest and an edit is refused, never applied to unseen labels.
+    """
+    if not hasattr(request.state, "labels"):
+        st = _state(request)
+        digest = naming.labels_digest(st.cfg.labels_file)
+        request.state.labels = (digest, st.library.labels())
+    return request.state.labels
+
+
 def _render(request: Request, name: str, context: dict, status: int = 200) -> Response:
     st = _state(request)
     session = _session(request)
-    lab = st.library.labels()
+    digest, lab = _labels(request)
     context = {
-        "csrf": session.csrf if session else "", "digest": naming.labels_digest(
-            st.cfg.labels_file), "labels_error": lab.error, "can_undo": bool(st.edits),
+        "csrf": session.csrf if session else "", "digest": digest,
+        "labels_error": lab.error, "can_undo": bool(st.edits),
         "signed_in": bool(session and session.signed_in), "sign_in": st.sign_in,
         "message": MESSAGES.get(request.query_params.get("done", "")), **context,
     }
@@ -138,7 +151,7 @@ def _render(request: Request, name: str, context: dict, status: int = 200) -> Re
 
 def people_page(request: Request) -> Response:
     st = _state(request)
-    lab = st.library.labels()
+    _, lab = _labels(request)
     page = paginate(st.library.people(lab.labels),
                     _int(request.query_params.get("page"), "page", 1), PEOPLE_PER_PAGE)
     unnamed = sum(1 for p in st.library.people(lab.labels) if not p.name and not p.hidden)
@@ -148,7 +161,7 @@ def people_page(request: Request) -> Response:
 def person_page(request: Request) -> Response:
     st = _state(request)
     pid = request.path_params["pid"]
-    lab = st.library.labels()
+    _, lab = _labels(request)
     person = st.library.person(pid, lab.labels)
     number = _int(request.query_params.get("page"), "page", 1)
     pages = max(1, -(-person.faces // FACES_PER_PAGE))
@@ -192,15 +205,16 @@ def face_picture(request: Request) -> Response:
 
 def person_picture(request: Request) -> Response:
     st = _state(request)
-    pid = request.path_params["pid"]
-    best = st.library.best_faces(pid, MONTAGE_FACES if request.path_params["kind"] == "montage"
-                                 else 1)
+    pid, kind = request.path_params["pid"], request.path_params["kind"]
+    if kind not in ("face", "montage"):
+        raise HTTPException(404, "no such picture")
+    best = st.library.best_faces(pid, MONTAGE_FACES if kind == "montage" else 1)
     if not best:
         raise HTTPException(404, "no such person")
     faces = [(f, st.library.check_inside(f.path)) for f in
              (st.library.face(i) for i in best)]
     try:
-        if request.path_params["kind"] == "montage":
+        if kind == "montage":
             return _jpeg(st.images.montage(faces), 60)
         return _jpeg(st.images.crop(*faces[0]), 60)
     except NoPicture as e:
