@@ -192,3 +192,16 @@ def test_page_thread_on_a_taken_port_only_logs(tmp_path: Path):
     web.start()
     assert web._thread is None
     web.stop()
+
+
+def test_the_page_opens_the_store_read_only(tmp_path: Path):
+    from daemon.store import Store, StoreError
+
+    Store.open(tmp_path).close()
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    with Store.open_readonly(tmp_path) as store:
+        assert store.counts().faces == 0
+        with pytest.raises(StoreError):
+            store.set_meta("x", "y")
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()
+            if p.name in before} == before

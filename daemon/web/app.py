@@ -124,7 +124,7 @@ def _labels(request: Request) -> tuple[str, LabelsState]:
     if not hasattr(request.state, "labels"):
         st = _state(request)
         digest = naming.labels_digest(st.cfg.labels_file)
-        request.state.labels = (digest, st.library.labels())
+        request.state.labels = (digest, st.library.labels(digest))
     return request.state.labels
 
 
@@ -152,9 +152,9 @@ def _render(request: Request, name: str, context: dict, status: int = 200) -> Re
 def people_page(request: Request) -> Response:
     st = _state(request)
     _, lab = _labels(request)
-    page = paginate(st.library.people(lab.labels),
+    page = paginate(st.library.people(lab),
                     _int(request.query_params.get("page"), "page", 1), PEOPLE_PER_PAGE)
-    unnamed = sum(1 for p in st.library.people(lab.labels) if not p.name and not p.hidden)
+    unnamed = sum(1 for p in st.library.people(lab) if not p.name and not p.hidden)
     return _render(request, "people.html", {"page": page, "unnamed": unnamed})
 
 
@@ -162,12 +162,12 @@ def person_page(request: Request) -> Response:
     st = _state(request)
     pid = request.path_params["pid"]
     _, lab = _labels(request)
-    person = st.library.person(pid, lab.labels)
+    person = st.library.person(pid, lab)
     number = _int(request.query_params.get("page"), "page", 1)
     pages = max(1, -(-person.faces // FACES_PER_PAGE))
     number = min(max(1, number), pages)
     faces = st.library.person_faces(pid, (number - 1) * FACES_PER_PAGE, FACES_PER_PAGE)
-    people = {p.id: p for p in st.library.people(lab.labels)}
+    people = {p.id: p for p in st.library.people(lab)}
     similar = [(people[i], s) for i, s in st.library.similar(pid) if i in people]
     return _render(request, "person.html", {
         "person": person, "faces": faces, "number": number, "pages": pages,

@@ -22,6 +22,7 @@ from daemon import labels
 from daemon.albums.pictures import rank_faces
 from daemon.albums.plan import FaceRef
 from daemon.config import Config
+from daemon.naming import labels_digest
 from daemon.store import FaceRecord, PhotoRecord, Store, StoreError
 
 log = structlog.get_logger(__name__)
@@ -72,6 +73,8 @@ class LabelsState:
 
     labels: labels.Labels
     error: str | None
+    digest: str
+    """:func:`daemon.naming.labels_digest` of the file taken before it was read."""
 
 
 class Library:
@@ -83,6 +86,7 @@ class Library:
         self._lock = threading.Lock()
         self._cache: dict[str, object] = {}
         self._version: int | None = None
+        self._labels: LabelsState | None = None
         self._roots = [os.path.realpath(r) for r in cfg.watch]
 
     # -- the store ------------------------------------------------------------------
@@ -116,12 +120,20 @@ class Library:
 
     # -- labels ---------------------------------------------------------------------
 
-    def labels(self) -> LabelsState:
-        """The labels to show; a broken file shows as no labels plus its error."""
+    def labels(self, digest: str) -> LabelsState:
+        """The labels to show, parsed once per ``digest`` of the file's bytes (taken by
+        the caller before this reads the file); a broken file shows as no labels plus
+        its error."""
+        hit = self._labels
+        if hit is not None and hit.digest == digest:
+            return hit
         try:
-            return LabelsState(labels.load_labels(self.cfg.labels_file), None)
+            state = LabelsState(labels.load_labels(self.cfg.labels_file), None, digest)
         except labels.LabelsError as e:
-            return LabelsState(labels.Labels(), str(e))
+            state = LabelsState(labels.Labels(), str(e), digest)
+        if labels_digest(self.cfg.labels_file) == digest:  # not changed while being read
+            self._labels = state
+        return state
 
     # -- people ---------------------------------------------------------------------
 
@@ -132,18 +144,22 @@ class Library:
         rows.sort(key=lambda r: (-r[1], r[0]))
         return rows
 
-    def people(self, lab: labels.Labels) -> list[PersonView]:
-        """Every person with faces, largest first."""
-        out = []
-        for pid, faces, photos in self._cached("counts", self._counts):
-            label = lab.label(pid)
-            out.append(PersonView(pid, labels.person_key(pid), label.name, label.hidden,
-                                  faces, photos, len(label.exclude)))
-        return out
+    def people(self, state: LabelsState) -> list[PersonView]:
+        """Every person with faces, largest first (built once per store and labels)."""
+        def build() -> list[PersonView]:
+            lab = state.labels
+            out = []
+            for pid, faces, photos in self._cached("counts", self._counts):
+                label = lab.label(pid)
+                out.append(PersonView(pid, labels.person_key(pid), label.name, label.hidden,
+                                      faces, photos, len(label.exclude)))
+            return out
 
-    def person(self, person_id: int, lab: labels.Labels) -> PersonView:
+        return self._cached(f"people:{state.digest}", build)
+
+    def person(self, person_id: int, state: LabelsState) -> PersonView:
         """One person; :class:`NotFound` if they have no faces."""
-        for p in self.people(lab):
+        for p in self.people(state):
             if p.id == person_id:
                 return p
         raise NotFound(f"no person {person_id}")
@@ -172,11 +188,11 @@ class Library:
         ids = np.array(sorted(by_person), dtype=np.int64)
         if not len(ids):
             return ids, np.empty((0, 0), np.float32)
-        centres = []
-        for pid in ids:
-            v = self.store.face_vectors(by_person[int(pid)]).mean(axis=0)
-            centres.append(v / (np.linalg.norm(v) or 1.0))
-        return ids, np.stack(centres).astype(np.float32)
+        sample = [f for pid in ids for f in by_person[int(pid)]]
+        starts = np.cumsum([0] + [len(by_person[int(pid)]) for pid in ids[:-1]])
+        sums = np.add.reduceat(self.store.face_vectors(sample), starts, axis=0)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        return ids, (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
     def similar(self, person_id: int, limit: int = 6) -> list[tuple[int, float]]:
         """People whose faces look most like this person's: (id, cosine), best first."""
