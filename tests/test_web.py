@@ -100,6 +100,18 @@ def person_album(root: Path, pid: int) -> set[str]:
     return albums(root)[f"person-{pid:04d}"]
 
 
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """Size and mtime of every file an action must not touch (all but labels.toml and
+    the picture cache)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and rel != "labels.toml" and not rel.startswith("state/web-cache") \
+                and not rel.endswith(("-shm", "-wal")):
+            out[rel] = (p.stat().st_size, p.stat().st_mtime_ns)
+    return out
+
+
 def labels_text(root: Path) -> str:
     p = root / "labels.toml"
     return p.read_text() if p.exists() else ""
@@ -139,8 +151,10 @@ def test_name_rename_and_album_follows(lib: Path):
     client = client_for(lib)
     pid = people(client)[0]
     before = person_album(lib, pid)
+    untouched = tree_state(lib)
     r = client.post("/name", data={**form_tokens(client), "person": str(pid), "name": "Barack",
                                    "next": f"/person/{pid}"}, follow_redirects=False)
+    assert tree_state(lib) == untouched  # the action wrote labels.toml and nothing else
     assert r.status_code == 303 and r.headers["location"] == f"/person/{pid}?done=named"
     assert labels_text(lib) == f'[people]\nperson-{pid:04d} = "Barack"\n'
     write_albums(lib)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import getpass
-import sys
 from collections.abc import Callable
 
 from daemon.config import Config
-from daemon.web.auth import PasswordError, is_loopback, set_password
+from daemon.web.auth import PasswordError, set_password
 
 
 class WebCommandError(Exception):
@@ -33,8 +32,6 @@ def web_command(cfg: Config, action: str | None) -> int:
         return passwd(cfg)
     from daemon.web.server import serve  # starlette and uvicorn only when serving
 
-    if not is_loopback(cfg.web.listen):
-        print(f"serving on {cfg.web.listen}:{cfg.web.port}; sign-in required", file=sys.stderr)
     try:
         serve(cfg)
     except PasswordError as e:

@@ -9,6 +9,7 @@ import uvicorn
 
 from daemon.config import Config
 from daemon.web.app import create_app
+from daemon.web.auth import is_loopback
 
 log = structlog.get_logger(__name__)
 
@@ -26,7 +27,8 @@ def _server(cfg: Config) -> uvicorn.Server:
 def serve(cfg: Config) -> None:
     """Serve until interrupted (``facecluster web``). Raises PasswordError like create_app."""
     server = _server(cfg)
-    log.info("web_serving", url=f"http://{cfg.web.listen}:{cfg.web.port}/")
+    log.info("web_serving", url=f"http://{cfg.web.listen}:{cfg.web.port}/",
+             sign_in=not is_loopback(cfg.web.listen))
     server.run()
 
 
