@@ -205,3 +205,33 @@ def test_the_page_opens_the_store_read_only(tmp_path: Path):
             store.set_meta("x", "y")
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()
             if p.name in before} == before
+
+
+def test_may_be_the_same_lags_a_changing_store_by_at_most_five_minutes(tmp_path: Path):
+    import numpy as np
+
+    from daemon.indexer.types import Face, IndexedPhoto
+    from daemon.store import Store
+    from daemon.web.library import CENTRES_MAX_AGE, Library
+
+    cfg = _cfg(tmp_path)
+    rng = np.random.default_rng(1)
+    with Store.open(cfg.state_dir) as store:
+        faces = []
+        for i in range(6):
+            v = rng.standard_normal(8).astype(np.float32)
+            path = tmp_path / f"p{i}.jpg"
+            face = Face((0.0, 0.0, 10.0, 10.0), (), 0.9, v / np.linalg.norm(v))
+            faces += store.save_indexed(path, 1, 1, None, IndexedPhoto(path, 9, 9, "e", (face,)))
+        people = [store.new_person_id() for _ in range(3)]
+        store.set_persons({f: people[k // 2] for k, f in enumerate(faces)})
+        clock = FakeClock()
+        library = Library(cfg, clock=clock)
+        first = library.similar(people[0])
+        assert sorted(p for p, _ in first) == sorted(people[1:])
+        store.set_persons({faces[0]: people[2], faces[1]: people[2]})  # people[0] is gone
+        clock.now += CENTRES_MAX_AGE - 1
+        assert library.similar(people[0]) == first  # kept: younger than the limit
+        clock.now += 2
+        assert library.similar(people[0]) == []  # rebuilt: the store changed meanwhile
+    library.close()

@@ -736,12 +736,28 @@ class Store:
     def person_faces(self, person_id: int, offset: int = 0, limit: int = 100) -> list[FaceRecord]:
         """One page of a person's faces in id order (a person may have thousands)."""
         with self._lock, self._errors():
+            # The page's ids come from the index alone: an OFFSET over full rows would
+            # read every skipped face's embedding.
             rows = self._conn.execute(
                 f"SELECT {_FACE_COLUMNS} FROM faces f JOIN photos p ON p.id = f.photo_id "
-                "WHERE f.person_id = ? ORDER BY f.id LIMIT ? OFFSET ?",
+                "WHERE f.id IN (SELECT id FROM faces WHERE person_id = ? ORDER BY id "
+                "LIMIT ? OFFSET ?) ORDER BY f.id",
                 (person_id, limit, offset),
             ).fetchall()
         return [_face(r) for r in rows]
+
+    def person_samples(self, per_person: int) -> dict[int, list[int]]:
+        """Person id -> the ids of up to ``per_person`` of their faces (lowest ids)."""
+        with self._lock, self._errors():
+            rows = self._conn.execute(
+                "SELECT person_id, id FROM (SELECT person_id, id, ROW_NUMBER() OVER "
+                "(PARTITION BY person_id ORDER BY id) AS k FROM faces "
+                "WHERE person_id IS NOT NULL) WHERE k <= ?", (per_person,),
+            ).fetchall()
+        out: dict[int, list[int]] = {}
+        for person_id, face_id in rows:
+            out.setdefault(person_id, []).append(face_id)
+        return out
 
     def face_persons(self, engine: str) -> dict[int, int]:
         """Face id -> person id of one engine's faces that have a person.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,10 @@ from daemon.store import FaceRecord, PhotoRecord, Store, StoreError
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-SAMPLE_FACES = 16
+SAMPLE_FACES = 8
 """Faces per person averaged into the centre that "may be the same" compares."""
+CENTRES_MAX_AGE = 300.0
+"""Seconds the "may be the same" centres are kept after the store changed."""
 
 
 class NotFound(LookupError):
@@ -80,8 +83,10 @@ class LabelsState:
 class Library:
     """Read access for the page: people, faces, photos, status. Thread-safe."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
+        self._clock = clock
+        self._centres_at: tuple[int, float, tuple[np.ndarray, np.ndarray]] | None = None
         self._store: Store | None = None
         self._lock = threading.Lock()
         self._cache: dict[str, object] = {}
@@ -179,12 +184,7 @@ class Library:
 
     def _centres(self) -> tuple[np.ndarray, np.ndarray]:
         """(person ids, unit centre of up to SAMPLE_FACES faces each)."""
-        engine = self.store.get_meta("engine") or ""
-        by_person: dict[int, list[int]] = {}
-        for face_id, pid in sorted(self.store.face_persons(engine).items()):
-            sample = by_person.setdefault(pid, [])
-            if len(sample) < SAMPLE_FACES:
-                sample.append(face_id)
+        by_person = self.store.person_samples(SAMPLE_FACES)
         ids = np.array(sorted(by_person), dtype=np.int64)
         if not len(ids):
             return ids, np.empty((0, 0), np.float32)
@@ -195,8 +195,19 @@ class Library:
         return ids, (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
     def similar(self, person_id: int, limit: int = 6) -> list[tuple[int, float]]:
-        """People whose faces look most like this person's: (id, cosine), best first."""
-        ids, centres = self._cached("centres", self._centres)
+        """People whose faces look most like this person's: (id, cosine), best first.
+
+        The centres take seconds at 500k faces, and a service that is indexing commits
+        every few seconds: they are rebuilt only once the store changed and they are
+        older than CENTRES_MAX_AGE (a suggestion list may lag a few minutes).
+        """
+        now = self._clock()
+        hit = self._centres_at
+        if hit is None or (hit[0] != self.store.data_version()
+                           and now - hit[1] >= CENTRES_MAX_AGE):
+            version = self.store.data_version()
+            hit = self._centres_at = (version, now, self._centres())
+        ids, centres = hit[2]
         where = np.flatnonzero(ids == person_id)
         if not where.size:
             return []
