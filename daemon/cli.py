@@ -35,17 +35,39 @@ def _parser() -> argparse.ArgumentParser:
         prog="facecluster",
         description="Turn folders of photos into per-person albums.",
     )
-    p.add_argument("--config", type=Path, help="config file (default: ./config.toml)")
+    p.add_argument(
+        "--config", type=Path,
+        help="config file (default: ./config.local.toml if present, else ./config.toml)",
+    )
     p.add_argument("--debug", action="store_true", help="debug logs and full tracebacks")
     p.add_argument("--version", action="version", version=f"facecluster {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("scan", help="index the watched folders once, cluster, write albums")
-    sub.add_parser("run", help="run the service: watch folders and keep albums current")
+    ru = sub.add_parser("run", help="run the service: watch folders and keep albums current")
+    ru.add_argument(
+        "--create-folders", action="store_true",
+        help="create missing watched folders first and say where photos go (`make run`)",
+    )
     st = sub.add_parser("status", help="photos by status, faces, people, engine, last run")
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.add_argument("--failed", action="store_true", help="list failed photos and why")
     pe = sub.add_parser("people", help="list people with their names, counts and albums")
+    pe.add_argument("person", nargs="?", help="only this person (id, name or album folder)")
+    pe.add_argument("--faces", action="store_true", help="list the person's faces (face-N)")
     pe.add_argument("--json", action="store_true", help="machine-readable output")
+    na = sub.add_parser("name", help='name a person: name person-0007 "Grandma"')
+    na.add_argument("person", help="id such as person-0007, a name, or an album folder")
+    na.add_argument("name", help="the name (the album folder becomes this)")
+    me = sub.add_parser("merge", help="merge people into one album under one name")
+    me.add_argument("people", nargs="+", metavar="PERSON", help="two or more people")
+    me.add_argument("--name", help="the name of the merged album (default: their name)")
+    hi = sub.add_parser("hide", help="no album for this person (--show to undo)")
+    hi.add_argument("person", help="id such as person-0007, a name, or an album folder")
+    hi.add_argument("--show", action="store_true", help="show the person again")
+    no = sub.add_parser("not", help="this photo or face is not this person")
+    no.add_argument("person", help="id such as person-0007, a name, or an album folder")
+    no.add_argument("what", metavar="PHOTO|face-N", help="a photo path or a face id")
     ex = sub.add_parser("export", help="write one person's album as a ZIP file")
     ex.add_argument("person", help="album folder, name, or id such as person-0007")
     ex.add_argument("--zip", type=Path, required=True, dest="zip_path", help="ZIP to write")
@@ -101,67 +123,194 @@ def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon import service
+    from daemon import firstrun, service
 
+    if args.create_folders:
+        message = firstrun.prepare(cfg)
+        if message:
+            print(message, flush=True)
     return service.run(cfg)
 
 
+def _config_note(cfg: Config) -> str:
+    from daemon.config import searched_paths
+
+    if cfg.config_path is not None:
+        return f"config {cfg.config_path}"
+    looked = " and ".join(str(p) for p in searched_paths())
+    return f"no config file (looked for {looked}; using the defaults)"
+
+
+def _reader(cfg: Config):  # noqa: ANN202 - a Pipeline, imported lazily
+    """The pipeline for a reading command, which must never create a store.
+
+    It describes the store as it is: the engine is the one the store was indexed with
+    (a model file that appeared since changes the engine only at the next start).
+    """
+    from daemon.scan import Pipeline, _has_traces
+    from daemon.store.db import DB_NAME
+
+    db = cfg.state_dir / DB_NAME
+    # A deleted store (albums left behind) is the Pipeline's to report: "rebuild".
+    if not db.exists() and not _has_traces(cfg):
+        raise UserError(
+            f"no photos indexed yet: there is no store at {db} ({_config_note(cfg)}); "
+            "start the service (`make run`) or run `facecluster scan`"
+        )
+    pipeline = Pipeline(cfg)
+    indexed_with = pipeline.store.get_meta("engine")
+    if indexed_with and indexed_with != pipeline.engine_id:
+        pipeline.engine_id = indexed_with
+        pipeline.reload_labels()
+    return pipeline
+
+
+def _engine_lines(cfg: Config, store_engine: str, svc) -> list[tuple[str, str]]:  # noqa: ANN001
+    from daemon.indexer import EngineError, engine_id_for
+    from daemon.indexer.engine import unmeasured_note
+
+    current = svc.engine if svc is not None and svc.engine else store_engine
+    lines = [("engine", current)]
+    try:
+        upcoming = engine_id_for(cfg.engine)
+    except EngineError as e:
+        lines.append(("engine (next)", f"ERROR {e}"))
+        upcoming = current
+    if upcoming != current:
+        when = "reload (SIGHUP) or restart" if svc is not None else "start"
+        lines.append(("engine (next)", f"{upcoming}: the model files changed; the next "
+                      f"{when} uses it and re-embeds every photo"))
+    note = unmeasured_note(upcoming) or unmeasured_note(current)
+    if note:
+        lines.append(("engine note", note))
+    return lines
+
+
+def _failed_photos(pipeline) -> list[dict]:  # noqa: ANN001
+    return [
+        {"path": str(r.path), "reason": r.error or "unknown", "will_retry": not _gave_up(r)}
+        for r in pipeline.store.iter_photos()
+        if r.status == "failed"
+    ]
+
+
+def _gave_up(rec) -> bool:  # noqa: ANN001
+    from daemon.scan import MAX_TRANSIENT_ATTEMPTS
+
+    return not (rec.transient and rec.attempts < MAX_TRANSIENT_ATTEMPTS)
+
+
+def _last_scan(status: dict, svc) -> str:  # noqa: ANN001
+    if svc is not None and svc.phase in ("starting", "reconciling", "indexing"):
+        return f"in progress ({svc.message})"
+    return status["last_scan"] or "never"
+
+
 def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon.scan import Pipeline
     from daemon.service import read_service_status
 
-    with Pipeline(cfg) as pipeline:
+    with _reader(cfg) as pipeline:
         status = pipeline.status().as_dict()
+        problems = _labels_problems(pipeline)
+        failed = _failed_photos(pipeline) if args.failed or args.json else []
     svc = read_service_status(cfg.state_dir)
     status["service"] = svc.as_dict() if svc is not None else None
+    status["labels_problems"] = problems
+    status["config"] = str(cfg.config_path) if cfg.config_path else None
+    engine_lines = _engine_lines(cfg, status["engine"], svc)
+    status["engine_notes"] = {k: v for k, v in engine_lines[1:]}
     if args.json:
+        status["failed_photos"] = failed
         print(json.dumps(status, indent=2, default=str))
         return 0
     photos = ", ".join(f"{n} {k}" for k, n in sorted(status["photos"].items())) or "none"
     lines = [
-        ("engine", status["engine"]),
+        *engine_lines,
         ("photos", photos),
         ("faces", status["faces"]),
         ("people", status["people"]),
-        ("last scan", status["last_scan"] or "never"),
+        ("last scan", _last_scan(status, svc)),
         ("last clustering", status["last_recluster"] or "never"),
     ]
-    if status["labels_error"]:
-        lines.append(("labels.toml", f"ERROR {status['labels_error']}"))
+    for problem in problems:
+        lines.append(("labels.toml", f"ERROR {problem}"))
     if svc is None:
         lines.append(("service", "not running"))
     else:
         lines.append(("service", f"pid {svc.pid}, {svc.phase}, queue {svc.queue_length}"))
-        if svc.labels_error:
-            lines.append(("labels (live)", f"ERROR {svc.labels_error}"))
     for key, value in lines:
         print(f"{key + ':':<17}{value}")
+    if args.failed:
+        print(f"\nfailed photos ({len(failed)}):" if failed else "\nno failed photos")
+        for f in failed:
+            retry = "will retry" if f["will_retry"] else "until the file changes"
+            print(f"  {f['path']}\n      {f['reason']} ({retry})")
+    elif status["photos"].get("failed"):
+        print("(`facecluster status --failed` lists the failed photos and why)")
     return 0
 
 
-def _cmd_people(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon.scan import Pipeline
+def _labels_problems(pipeline) -> list[str]:  # noqa: ANN001
+    """Every problem of labels.toml: each broken line, then ids the store never had."""
+    from daemon import labels
 
-    with Pipeline(cfg) as pipeline:
-        rows = pipeline.people()
+    problems: list[str] = []
+    if pipeline.labels_error:
+        try:
+            labels.load_labels(pipeline.cfg.labels_file)
+        except labels.LabelsError as e:
+            problems += [f"{pipeline.cfg.labels_file}: {p}" for p in e.problems] \
+                if len(e.problems) > 1 else [str(e)]
+        if problems:
+            problems.append("(the last good labels stay in force until it is fixed)")
+    problems += [f"{pipeline.cfg.labels_file}: {p}" for p in pipeline.unknown_labelled()]
+    return problems
+
+
+def _cmd_people(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon import naming_cli
+
+    with _reader(cfg) as pipeline:
+        if args.faces or args.person:
+            if not args.person:
+                raise UserError("--faces needs a PERSON: facecluster people person-0007 --faces")
+            if args.faces:
+                return naming_cli.cmd_faces(pipeline, args)
+            ids = naming_cli.resolve(pipeline, args.person)
+            rows = [r for r in pipeline.people() if r.id in ids]
+        else:
+            rows = pipeline.people()
+        error = pipeline.labels_error
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2, ensure_ascii=False))
         return 0
+    if error:
+        print(f"labels.toml has an error; the last good labels are shown: {error}",
+              file=sys.stderr)
     if not rows:
         print("no people yet: run `facecluster scan` first")
         return 0
     print(f"{'id':<12} {'name':<24} {'faces':>6} {'photos':>6}  album")
     for r in rows:
-        album = r.album or "(hidden)"
+        album = r.album or ("(hidden)" if r.hidden else "(no album: all excluded)")
         print(f"{r.key:<12} {r.name or '-':<24} {r.faces:>6} {r.photos:>6}  {album}")
     return 0
 
 
+def _naming(command: str):  # noqa: ANN202
+    def run(cfg: Config, args: argparse.Namespace) -> int:
+        from daemon import naming_cli
+
+        with _reader(cfg) as pipeline:
+            return getattr(naming_cli, f"cmd_{command}")(pipeline, args)
+
+    return run
+
+
 def _cmd_export(cfg: Config, args: argparse.Namespace) -> int:
     from daemon import albums
-    from daemon.scan import Pipeline
 
-    with Pipeline(cfg) as pipeline:
+    with _reader(cfg) as pipeline:
         folder = pipeline.find_album(args.person)
     if folder is None:
         raise UserError(f"no album for {args.person!r}: see `facecluster people`")
@@ -237,6 +386,10 @@ COMMANDS = {
     "import": _cmd_import,
     "rebuild": _cmd_rebuild,
     "models": _cmd_models,
+    "name": _naming("name"),
+    "merge": _naming("merge"),
+    "hide": _naming("hide"),
+    "not": _naming("not"),
     "web": _cmd_web,
 }
 
@@ -248,10 +401,12 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from daemon.labels import LabelsError
     from daemon.lock import AlreadyRunning
     from daemon.models import ManifestError, MissingModelError
+    from daemon.naming import LabelsConflict, NamingError
+    from daemon.naming_cli import PersonNotFound
     from daemon.store import StoreError
 
     return (
-        EngineError, LabelsError, AlreadyRunning,
+        EngineError, LabelsError, AlreadyRunning, LabelsConflict, NamingError, PersonNotFound,
         MissingModelError, ManifestError, StoreError, AlbumError, OSError,
     )
 
@@ -261,7 +416,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = load_config(args.config)
-        logsetup.configure("debug" if args.debug else cfg.log_level)
+        if args.command == "run":
+            logsetup.configure("debug" if args.debug else cfg.log_level)
+        elif args.debug or cfg.log_level == "debug":
+            logsetup.configure("debug")  # asked for everything, machine-readable if piped
+        else:
+            # A command's output is for a person or a pipe: warnings only, never JSON
+            # lines mixed into it (the service's log is the place for the rest).
+            logsetup.configure("error" if cfg.log_level == "error" else "warning", json=False)
         return COMMANDS[args.command](cfg, args)
     except KeyboardInterrupt:
         print("facecluster: interrupted", file=sys.stderr)

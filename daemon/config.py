@@ -26,6 +26,9 @@ DetectorName = Literal["auto", "yunet", "dlib-hog"]
 EmbedderName = Literal["auto", "sface", "dlib"]
 
 DEFAULT_CONFIG_NAME = "config.toml"
+LOCAL_CONFIG_NAME = "config.local.toml"
+"""Your own settings, preferred over config.toml and ignored by git, so `git pull` of the
+project never collides with them (copy config.toml to it and edit)."""
 
 
 class ConfigError(ValueError):
@@ -251,12 +254,12 @@ def from_dict(table: dict[str, Any], base_dir: Path, config_path: Path | None = 
 def load_config(path: Path | str | None = None) -> Config:
     """Read and validate a config file.
 
-    ``path`` defaults to ``$FACECLUSTER_CONFIG`` or ``./config.toml``. A missing default
-    file yields the defaults (relative to the current directory); a missing named file
-    is an error.
+    ``path`` defaults to ``$FACECLUSTER_CONFIG``, else ``./config.local.toml`` if present,
+    else ``./config.toml``. A missing default file yields the defaults (relative to the
+    current directory, ``config_path`` None); a missing named file is an error.
     """
     explicit = path is not None or "FACECLUSTER_CONFIG" in os.environ
-    p = Path(path or os.environ.get("FACECLUSTER_CONFIG") or DEFAULT_CONFIG_NAME)
+    p = Path(path or os.environ.get("FACECLUSTER_CONFIG") or _default_path())
     if not p.exists():
         if explicit:
             raise ConfigError(f"config file {p} does not exist")
@@ -273,3 +276,43 @@ def load_config(path: Path | str | None = None) -> Config:
         return from_dict(table, p.parent, p.resolve())
     except ConfigError as e:
         raise ConfigError(f"{p}: {e}") from e
+
+
+def _default_path() -> Path:
+    local = Path(LOCAL_CONFIG_NAME)
+    return local if local.exists() else Path(DEFAULT_CONFIG_NAME)
+
+
+def searched_paths() -> tuple[Path, ...]:
+    """Where :func:`load_config` looks when no file is named (for "no config" messages)."""
+    return tuple(Path.cwd() / name for name in (LOCAL_CONFIG_NAME, DEFAULT_CONFIG_NAME))
+
+
+class ConfigWatch:
+    """Notices that a config file changed (written, replaced, created or removed).
+
+    The service polls this beside labels.toml, so a changed config applies without a
+    manual SIGHUP. Size, mtime and inode together catch both in-place writes and
+    editors that save by renaming a new file over the old one.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._seen = self._signature()
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def changed(self) -> bool:
+        """True once for each change since the last call (or since creation)."""
+        now = self._signature()
+        if now == self._seen:
+            return False
+        self._seen = now
+        return True

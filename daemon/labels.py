@@ -23,7 +23,11 @@ A value is either a name (a string) or an inline table with any of
 
 The file is checked strictly: a syntax error, a key that is not ``person-<digits>``,
 a wrong type or an unknown option raises :class:`LabelsError` naming the key and, when
-it can be found, the line. A missing file means "no labels yet".
+it can be found, the line; every such problem of the file is reported at once (a syntax
+error stops the reading, so it comes alone). A missing file means "no labels yet". While
+the file is broken the last good labels stay in force: :func:`load_live_labels` keeps a
+copy of them in the state folder, so the service and a separate ``facecluster people``
+agree on what is in force.
 
 Folder names are made from names by :func:`safe_folder_name`, which never yields a path
 separator, a hidden or Windows-reserved name, or more than 255 bytes.
@@ -39,6 +43,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+
+from daemon.fsutil import atomic_write
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,12 +66,22 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
 }
 
 
-class LabelsError(ValueError):
-    """``labels.toml`` cannot be used; ``line`` is the 1-based line at fault, if known."""
+LAST_GOOD_NAME = "labels.last-good.toml"
+"""In the state folder: the text of the labels in force while labels.toml is broken."""
 
-    def __init__(self, message: str, line: int | None = None) -> None:
+
+class LabelsError(ValueError):
+    """``labels.toml`` cannot be used; ``line`` is the 1-based line at fault, if known.
+
+    ``problems`` lists every problem found (each naming its line), first one first.
+    """
+
+    def __init__(
+        self, message: str, line: int | None = None, problems: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.line = line
+        self.problems = problems or (message,)
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,10 @@ class Labels:
     """The parsed labels file: person id -> label."""
 
     people: Mapping[int, PersonLabel] = field(default_factory=lambda: MappingProxyType({}))
+    lines: Mapping[int, int] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False, repr=False
+    )
+    """Person id -> the line that labels it, where it could be found (for messages)."""
 
     def label(self, person_id: int) -> PersonLabel:
         """The label of ``person_id``; an unnamed, visible label if the file says nothing."""
@@ -185,33 +205,56 @@ def parse_labels(text: str) -> Labels:
         raise LabelsError(f"syntax error: {e}", line) from e
     except RecursionError as e:
         raise LabelsError("syntax error: nested too deeply") from e
-    for key in table:
-        if key != "people":
-            raise _error(text, f"unknown key {key!r} (only [people] is allowed)", key)
+    problems: list[LabelsError] = [
+        _error(text, f"unknown key {key!r} (only [people] is allowed)", key)
+        for key in table
+        if key != "people"
+    ]
     people_table = table.get("people", {})
     if not isinstance(people_table, dict):
-        raise _error(text, "people: expected a table [people]", "people")
+        problems.append(_error(text, "people: expected a table [people]", "people"))
+        people_table = {}
     people: dict[int, PersonLabel] = {}
+    lines: dict[int, int] = {}
     for key, value in people_table.items():
         try:
             person_id = parse_person_key(key)
         except LabelsError:
-            raise _error(
-                text, f"{key!r} is not a person key like 'person-0007'", key, "people"
-            ) from None
-        if person_id in people:
-            raise _error(text, f"{key}: person {person_id} is listed twice", key, "people")
-        people[person_id] = _parse_label(text, key, value)
-    return Labels(MappingProxyType(people))
+            problems.append(
+                _error(text, f"{key!r} is not a person key like 'person-0007'", key, "people")
+            )
+            continue
+        try:
+            if person_id in people:
+                raise _error(text, f"{key}: person {person_id} is listed twice", key, "people")
+            people[person_id] = _parse_label(text, key, value)
+        except LabelsError as e:
+            problems.append(e)
+            continue
+        line = _line_of(text, key, "people")
+        if line is not None:
+            lines[person_id] = line
+    if problems:
+        raise _all_of(problems)
+    return Labels(MappingProxyType(people), MappingProxyType(lines))
 
 
-def load_labels(path: Path) -> Labels:
-    """Read ``labels.toml``; a missing file is empty labels, a broken one a LabelsError."""
+def _all_of(problems: list[LabelsError]) -> LabelsError:
+    """One error carrying every problem, so the user fixes the file in one go."""
+    problems.sort(key=lambda e: (e.line is None, e.line or 0))
+    texts = tuple(str(e) for e in problems)
+    if len(texts) == 1:
+        return problems[0]
+    return LabelsError(f"{len(texts)} problems: " + "; ".join(texts), problems[0].line, texts)
+
+
+def read_labels_text(path: Path) -> str:
+    """The text of ``labels.toml`` ('' if missing); LabelsError if unreadable."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_LABELS_BYTES + 1)
     except FileNotFoundError:
-        return Labels()
+        return ""
     except OSError as e:
         raise LabelsError(f"cannot read {path}: {e.strerror or e}") from e
     if len(data) > MAX_LABELS_BYTES:
@@ -221,10 +264,61 @@ def load_labels(path: Path) -> Labels:
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         raise LabelsError(f"{path}: line {line}: not UTF-8 text", line) from e
+    return text
+
+
+def load_labels(path: Path) -> Labels:
+    """Read ``labels.toml``; a missing file is empty labels, a broken one a LabelsError."""
+    text = read_labels_text(path)
     try:
         return parse_labels(text)
     except LabelsError as e:
-        raise LabelsError(f"{path}: {e}", e.line) from e
+        raise LabelsError(f"{path}: {e}", e.line, e.problems) from e
+
+
+def load_last_good(state_dir: Path) -> Labels:
+    """The labels last in force (see :func:`load_live_labels`); empty if none were kept."""
+    try:
+        return parse_labels(read_labels_text(state_dir / LAST_GOOD_NAME))
+    except LabelsError:
+        return Labels()
+
+
+def load_live_labels(path: Path, state_dir: Path) -> tuple[Labels, LabelsError | None]:
+    """The labels in force: the file's if it is good, else the last good ones, and the error.
+
+    A good file is remembered in ``state_dir`` (when that folder exists: a reading command
+    never creates it), so that every process, the service or a ``facecluster people``
+    started later, falls back to the same labels while the file is broken.
+    """
+    try:
+        text = read_labels_text(path)
+        labels = parse_labels(text)
+    except LabelsError as e:
+        error = e if str(path) in str(e) else LabelsError(f"{path}: {e}", e.line, e.problems)
+        return load_last_good(state_dir), error
+    if state_dir.is_dir():
+        keep = state_dir / LAST_GOOD_NAME
+        try:
+            if read_labels_text(keep) != text:
+                atomic_write(keep, text.encode("utf-8"))
+        except (OSError, LabelsError):
+            pass  # only a fallback; the labels themselves are fine
+    return labels, None
+
+
+def unknown_people(labels: Labels, known_ids: Iterable[int]) -> list[str]:
+    """A message for each person in ``labels`` the store never had (a typo, an old id)."""
+    known = set(known_ids)
+    problems = []
+    for person_id in sorted(set(labels.people) - known):
+        line = labels.lines.get(person_id)
+        where = f"line {line}: " if line is not None else ""
+        problems.append(
+            f"{where}{person_key(person_id)} is not a known person (a typo? "
+            "see `facecluster people`)"
+        )
+    return problems
 
 
 def excludes_face(label: PersonLabel, face_id: int) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from daemon import albums, cluster, labels, photos
+from daemon import albums, cluster, labels, photos, roster
 from daemon.config import Config
 from daemon.fsutil import atomic_write, utc_now
 from daemon.indexer import IndexedPhoto, IndexPool, PhotoError, engine_id_for
@@ -110,7 +110,10 @@ class PersonRow:
     album: str | None
     """Absolute album folder, or None when hidden."""
     sample: str | None = None
-    """A photo showing this person (the one their thumbnail comes from)."""
+    """A photo showing this person (their clearest face, never another member's)."""
+    sample_face: str | None = None
+    """That face's id, ``face-N``, as ``exclude`` takes it."""
+    hidden: bool = False
 
     def as_dict(self) -> dict:
         """Plain JSON-ready form."""
@@ -188,6 +191,7 @@ class Pipeline:
         self._index: cluster.FaceIndex | None = None
         self._index_ids: set[int] = set()
         self.labels = labels.Labels()
+        self._people_content: tuple[dict, dict] = ({}, {})
         self.labels_error: str | None = None
         self.reload_labels()
 
@@ -516,13 +520,18 @@ class Pipeline:
 
     def reload_labels(self) -> str | None:
         """Re-read labels.toml. On error the last good labels stay; returns the error."""
-        try:
-            self.labels = labels.load_labels(self.cfg.labels_file)
-            self.labels_error = None
-        except labels.LabelsError as e:
-            self.labels_error = str(e)
-            log.error("labels_invalid", file=str(self.cfg.labels_file), error=str(e))
+        self.labels, error = labels.load_live_labels(self.cfg.labels_file, self.cfg.state_dir)
+        self.labels_error = str(error) if error else None
+        if error:
+            log.error("labels_invalid", file=str(self.cfg.labels_file), problems=error.problems)
+        elif unknown := self.unknown_labelled():
+            log.warning("labels_unknown_people", file=str(self.cfg.labels_file), problems=unknown)
         return self.labels_error
+
+    def unknown_labelled(self) -> list[str]:
+        """labels.toml entries naming a person the store never had (once it has people)."""
+        known = [rec.id for rec in self.store.people()]
+        return labels.unknown_people(self.labels, known) if known else []
 
     def plans(self) -> list[albums.AlbumPlan]:
         """What the album tree should hold now."""
@@ -537,6 +546,7 @@ class Pipeline:
             person_faces[f.person_id].append(
                 albums.FaceRef(f.id, f.path, f.box, f.score, f.landmarks)
             )
+        self._people_content = (person_photos, person_faces)
         no_face = {
             r.path
             for r in self.store.iter_photos()
@@ -561,26 +571,27 @@ class Pipeline:
         if plans is None:
             plans = self.plans()
         folder_of = {pid: plan.folder for plan in plans for pid in plan.person_ids}
-        sample: dict[int, Path] = {}
-        for plan in plans:
-            for face in plan.faces:
-                for pid in plan.person_ids:
-                    sample.setdefault(pid, face.path)
+        # Counts and sample from the person's own faces minus exclusions (issue 10).
+        own = roster.person_contents(*self._people_content, self.labels, self.cfg.watch)
         rows = []
         for rec in self.store.people():
             if rec.retired or rec.face_count == 0:
                 continue
-            lab = self.labels.people.get(rec.id)
+            lab = self.labels.label(rec.id)
             folder = folder_of.get(rec.id)
+            mine = own.get(rec.id, roster.PersonContent((), ()))
+            sample = mine.sample
             rows.append(
                 PersonRow(
                     id=rec.id,
                     key=labels.person_key(rec.id),
-                    name=lab.name if lab else None,
-                    faces=rec.face_count,
-                    photos=rec.photo_count,
+                    name=lab.name,
+                    faces=len(mine.faces),
+                    photos=len(mine.photos),
                     album=str(self.cfg.albums_dir / folder) if folder else None,
-                    sample=str(sample[rec.id]) if rec.id in sample else None,
+                    sample=str(sample.path) if sample else None,
+                    sample_face=f"face-{sample.face_id}" if sample else None,
+                    hidden=lab.hidden,
                 )
             )
         return rows
@@ -596,8 +607,8 @@ class Pipeline:
             "",
         ]
         for r in sorted(rows, key=lambda r: -r.faces):
-            if r.name:
-                continue
+            if r.name or r.hidden or not r.sample:
+                continue  # named, hidden on purpose, or every face excluded: nothing to do
             lines.append(f"# {r.faces} faces in {r.photos} photos, e.g. {r.sample}")
             lines.append(f'{r.key} = ""')
         target = self.cfg.state_dir / "people.toml"

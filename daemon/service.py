@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from daemon import lock, sdnotify
-from daemon.config import Config, ConfigError, load_config
+from daemon.config import Config, ConfigError, ConfigWatch, load_config
 from daemon.fsutil import atomic_write, utc_now
 from daemon.watcher import Change, RootBack, RootGone, Watcher, WatchEvent
 
@@ -198,6 +198,7 @@ class Service:
         self.pipeline: Pipeline | None = None  # opened in run(): it starts worker processes
         self.watcher: Watcher | None = None
         self._labels_sig: tuple[int, int, int] | None = None
+        self._config_watch = ConfigWatch(cfg.config_path)  # a changed config applies itself
         self._next_labels_check = 0.0
         self._watchdog_every = sdnotify.watchdog_interval()
         self._next_ping = 0.0
@@ -382,6 +383,7 @@ class Service:
         else:
             self._write_albums()
         self._next_rescan = self._rescan_due_from(time.monotonic())
+        self._pipe.store.set_meta("last_scan", utc_now())  # `status`: not "never" after this
         log.info("reconciled", photos=len(found), new_faces=len(new_ids), removed=removed)
 
     def _sync_missing(self) -> int:
@@ -453,6 +455,8 @@ class Service:
         if now < self._next_labels_check:
             return
         self._next_labels_check = now + LABELS_POLL
+        if self._config_watch.changed():
+            self.reload_requested = True
         sig = _signature(self.cfg.labels_file)
         if sig == self._labels_sig:
             return

@@ -77,3 +77,38 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert "album_mode" in err and "teleport" in err and "\n" not in err
     assert "Traceback" not in err
+
+
+def test_local_config_is_preferred_and_searched_paths_named(tmp_path, monkeypatch) -> None:
+    from daemon.config import searched_paths
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FACECLUSTER_CONFIG", raising=False)
+    assert load_config().config_path is None  # nothing there: defaults, and it says so
+    assert [p.name for p in searched_paths()] == ["config.local.toml", "config.toml"]
+    (tmp_path / "config.toml").write_text('albums_dir = "shared-albums"\n')
+    assert load_config().albums_dir == tmp_path / "shared-albums"
+    (tmp_path / "config.local.toml").write_text('albums_dir = "my-albums"\n')
+    cfg = load_config()
+    assert cfg.albums_dir == tmp_path / "my-albums"
+    assert cfg.config_path == tmp_path / "config.local.toml"
+
+
+def test_config_watch_notices_edits_and_replacements(tmp_path) -> None:
+    import os
+
+    from daemon.config import ConfigWatch
+
+    f = tmp_path / "config.toml"
+    f.write_text("workers = 1\n")
+    watch = ConfigWatch(f)
+    assert not watch.changed()
+    f.write_text("workers = 22\n")  # in place (size changes)
+    assert watch.changed() and not watch.changed()
+    new = tmp_path / "new.toml"
+    new.write_text("workers = 33\n")
+    os.replace(new, f)  # an editor saving by rename: same size, new inode
+    assert watch.changed()
+    f.unlink()
+    assert watch.changed()
+    assert not ConfigWatch(None).changed()

@@ -75,7 +75,18 @@ def test_auto_picks_by_the_verified_files_present(models_dir: Path, monkeypatch)
         return d / "face_recognition_sface_2021dec.onnx" if key == "sface" else real(d, key)
 
     monkeypatch.setattr(engine_mod, "verified_model", with_sface)
-    assert engine_id_for(EngineConfig(models_dir=models_dir)) == "yunet-2023mar+sface-2021dec"
+    real_required = engine_mod.require_model
+    monkeypatch.setattr(
+        engine_mod, "require_model",
+        lambda d, key: with_sface(d, key) if key == "sface" else real_required(d, key),
+    )
+    # SFace present but unmeasured: `auto` keeps the measured YuNet + dlib (issue 11) ...
+    assert engine_id_for(EngineConfig(models_dir=models_dir)) == "yunet-2023mar+dlib-resnet-v1"
+    # ... and only an explicit opt-in uses it, with a note for `status`.
+    opted = engine_id_for(EngineConfig(embedder="sface", models_dir=models_dir))
+    assert opted == "yunet-2023mar+sface-2021dec"
+    assert "unmeasured" in (engine_mod.unmeasured_note(opted) or "")
+    assert engine_mod.unmeasured_note("yunet-2023mar+dlib-resnet-v1") is None
     assert (
         engine_id_for(EngineConfig(embedder="dlib", models_dir=models_dir))
         == "yunet-2023mar+dlib-resnet-v1"

@@ -212,3 +212,55 @@ def test_fuzzed_label_files_give_safe_folders(people: dict[int, str]) -> None:
     for label in labels.people.values():
         assert label.name is not None
         _check_safe(safe_folder_name(label.name), Path("/albums"))
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    """Bug 5 (issue 10): a file with several mistakes names all of them, each with its line."""
+    text = (
+        "colour = 1\n"  # line 1
+        "[people]\n"
+        "person-0001 = 'ok'\n"
+        "person-0002 = 3\n"  # line 4
+        "bob = 'x'\n"  # line 5
+        "person-0003 = { hide = 'yes' }\n"  # line 6
+    )
+    f = tmp_path / "labels.toml"
+    f.write_text(text)
+    with pytest.raises(LabelsError) as info:
+        load_labels(f)
+    e = info.value
+    assert e.line == 1 and len(e.problems) == 4
+    for line, word in ((1, "colour"), (4, "person-0002"), (5, "bob"), (6, "hide")):
+        assert any(f"line {line}" in p and word in p for p in e.problems), (line, e.problems)
+        assert f"line {line}" in str(e)
+    assert str(f) in str(e)
+
+
+def test_unknown_people_named_with_their_line() -> None:
+    from daemon.labels import unknown_people
+
+    labels = parse_labels("[people]\nperson-0001 = 'a'\n\nperson-0099 = 'typo'\n")
+    assert unknown_people(labels, [1, 2]) == [
+        "line 4: person-0099 is not a known person (a typo? see `facecluster people`)"
+    ]
+    assert unknown_people(labels, [1, 99]) == []
+
+
+def test_live_labels_fall_back_to_the_last_good_ones(tmp_path: Path) -> None:
+    """Bug 4 (issue 10): while labels.toml is broken, every process uses the last good."""
+    from daemon.labels import LAST_GOOD_NAME, load_live_labels
+
+    state = tmp_path / "state"
+    f = tmp_path / "labels.toml"
+    f.write_text("[people]\nperson-0001 = 'Grandma'\n")
+    # No state folder yet (a reading command): nothing is created.
+    labels, error = load_live_labels(f, state)
+    assert error is None and labels.people[1].name == "Grandma" and not state.exists()
+    state.mkdir()
+    load_live_labels(f, state)
+    assert (state / LAST_GOOD_NAME).read_text() == f.read_text()
+    f.write_text("[people\nbroken")
+    labels, error = load_live_labels(f, state)  # as a second process would see it
+    assert error is not None and str(f) in str(error) and error.line == 1
+    assert labels.people[1].name == "Grandma"
+    assert load_labels(state / LAST_GOOD_NAME).people[1].name == "Grandma"

@@ -126,8 +126,12 @@ def test_an_unloadable_sface_file_is_an_engine_error(
     monkeypatch.setattr(
         engine_mod, "verified_model", lambda d, k: bad if k == "sface" else real(d, k)
     )
+    real_required = engine_mod.require_model
+    monkeypatch.setattr(
+        engine_mod, "require_model", lambda d, k: bad if k == "sface" else real_required(d, k)
+    )
     with pytest.raises(EngineError, match="cannot load"):
-        open_engine(EngineConfig(models_dir=models_dir))
+        open_engine(EngineConfig(embedder="sface", models_dir=models_dir))
 
 
 def test_yunet_and_sface_engine_end_to_end(
@@ -141,7 +145,13 @@ def test_yunet_and_sface_engine_end_to_end(
     monkeypatch.setattr(
         engine_mod, "verified_model", lambda d, k: target if k == "sface" else real(d, k)
     )
-    engine = open_engine(EngineConfig(models_dir=models_dir))
+    real_required = engine_mod.require_model
+    monkeypatch.setattr(
+        engine_mod, "require_model", lambda d, k: target if k == "sface" else real_required(d, k)
+    )
+    # SFace is unmeasured, so opt-in only (issue 11): auto would keep YuNet + dlib.
+    assert open_engine(EngineConfig(models_dir=models_dir)).id == "yunet-2023mar+dlib-resnet-v1"
+    engine = open_engine(EngineConfig(embedder="sface", models_dir=models_dir))
     assert engine.id == "yunet-2023mar+sface-2021dec" and engine.dim == 128
     photo = index_photo(shared_photos / "groups/obama_and_biden.jpg", engine, DetectionConfig())
     assert photo.engine == engine.id and len(photo.faces) >= 2

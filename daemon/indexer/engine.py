@@ -1,10 +1,13 @@
 """Choosing and opening an engine (detector + embedder), and indexing one photo with it.
 
-``auto`` picks, from the verified model files present: YuNet + SFace, else YuNet + dlib,
-else dlib HOG + dlib. The engine id (``<detector>+<embedder>``, each part naming its model
-version) is stored with every embedding so that vectors of different models are never
-compared; model files are accepted only with the manifest's sha256, so one id always
-means one set of weights.
+``auto`` picks only engines whose settings were measured on this project's benchmarks:
+YuNet + dlib when a verified YuNet file is present, else dlib HOG + dlib. SFace is opt-in
+(``embedder = "sface"``): its clustering thresholds come from a published value, never
+measured here, so a machine that happens to have its file must not switch to it.
+
+The engine id (``<detector>+<embedder>``, each part naming its model version) is stored
+with every embedding so that vectors of different models are never compared; model files
+are accepted only with the manifest's sha256, so one id always means one set of weights.
 """
 
 from __future__ import annotations
@@ -27,6 +30,16 @@ log = structlog.get_logger(__name__)
 
 UPSCALE_LIMIT = 1.5
 """Largest upscale of a face into the embedder's chip before a sharper decode is taken."""
+
+
+def unmeasured_note(engine_id: str) -> str | None:
+    """A warning for ``status`` when ``engine_id`` uses an unmeasured embedder, else None."""
+    if "+sface" in engine_id:
+        return (
+            "SFace is unmeasured here: its clustering thresholds come from a published "
+            'value, not from this project\'s benchmarks (embedder = "dlib" is measured)'
+        )
+    return None
 
 
 class EngineError(ValueError):
@@ -99,8 +112,7 @@ def _plan(cfg: EngineConfig) -> _Plan:
     elif detector != "yunet":
         sface, reason = None, "no YuNet model, so the offline dlib HOG + ResNet engine"
     else:
-        sface = _present(models, "sface")
-        reason = "YuNet and SFace present" if sface else "YuNet present but no verified SFace"
+        sface, reason = None, "YuNet present; SFace is unmeasured, so only used if asked for"
     return _Plan(detector, "sface" if sface else "dlib", yunet, sface, reason)
 
 
