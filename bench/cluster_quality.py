@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -42,6 +41,7 @@ from daemon.cluster import (  # noqa: E402
     pairwise_scores,
 )
 from daemon.config import Config, DetectionConfig, EngineConfig  # noqa: E402
+from tests.shared_data import testdata_dir  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 from cluster_scale import fit_face_model, people_sizes, sample_faces  # noqa: E402
@@ -62,8 +62,7 @@ class Embedded:
 
 
 def default_data() -> Path:
-    shared = Path(os.environ.get("FACECLUSTER_TESTDATA", REPO.parent / "shared"))
-    return shared / "faces" / "lfw-dev"
+    return testdata_dir() / "faces" / "lfw-dev"
 
 
 def centre_face(indexed) -> np.ndarray | None:

@@ -14,7 +14,7 @@ Goal: median at idle <= 2 s + settle time.
 
     .venv/bin/python bench/latency.py [--burst 1000] [--idle 10] [--settle 1.0]
 
-Needs the shared test data ($FACECLUSTER_TESTDATA, default ../shared).
+Needs the shared test data ($FACECLUSTER_TESTDATA, see tests/shared_data.py).
 """
 
 from __future__ import annotations
@@ -36,13 +36,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from daemon.albums.writer import entry_name  # noqa: E402
+from daemon.albums import entry_name  # noqa: E402
+from tests.shared_data import testdata_dir  # noqa: E402
 
 YUNET = "face_detection_yunet_2023mar.onnx"
-
-
-def testdata() -> Path:
-    return Path(os.environ.get("FACECLUSTER_TESTDATA", REPO.parent / "shared")).resolve()
 
 
 def top_people(lfw: Path, n: int) -> list[Path]:
@@ -141,7 +138,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary library")
     args = ap.parse_args()
 
-    data = testdata()
+    data = testdata_dir()
     lfw = data / "faces" / "lfw-dev"
     if not lfw.is_dir() or not (data / "models" / YUNET).is_file():
         print(f"shared test data not found at {data} (set FACECLUSTER_TESTDATA)")

@@ -157,12 +157,7 @@ def _reader(cfg: Config):  # noqa: ANN202 - a Pipeline, imported lazily
             f"no photos indexed yet: there is no store at {db} ({_config_note(cfg)}); "
             "start the service (`make run`) or run `facecluster scan`"
         )
-    pipeline = Pipeline(cfg)
-    indexed_with = pipeline.store.get_meta("engine")
-    if indexed_with and indexed_with != pipeline.engine_id:
-        pipeline.engine_id = indexed_with
-        pipeline.reload_labels()
-    return pipeline
+    return Pipeline(cfg, as_indexed=True)
 
 
 def _engine_lines(cfg: Config, store_engine: str, svc) -> list[tuple[str, str]]:  # noqa: ANN001
@@ -187,17 +182,13 @@ def _engine_lines(cfg: Config, store_engine: str, svc) -> list[tuple[str, str]]:
 
 
 def _failed_photos(pipeline) -> list[dict]:  # noqa: ANN001
+    from daemon.stages.sync import given_up
+
     return [
-        {"path": str(r.path), "reason": r.error or "unknown", "will_retry": not _gave_up(r)}
+        {"path": str(r.path), "reason": r.error or "unknown", "will_retry": not given_up(r)}
         for r in pipeline.store.iter_photos()
         if r.status == "failed"
     ]
-
-
-def _gave_up(rec) -> bool:  # noqa: ANN001
-    from daemon.scan import MAX_TRANSIENT_ATTEMPTS
-
-    return not (rec.transient and rec.attempts < MAX_TRANSIENT_ATTEMPTS)
 
 
 def _last_scan(status: dict, svc) -> str:  # noqa: ANN001
@@ -207,7 +198,7 @@ def _last_scan(status: dict, svc) -> str:  # noqa: ANN001
 
 
 def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon.service import read_service_status
+    from daemon.status import read_service_status
 
     with _reader(cfg) as pipeline:
         status = pipeline.status().as_dict()
@@ -234,6 +225,8 @@ def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     ]
     for problem in problems:
         lines.append(("labels.toml", f"ERROR {problem}"))
+    for c in status.get("identity_conflicts") or []:  # see daemon.identity.conflict
+        lines.append(("CONFLICT", c["message"]))
     if svc is None:
         lines.append(("service", "not running"))
     else:
@@ -320,11 +313,11 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_import(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon.inbox import ImportError_, import_zip
+    from daemon.inbox import ArchiveError, import_zip
 
     try:
         report = import_zip(args.archive, cfg.watch[0])
-    except ImportError_ as e:
+    except ArchiveError as e:
         raise UserError(str(e)) from e
     print(f"imported {report.photos} photos into {report.folder}")
     for s in report.skipped:

@@ -27,7 +27,7 @@ MAX_RATIO = 200
 """Refuse entries compressed more than this much: photos do not compress like that."""
 
 
-class ImportError_(ValueError):
+class ArchiveError(ValueError):
     """The archive cannot be imported (unreadable, bomb-like, or target exists)."""
 
 
@@ -54,17 +54,17 @@ def import_zip(archive: Path, watch_root: Path) -> ImportReport:
     """Unpack the photos of ``archive`` into ``watch_root/imported/<archive name>/``."""
     target = watch_root / "imported" / archive.stem
     if target.exists():
-        raise ImportError_(f"{target} already exists: was {archive.name} imported before?")
+        raise ArchiveError(f"{target} already exists: was {archive.name} imported before?")
     try:
         zf = zipfile.ZipFile(archive)
     except (OSError, zipfile.BadZipFile) as e:
-        raise ImportError_(f"cannot read {archive}: {e}") from e
+        raise ArchiveError(f"cannot read {archive}: {e}") from e
     skipped: list[str] = []
     count = 0
     with zf:
         infos = zf.infolist()
         if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
-            raise ImportError_(f"{archive} claims more than {MAX_TOTAL_BYTES} bytes unpacked")
+            raise ArchiveError(f"{archive} claims more than {MAX_TOTAL_BYTES} bytes unpacked")
         staging = target.with_name(f".{target.name}.importing")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)

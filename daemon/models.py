@@ -1,4 +1,4 @@
-"""Model files: the manifest, checking what is present, and fetching what is missing.
+"""Model files: making sure each one the engines need is in place and is the right file.
 
 The manifest (``models/manifest.toml``) names each model file with its size, sha256,
 download addresses and licence. A file counts as present only when its sha256 matches, so
@@ -341,15 +341,6 @@ def list_models(models_dir: Path) -> list[ModelRow]:
         ModelRow(s.model.key, s.model.filename, s.model.size, s.model.licence, s.state)
         for s in verify(models_dir)
     ]
-
-
-def format_rows(rows: Iterable[ModelRow]) -> str:
-    """The rows of :func:`list_models` as an aligned plain-text table."""
-    table = [("KEY", "FILE", "SIZE", "LICENCE", "STATE")]
-    table += [(r.key, r.filename, f"{r.size:,}", r.licence, r.state) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(5)]
-    lines = ("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table)
-    return "\n".join(line.rstrip() for line in lines)
 
 
 # --- fetching ---------------------------------------------------------------------------

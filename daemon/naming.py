@@ -166,8 +166,13 @@ def _apply(path: Path, change: _Change, expected_digest: str | None) -> LabelsEd
         doc = tomlkit.parse(text)
     except (UnicodeDecodeError, LabelsError, tomlkit.exceptions.TOMLKitError) as e:
         raise NamingError(f"{path} has a problem; fix it by hand first: {e}") from e
-    change(doc, labels)
-    after = doc.as_string()
+    try:
+        change(doc, labels)
+        after = doc.as_string()
+    except NamingError:
+        raise
+    except Exception as e:  # noqa: BLE001 - tomlkit meets an unusual layout (dotted keys...)
+        raise NamingError(f"could not edit {path} safely ({e}); please edit it by hand") from e
     try:
         written = dict(parse_labels(after).people)
     except LabelsError as e:  # pragma: no cover - would be a tomlkit bug
@@ -206,8 +211,11 @@ def _people_table(doc: tomlkit.TOMLDocument) -> Table:
     if "people" not in doc:
         doc.add("people", tomlkit.table())
     table = doc["people"]
-    if not isinstance(table, Table):  # pragma: no cover - parse_labels refused it already
-        raise NamingError("labels.toml: [people] is not a table")
+    if not isinstance(table, Table):  # e.g. people.person-0001 = "A" at the top level
+        raise NamingError(
+            "labels.toml writes [people] in a form (dotted keys) this editor cannot change "
+            "safely; please edit it by hand"
+        )
     return table
 
 

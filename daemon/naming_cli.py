@@ -55,7 +55,7 @@ def resolve(pipeline: Pipeline, who: str) -> list[int]:
 
 
 def _service_note(state_dir: Path) -> str:
-    from daemon.service import read_service_status
+    from daemon.status import read_service_status
 
     if read_service_status(state_dir) is not None:
         return "the running service applies it within seconds"
@@ -72,10 +72,16 @@ def _report(cfg_labels: Path, edit: naming.LabelsEdit, what: str, state_dir: Pat
 def cmd_name(pipeline: Pipeline, args: argparse.Namespace) -> int:
     """``facecluster name PERSON NAME``: name or rename (all of a merged album)."""
     ids = resolve(pipeline, args.person)
-    edit = naming.name_people(pipeline.cfg.labels_file, ids, args.name)
+    name = naming.check_name(args.name)
+    edit = naming.name_people(pipeline.cfg.labels_file, ids, name)
     keys = ", ".join(labels.person_key(i) for i in ids)
-    _report(pipeline.cfg.labels_file, edit, f"{keys} is now {naming.check_name(args.name)!r}",
-            pipeline.cfg.state_dir)
+    _report(pipeline.cfg.labels_file, edit, f"{keys} is now {name!r}", pipeline.cfg.state_dir)
+    # The same name merges albums (the labels.toml rule): say so, it may be a surprise.
+    others = [pid for pid, lab in pipeline.labels.people.items()
+              if lab.name == name and pid not in ids]
+    if others and edit.changed:
+        print(f"note: {', '.join(labels.person_key(i) for i in sorted(others))} is also called "
+              f"{name!r}: they now share one album (`facecluster name` another name to undo)")
     return 0
 
 

@@ -45,6 +45,7 @@ from watchdog.observers.polling import PollingObserver
 
 from daemon.config import Config
 from daemon.photos import is_ignored, is_photo
+from daemon.roots import MountPoints, root_present, root_watchable
 
 log = structlog.get_logger(__name__)
 
@@ -94,7 +95,7 @@ class RootGone:
 
 @dataclass(frozen=True)
 class RootBack:
-    """A watched root that was gone exists again; it needs reconciling."""
+    """A watched root that was gone exists again; its folders need a rescan."""
 
     path: Path
 
@@ -145,6 +146,7 @@ class ChangeQueue:
         self.close_settle = min(settle_seconds, CLOSE_SETTLE_SECONDS)
         self.limit = max(1, limit)
         self.overflowed = False
+        """Paths were dropped for want of room since the last :meth:`clear_overflow`."""
         self.dropped = 0
         self._clock = clock
         self._stat = stat_file
@@ -158,6 +160,10 @@ class ChangeQueue:
     def settling(self) -> int:
         """How many files are waiting to settle."""
         return len(self._settling)
+
+    def clear_overflow(self) -> None:
+        """A rescan is starting, which covers what was dropped; warn again on the next drop."""
+        self.overflowed = False
 
     def _room_for(self, path: Path) -> bool:
         if path in self._settling or path in self._ready or len(self) < self.limit:
@@ -224,7 +230,7 @@ class ChangeQueue:
             self._ready[dest] = Change("move", origin, dest)
 
     def drop_under(self, root: Path) -> int:
-        """Forget every pending change under ``root`` (it is gone; it will be reconciled)."""
+        """Forget every pending change under ``root`` (it is gone; a rescan follows its return)."""
         settling = [p for p in self._settling if _under(p, root)]
         for p in settling:
             del self._settling[p]
@@ -314,7 +320,9 @@ class Watcher:
         *,
         root_check_seconds: float = ROOT_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        mounts: MountPoints | None = None,
     ) -> None:
+        """``mounts`` is shared with whoever else decides about the roots (the pipeline)."""
         self.cfg = cfg
         self.roots: tuple[Path, ...] = tuple(Path(os.path.abspath(r)) for r in cfg.watch)
         self._clock = clock
@@ -324,7 +332,8 @@ class Watcher:
         self._observers: dict[Path, BaseObserver] = {}
         self._modes: dict[Path, str] = {}
         self._gone: set[Path] = set()
-        self._mounted: set[Path] = set()
+        self._mounts = mounts if mounts is not None else MountPoints()
+        self._events_lost = False
         self._root_events: list[WatchEvent] = []
         self._next_root_check = 0.0
         self._handler = _Handler(self)
@@ -422,47 +431,39 @@ class Watcher:
 
     @property
     def rescan_requested(self) -> bool:
-        """True once events were lost (queue limit, inotify overflow)."""
-        return self._queue.overflowed
+        """True once events were lost: our queue dropped some, or the kernel's overflowed."""
+        with self._cond:
+            return self._events_lost or self._queue.overflowed
 
     def request_rescan(self) -> None:
-        """Ask for a full rescan (events were lost)."""
+        """Ask for a full rescan (the kernel lost events)."""
         with self._cond:
-            first = not self._queue.overflowed
-            self._queue.overflowed = True
+            first = not (self._events_lost or self._queue.overflowed)
+            self._events_lost = True
         if first:
             log.warning("watch_events_lost", hint="a full rescan will catch up")
 
     def take_rescan_request(self) -> bool:
-        """Return and clear the rescan flag. Call right before starting the rescan."""
+        """Return and clear the rescan request. Call right before starting the rescan."""
         with self._cond:
-            flag = self._queue.overflowed
-            self._queue.overflowed = False
-            return flag
+            requested = self._events_lost or self._queue.overflowed
+            self._events_lost = False
+            self._queue.clear_overflow()
+            return requested
 
     def root_of(self, path: Path) -> Path | None:
         """The watched root containing ``path``."""
         return next((r for r in self.roots if _under(path, r)), None)
 
     def root_present(self, path: Path) -> bool:
-        """True if the root holding ``path`` exists right now (checked, not cached)."""
+        """True if the root holding ``path`` is really there right now (checked, not
+        cached; see :func:`daemon.roots.root_present`)."""
         root = self.root_of(path)
-        return root is not None and self._available(root)
+        return root is not None and root_present(root, self._mounts)
 
     def _available(self, root: Path) -> bool:
-        """Whether ``root`` is there with its content.
-
-        A share unmounted from its mount point usually leaves the empty mount point
-        directory behind, which ``isdir`` alone would take for a folder whose photos
-        were all deleted. So a root once seen as a mount point counts as gone while it
-        is not one.
-        """
-        if not os.path.isdir(root):
-            return False
-        if os.path.ismount(root):
-            self._mounted.add(root)
-            return True
-        return root not in self._mounted
+        """Whether ``root`` can be watched (a share unmounted from it cannot)."""
+        return root_watchable(root, self._mounts)
 
     # -- events from watchdog's threads -----------------------------------------------
 

@@ -1,25 +1,20 @@
 """Shared fixtures.
 
 Real photos and the YuNet model come from the shared test data folder, located by one
-setting: ``$FACECLUSTER_TESTDATA`` (default: ``../shared`` beside the repository).
+setting: ``$FACECLUSTER_TESTDATA`` (default: ``../shared`` beside the repository; see
+``shared_data.py``).
 Tests that need it skip with a clear reason when it is absent, so a fresh clone passes.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
+from shared_data import testdata_dir
 
-REPO = Path(__file__).resolve().parent.parent
 YUNET_NAME = "face_detection_yunet_2023mar.onnx"
-
-
-def testdata_dir() -> Path:
-    """Where the shared test data is expected to be."""
-    return Path(os.environ.get("FACECLUSTER_TESTDATA", REPO.parent / "shared")).resolve()
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,10 @@ from daemon.albums import (
     write_albums,
     write_pictures,
 )
+from daemon.albums import entries as entries_mod
+from daemon.albums import tree as tree_mod
 from daemon.albums import writer as writer_mod
-from daemon.albums.pictures import face_quality, rank_faces, thumbnail_paths
+from daemon.albums.pictures import face_quality, rank_faces, thumbnail_names
 from daemon.labels import Labels, parse_labels, person_key
 
 
@@ -65,6 +67,12 @@ def _tree(albums: Path) -> dict[str, set[str]]:
         for d in albums.iterdir()
         if not d.name.startswith(".") and d.is_dir() and not d.is_symlink()
     }
+
+
+def _pictures(albums: Path, folder: str) -> tuple[Path, Path]:
+    """Where an album's thumbnail and montage are, as the documented layout says."""
+    thumbs = albums / ".thumbnails"
+    return thumbs / f"{folder}.jpg", thumbs / f"{folder}.montage.jpg"
 
 
 def _face(fid: int, path: Path, score: float = 0.9, box=(30.0, 20.0, 40.0, 50.0)) -> FaceRef:
@@ -286,7 +294,7 @@ def test_hardlink_falls_back_to_copy(tmp_path: Path, photos, monkeypatch) -> Non
     def no_link(*args, **kwargs):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    monkeypatch.setattr(writer_mod.os, "link", no_link)
+    monkeypatch.setattr(entries_mod.os, "link", no_link)
     albums = tmp_path / "albums"
     plans = _plans(photos, Labels())
     report = write_albums(albums, plans, "hardlink")
@@ -304,14 +312,14 @@ def test_disk_full_is_reported_and_removals_still_happen(tmp_path: Path, photos,
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(writer_mod.os, "symlink", full)
+    monkeypatch.setattr(entries_mod.os, "symlink", full)
     labels = parse_labels('[people]\nperson-0004 = { hide = true }\n')
     g = photos["2020/group.jpg"]
     plans = _plans(photos, labels) + [AlbumPlan("New", (9,), (g, photos["park.png"]), ())]
     report = write_albums(albums, plans, "symlink")
     assert report.no_space and report.errors == 2 and report.removed == 1
     assert "person-0004" not in _tree(albums)
-    monkeypatch.setattr(writer_mod.os, "symlink", real_symlink)
+    monkeypatch.setattr(entries_mod.os, "symlink", real_symlink)
     retry = write_albums(albums, plans, "symlink")
     assert not retry.no_space and retry.added == 2
 
@@ -331,6 +339,19 @@ def test_entry_names_are_stable_and_bounded() -> None:
     assert a.startswith("IMG_0001~") and a.endswith(".jpg")
     long = entry_name(Path("/p/" + "é" * 200 + ".jpeg"))
     assert len(long.encode()) <= 255 and long.endswith(".jpeg")
+
+    # The name is what existing album trees hold: it must not change between versions.
+    digest = hashlib.sha1(b"/p/2019/IMG_0001.jpg").hexdigest()[:8]
+    assert a == f"IMG_0001~{digest}.jpg"
+
+
+def test_picture_names_of_long_folders_fit_and_stay_apart() -> None:
+    assert thumbnail_names("Grandma") == ("Grandma.jpg", "Grandma.montage.jpg")
+    one, other = "é" * 126 + "a", "é" * 126 + "b"  # 253 bytes: no room for the suffixes
+    names = [*thumbnail_names(one), *thumbnail_names(other)]
+    assert all(len(n.encode()) <= 255 for n in names)
+    assert len(set(names)) == 4
+    assert names[0].endswith(".jpg") and names[1].endswith(".montage.jpg")
 
 
 _hostile = st.one_of(
@@ -386,7 +407,7 @@ def test_thumbnails_and_montages(tmp_path: Path, photos) -> None:
     write_albums(albums, plans, "symlink")
     report = write_pictures(albums, plans, 10_000_000)
     assert report.written == 4 and report.errors == 0
-    thumb, montage = thumbnail_paths(albums, "person-0001")
+    thumb, montage = _pictures(albums, "person-0001")
     assert cv2.imread(str(thumb)).shape == (256, 256, 3)
     assert cv2.imread(str(montage)).shape == (256, 256, 3)  # 3 faces: a 2x2 grid of 128
     tree_stamp = {p: p.lstat().st_mtime_ns for p in albums.rglob("*")}
@@ -398,7 +419,7 @@ def test_thumbnails_and_montages(tmp_path: Path, photos) -> None:
     changed = _plans(photos, labels)
     again = write_pictures(albums, changed)
     assert (again.written, again.kept, again.removed) == (1, 2, 1)
-    assert not thumbnail_paths(albums, "person-0004")[0].exists()
+    assert not _pictures(albums, "person-0004")[0].exists()
     assert thumb.stat().st_mtime_ns >= stamp
     # nothing of this shows up in an album folder
     assert all(not n.endswith(".montage.jpg") for names in _tree(albums).values() for n in names)
@@ -528,14 +549,14 @@ def test_entries_of_a_killed_run_are_adopted_or_removed(
     manifest = albums / ".facecluster" / "manifest.json"
     plans = _plans(photos, Labels())
     on_disk: list[bytes] = []
-    real_create = writer_mod._Run.create
+    real_create = tree_mod.AlbumTree.create
 
     def create(self, *args, **kwargs):
         if not on_disk:  # the manifest as it is when the first entry gets made
             on_disk.append(manifest.read_bytes())
         return real_create(self, *args, **kwargs)
 
-    monkeypatch.setattr(writer_mod._Run, "create", create)
+    monkeypatch.setattr(tree_mod.AlbumTree, "create", create)
     write_albums(albums, plans, mode)
     monkeypatch.undo()
     # kill -9 after every entry was made, before the run's closing manifest save
@@ -559,7 +580,7 @@ def test_entries_of_a_killed_run_are_removed_after_their_originals_left(
 ) -> None:
     """A pending entry must be recognised without its original (deleted while down)."""
     albums = tmp_path / "albums"
-    monkeypatch.setattr(writer_mod, "_write_manifest", lambda *args, **kwargs: None)
+    monkeypatch.setattr(writer_mod, "save_manifest", lambda *args, **kwargs: None)
     write_albums(albums, _plans(photos, Labels()), mode)  # killed before its last save
     monkeypatch.undo()
     assert b'"pending":true' in (albums / ".facecluster" / "manifest.json").read_bytes()
@@ -584,5 +605,5 @@ def test_pictures_of_a_killed_run_are_removed(tmp_path: Path, photos) -> None:
     (albums / ".thumbnails" / "notes.txt").write_text("not a picture: kept")
     write_pictures(albums, plans[:1])
     names = {p.name for p in (albums / ".thumbnails").iterdir()}
-    kept = {p.name for p in thumbnail_paths(albums, plans[0].folder)}
+    kept = {p.name for p in _pictures(albums, plans[0].folder)}
     assert names == kept | {"notes.txt", "signatures.json"}, "pictures of gone albums left"

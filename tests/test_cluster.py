@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from sklearn.cluster import DBSCAN
-from vectors import DIM, blobs, same_partition, unit
+from synthetic import DIM, blobs, same_partition, unit
 
 from daemon.cluster import (
     ClusterParams,

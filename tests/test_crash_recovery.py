@@ -303,7 +303,7 @@ def test_entries_of_a_run_killed_before_its_manifest_are_cleaned(
         srcs[-1].write_bytes(b"\xff\xd8" + bytes([i]) * 100 + b"\xff\xd9")
     albums = tmp_path / "albums"
     # kill -9 after the entries were made but before the manifest was saved
-    monkeypatch.setattr(writer_mod, "_write_manifest", lambda *args, **kwargs: None)
+    monkeypatch.setattr(writer_mod, "save_manifest", lambda *args, **kwargs: None)
     write_albums(albums, [AlbumPlan("person-0001", (1,), tuple(srcs), ())], "copy")
     monkeypatch.undo()
     # the next run's re-clustering handed out a new person id for the same photos

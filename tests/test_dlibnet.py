@@ -18,9 +18,13 @@ RESNET = Path(frm.face_recognition_model_location())
 PREDICTOR = Path(frm.pose_predictor_five_point_model_location())
 
 
-@pytest.fixture(scope="module")
-def cv_net() -> cv2.dnn.Net:
-    return dlibnet.open_resnet(RESNET)
+@pytest.fixture(scope="module", params=["onnxruntime", "opencv"])
+def net(request: pytest.FixtureRequest) -> dlibnet.Network:
+    if request.param == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    network = dlibnet.open_resnet(RESNET, request.param)
+    assert network.backend == request.param
+    return network
 
 
 def test_handwritten_onnx_runs_a_convolution_as_numpy_computes_it() -> None:
@@ -74,16 +78,42 @@ def _dlib_chips_and_descriptors(photo: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_descriptors_equal_dlibs_own_on_real_faces(
-    cv_net: cv2.dnn.Net, shared_photos: Path
+    net: dlibnet.Network, shared_photos: Path
 ) -> None:
     chips, reference = _dlib_chips_and_descriptors(shared_photos / "groups/obama_and_biden.jpg")
     assert len(chips) >= 2
-    ours = dlibnet.describe(cv_net, chips)
+    ours = dlibnet.describe(net, chips)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
     # One at a time (another batch size) gives the same vectors.
-    np.testing.assert_allclose(dlibnet.describe(cv_net, chips[:1]), reference[:1], atol=1e-5)
+    np.testing.assert_allclose(dlibnet.describe(net, chips[:1]), reference[:1], atol=1e-5)
 
 
-def test_describe_checks_the_chip_shape(cv_net: cv2.dnn.Net) -> None:
+def test_describe_checks_the_chip_shape(net: dlibnet.Network) -> None:
     with pytest.raises(ValueError, match="150"):
-        dlibnet.describe(cv_net, np.zeros((1, 112, 112, 3), np.uint8))
+        dlibnet.describe(net, np.zeros((1, 112, 112, 3), np.uint8))
+
+
+def test_open_resnet_refuses_an_unknown_backend() -> None:
+    with pytest.raises(ValueError, match="backend"):
+        dlibnet.open_resnet(RESNET, "tensorflow")
+
+
+def test_embedder_chips_from_bgr_equal_dlibs_chips_from_rgb(shared_photos: Path) -> None:
+    from daemon.indexer.detect import Detection
+    from daemon.indexer.embed import DlibEmbedder
+
+    embedder = DlibEmbedder(PREDICTOR, RESNET)
+    for name in ("groups/obama_and_biden.jpg", "groups/bald_guys.jpg"):
+        bgr = cv2.imread(str(shared_photos / name))
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rects = dlib.get_frontal_face_detector()(rgb, 1)
+        assert len(rects) >= 2
+        predictor = dlib.shape_predictor(str(PREDICTOR))
+        shapes = dlib.full_object_detections()
+        for r in rects:
+            shapes.append(predictor(rgb, r))
+        want = np.stack(dlib.get_face_chips(rgb, shapes, size=150, padding=0.25))
+        # The embedder's rectangle runs from (x, y) to (x + w, y + h), both inclusive in dlib.
+        boxes = [Detection((r.left(), r.top(), r.right() - r.left(), r.bottom() - r.top()), (),
+                           1.0) for r in rects]
+        np.testing.assert_array_equal(embedder.chips(bgr, boxes), want)

@@ -20,7 +20,8 @@ import pytest
 import structlog
 
 from daemon.albums import AlbumPlan, read_manifest, write_albums
-from daemon.albums import writer as writer_mod
+from daemon.albums import entries as entries_mod
+from daemon.albums import manifest as manifest_mod
 from daemon.cli import main
 from daemon.config import Config, load_config
 from daemon.scan import Pipeline
@@ -105,7 +106,7 @@ def test_albums_disk_full_then_retry(
                 _enospc()
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(writer_mod.os, "symlink", flaky_symlink)
+        monkeypatch.setattr(entries_mod.os, "symlink", flaky_symlink)
     else:
         real_copy = shutil.copyfileobj
 
@@ -116,7 +117,7 @@ def test_albums_disk_full_then_retry(
                 _enospc()
             return real_copy(src, dst, length)
 
-        monkeypatch.setattr(writer_mod.shutil, "copyfileobj", half_copy)
+        monkeypatch.setattr(entries_mod.shutil, "copyfileobj", half_copy)
     with structlog.testing.capture_logs() as logs:
         report = write_albums(albums, plans, mode)
     assert report.no_space and report.errors > 0
@@ -144,7 +145,7 @@ def test_albums_disk_full_writing_the_manifest(
     write_albums(albums, plans[:1], "symlink")
     before = (albums / ".facecluster" / "manifest.json").read_bytes()
 
-    monkeypatch.setattr(writer_mod, "atomic_write", _enospc)
+    monkeypatch.setattr(manifest_mod, "atomic_write", _enospc)
     with pytest.raises(OSError) as info:
         write_albums(albums, plans, "symlink")
     assert info.value.errno == errno.ENOSPC
@@ -203,12 +204,12 @@ def test_store_disk_full_then_retry(library: Path, shared_photos: Path) -> None:
         # SQLite's answer to ENOSPC is SQLITE_FULL; a page limit produces exactly that.
         conn.execute(f"PRAGMA max_page_count = {pages}")
         with pytest.raises(StoreError) as info:
-            pipeline.index(photos)
+            pipeline.index_photos(photos)
         assert "full" in str(info.value)
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert pipeline.store.counts().faces == 0, "a half-saved round was kept"
         conn.execute("PRAGMA max_page_count = 1073741823")
-        report = pipeline.index(photos)
+        report = pipeline.index_photos(photos)
         assert report.indexed == len(photos) and report.failed == 0
         ids, vecs = pipeline.store.vectors(pipeline.engine_id)
         assert ids.size > 20
@@ -224,7 +225,7 @@ def test_vector_cache_disk_full_is_repaired(
     with Pipeline(cfg) as pipeline:
         monkeypatch.setattr(vectors_mod, "_append_rows", _enospc)
         with structlog.testing.capture_logs() as logs:
-            report = pipeline.index(photos)
+            report = pipeline.index_photos(photos)
         assert report.indexed == len(photos)
         assert any(e["event"] == "vector_cache_append_failed" for e in logs)
         monkeypatch.undo()

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import cv2
+import formats
 import hostile
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ import structlog
 from daemon.config import DetectionConfig, EngineConfig, from_dict
 from daemon.indexer import PhotoError, index_photo, load_upright, open_engine
 from daemon.indexer import image as image_mod
-from daemon.scan import MAX_TRANSIENT_ATTEMPTS, Pipeline
+from daemon.scan import Pipeline
+from daemon.stages.sync import MAX_TRANSIENT_ATTEMPTS
 
 FACE_PHOTO = Path("known") / "obama" / "obama_small.jpg"  # 320x240, one face
 LIMIT = 100_000_000
@@ -236,10 +238,15 @@ EXPECTED_FAILURES: dict[str, bool | None] = {
     "bomb.jpg": False,
     "loop-a.jpg": None,
     "loop-b.jpg": None,
+    "empty.heic": True,
+    "truncated.heic": False,
+    "clip.heic": False,
+    "bomb.avif": False,
+    "noise.cr2": False,
 }
 EXPECTED_FACES = ["gray.jpg", "deep.png", "alpha.png", "cmyk.jpg", "animated.gif"] + [
     f"orientation-{o}.jpg" for o in range(1, 9)
-]
+] + ["phone.heic", "phone.avif", "camera.dng"]
 
 
 @pytest.fixture()
@@ -259,6 +266,15 @@ def hostile_library(tmp_path: Path, face: np.ndarray, yunet_file: Path):
     for make in (hostile.grayscale, hostile.png16, hostile.rgba_png, hostile.cmyk_jpeg):
         make(root, face)
     hostile.animated_gif(root, [face, face[::-1]])
+    # The phone and camera formats (see test_formats.py for each in detail).
+    formats.write(root, "empty.heic", b"")
+    formats.write(root, "truncated.heic", formats.heic_bytes(face)[:-2000])
+    formats.write(root, "clip.heic", formats.mp4_named_like_a_photo())
+    formats.write(root, "bomb.avif", formats.with_ispe(formats.avif_bytes(face), 12_000))
+    hostile.random_bytes(root, "noise.cr2", seed=11)  # "random.cr2" would be random.jpg's twin
+    formats.write(root, "phone.heic", formats.heic_bytes(face, 6))
+    formats.write(root, "phone.avif", formats.avif_bytes(face, 8))
+    formats.write(root, "camera.dng", formats.dng_of(face, 3))
     for o in range(1, 9):
         hostile.oriented_jpeg(root, face, o)
     odd = root / "odd names"
@@ -284,7 +300,7 @@ def test_indexing_round_survives_hostile_files(hostile_library, face: np.ndarray
     with structlog.testing.capture_logs() as logs, Pipeline(cfg) as pipeline:
         found = pipeline.discover()
         assert root / "x.jpg" not in found and not any("loop/" in str(p) for p in found)
-        report = pipeline.index(found)
+        report = pipeline.index_photos(found)
         records = {r.path: r for r in pipeline.store.iter_photos()}
 
     failed_logs = {Path(e["path"]).name: e for e in logs if e["event"] == "photo_failed"}
@@ -315,9 +331,9 @@ def test_retry_policy(hostile_library, face: np.ndarray) -> None:
     cfg, root, _ = hostile_library
     empty, truncated = root / "empty.jpg", root / "truncated.jpg"
     with Pipeline(cfg) as pipeline:
-        pipeline.index([empty, truncated])
+        pipeline.index_photos([empty, truncated])
         for attempt in range(2, MAX_TRANSIENT_ATTEMPTS + 3):
-            report = pipeline.index([empty, truncated])
+            report = pipeline.index_photos([empty, truncated])
             expected = min(attempt, MAX_TRANSIENT_ATTEMPTS)
             assert pipeline.store.photo(empty).attempts == expected, f"round {attempt}"
             assert pipeline.store.photo(truncated).attempts == 1, "permanent failure retried"
@@ -326,7 +342,7 @@ def test_retry_policy(hostile_library, face: np.ndarray) -> None:
         # The copy finished: the photo changed, so it is indexed whatever came before.
         empty.write_bytes(hostile.encode_jpeg(face))
         truncated.write_bytes(hostile.encode_jpeg(face[::-1]))
-        report = pipeline.index([empty, truncated])
+        report = pipeline.index_photos([empty, truncated])
         assert report.indexed + report.copied == 2
         assert pipeline.store.photo(empty).status == "indexed"
         assert pipeline.store.photo(truncated).status == "indexed"
@@ -339,7 +355,7 @@ def test_unstatable_file_logged_and_retried_boundedly(tmp_path: Path) -> None:
     cfg = from_dict({"watch": ["photos"], "workers": 1, "engine": {"detector": "dlib-hog",
                     "embedder": "dlib"}}, tmp_path)
     with structlog.testing.capture_logs() as logs, Pipeline(cfg) as pipeline:
-        rounds = [pipeline.index([loop]).failed for _ in range(MAX_TRANSIENT_ATTEMPTS + 3)]
+        rounds = [pipeline.index_photos([loop]).failed for _ in range(MAX_TRANSIENT_ATTEMPTS + 3)]
         rec = pipeline.store.photo(loop)
     assert rec is not None and rec.status == "failed" and rec.error
     assert any(e["event"] == "photo_failed" and e.get("path") == str(loop) for e in logs)
@@ -352,9 +368,9 @@ def test_file_deleted_between_event_and_read(
 ) -> None:
     cfg, root, _ = hostile_library
     photo = root / "gray.jpg"
-    import daemon.scan as scan_mod
+    import daemon.stages.sync as sync_mod
 
-    real_hash = scan_mod.content_hash
+    real_hash = sync_mod.content_hash
 
     def hash_then_delete(path: Path) -> str:
         digest = real_hash(path)
@@ -364,17 +380,17 @@ def test_file_deleted_between_event_and_read(
 
     with Pipeline(cfg) as pipeline:
         # Gone before anything looks at it: nothing recorded, nothing failed.
-        report = pipeline.index([root / "never-existed.jpg"])
+        report = pipeline.index_photos([root / "never-existed.jpg"])
         assert report.failed == 0 and pipeline.store.photo(root / "never-existed.jpg") is None
 
-        monkeypatch.setattr(scan_mod, "content_hash", hash_then_delete)
-        pipeline.index([photo, root / "deep.png"])
+        monkeypatch.setattr(sync_mod, "content_hash", hash_then_delete)
+        pipeline.index_photos([photo, root / "deep.png"])
         rec = pipeline.store.photo(photo)
         assert rec is None or (rec.status == "failed" and rec.transient), rec
         assert pipeline.store.photo(root / "deep.png").status == "indexed"
 
-        monkeypatch.setattr(scan_mod, "content_hash", real_hash)
-        pipeline.index([photo])  # the next event for it finds it gone and forgets it
+        monkeypatch.setattr(sync_mod, "content_hash", real_hash)
+        pipeline.index_photos([photo])  # the next event for it finds it gone and forgets it
         assert pipeline.store.photo(photo) is None
 
 

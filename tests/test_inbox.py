@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.inbox import ImportError_, import_zip
+from daemon.inbox import ArchiveError, import_zip
 
 
 def _zip(path: Path, entries: dict[str, bytes]) -> Path:
@@ -28,7 +28,7 @@ def test_photos_unpacked_into_their_own_folder(tmp_path: Path) -> None:
     assert (report.folder / "day2" / "b.PNG").read_bytes() == b"2"
     assert not (report.folder / "notes.txt").exists()
     assert any("notes.txt" in s for s in report.skipped)
-    with pytest.raises(ImportError_, match="already exists"):
+    with pytest.raises(ArchiveError, match="already exists"):
         import_zip(arc, root)
 
 
@@ -48,5 +48,5 @@ def test_entries_cannot_escape(tmp_path: Path) -> None:
 def test_not_a_zip(tmp_path: Path) -> None:
     bad = tmp_path / "bad.zip"
     bad.write_text("nope")
-    with pytest.raises(ImportError_, match="cannot read"):
+    with pytest.raises(ArchiveError, match="cannot read"):
         import_zip(bad, tmp_path)

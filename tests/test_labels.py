@@ -264,3 +264,26 @@ def test_live_labels_fall_back_to_the_last_good_ones(tmp_path: Path) -> None:
     assert error is not None and str(f) in str(error) and error.line == 1
     assert labels.people[1].name == "Grandma"
     assert load_labels(state / LAST_GOOD_NAME).people[1].name == "Grandma"
+
+
+def test_the_service_logs_every_labels_problem_and_unknown_ids(tmp_path: Path) -> None:
+    """Bug 5 (issue 10): the log names each broken line, and ids that name nobody."""
+    from structlog.testing import capture_logs
+
+    from daemon.config import from_dict
+    from daemon.scan import Pipeline
+
+    f = tmp_path / "labels.toml"
+    f.write_text("[people]\nperson-0001 = 3\nbob = 'x'\n")
+    cfg = from_dict({"engine": {"detector": "dlib-hog", "embedder": "dlib"}}, tmp_path)
+    with capture_logs() as logs, Pipeline(cfg, create=True) as pipeline:
+        pipeline.store.new_person_id()  # person 1 exists
+        assert pipeline.labels_error and "line 2" in pipeline.labels_error
+        f.write_text("[people]\nperson-0001 = 'Ann'\nperson-0099 = 'typo'\n")
+        assert pipeline.reload_labels() is None
+    invalid = next(e for e in logs if e["event"] == "labels_invalid")
+    assert [p.split(":")[0] for p in invalid["problems"]] == ["line 2", "line 3"]
+    unknown = next(e for e in logs if e["event"] == "labels_unknown_people")
+    assert unknown["problems"] == [
+        "line 3: person-0099 is not a known person (a typo? see `facecluster people`)"
+    ]

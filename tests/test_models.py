@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from daemon import models
+from daemon.cli import main
 from daemon.models import FetchError, ManifestError, MissingModelError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -266,7 +267,7 @@ def test_unknown_key_and_bad_manifest(tmp_path: Path, blob: bytes) -> None:
         models.load_manifest(d)
 
 
-def test_list_models_rows(setup: tuple[Path, Path], blob: bytes) -> None:
+def test_list_models_rows(setup: tuple[Path, Path], blob: bytes, capsys) -> None:
     models_dir, _ = setup
     [row] = models.list_models(models_dir)
     assert (row.key, row.filename, row.size) == ("demo", "demo.onnx", len(blob))
@@ -275,8 +276,11 @@ def test_list_models_rows(setup: tuple[Path, Path], blob: bytes) -> None:
     [row] = models.list_models(models_dir)
     assert row.state == "ok"
     assert row.license == row.licence == "MIT"
-    table = models.format_rows([row])
-    assert table.splitlines()[1].split() == ["demo", "demo.onnx", f"{len(blob):,}", "MIT", "ok"]
+    config = models_dir.parent / "config.toml"
+    config.write_text(f'watch = ["photos"]\n[engine]\nmodels_dir = "{models_dir}"\n')
+    assert main(["--config", str(config), "models", "list"]) == 0
+    [line] = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("demo ")]
+    assert line.split() == ["demo", "ok", "demo.onnx", f"{len(blob):,}", "MIT"]
 
 
 def test_real_yunet_is_verified(models_dir: Path) -> None:

@@ -262,3 +262,30 @@ def test_crlf_file_keeps_its_line_endings(tmp_path: Path) -> None:
     data = f.read_bytes()
     assert data.count(b"\r\n") == data.count(b"\n")
     assert load_labels(f).people[1].name == "Oma"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[people]\nperson-0009.name = "Tom"\nperson-0009.hide = false\n',
+        'people.person-0001 = "A"\npeople.person-0009 = "Tom"\n',
+    ],
+)
+def test_unusual_layouts_are_refused_not_mangled(tmp_path: Path, text: str) -> None:
+    """Dotted keys are valid labels but tomlkit cannot edit them in place: refuse cleanly."""
+    f = tmp_path / "labels.toml"
+    f.write_text(text, encoding="utf-8")
+    for edit in (
+        lambda: name_people(f, [9], "Tim"),
+        lambda: exclude(f, 9, ["face-1"]),
+        lambda: hide_person(f, 9),
+    ):
+        try:
+            edit()
+        except NamingError as e:
+            assert "by hand" in str(e)
+            assert f.read_text(encoding="utf-8") == text
+        else:  # an edit that went through must mean exactly what was asked
+            people = load_labels(f).people
+            assert people[9].name in ("Tom", "Tim")
+        text = f.read_text(encoding="utf-8")

@@ -223,3 +223,45 @@ def test_commands_print_no_json_log_lines_into_a_pipe(lib) -> None:
         assert res.returncode == 0, res.stderr
         assert '"event"' not in res.stdout + res.stderr
         assert "engine_chosen" not in res.stdout + res.stderr
+
+
+def test_people_file_never_says_none_for_a_hidden_person(lib, capsys) -> None:
+    """Bug 9: an unnamed person the user hid has no album; people.toml must not list
+    them as "e.g. None" (they are dealt with), while the others keep a real sample."""
+    cfg, photos, root = lib
+    kit = _who(_people(cfg, capsys), "kit")
+    assert main(["--config", str(cfg), "hide", kit["key"]]) == 0
+    assert main(["--config", str(cfg), "scan"]) == 0
+    text = (root / "state" / "people.toml").read_text()
+    assert "None" not in text and kit["key"] not in text
+    assert "e.g. " in text  # the other unnamed people are still listed, with a photo
+    row = next(r for r in _people(cfg, capsys) if r["key"] == kit["key"])
+    assert row["hidden"] and row["album"] is None and row["sample"]
+
+
+def test_naming_with_a_taken_name_says_it_merges(lib, capsys) -> None:
+    cfg, photos, root = lib
+    rows = _people(cfg, capsys)
+    obama, biden = _who(rows, "obama"), _who(rows, "biden")
+    assert main(["--config", str(cfg), "name", obama["key"], "Joe"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "name", biden["key"], " Joe "]) == 0
+    out = capsys.readouterr().out
+    assert f"{obama['key']} is also called 'Joe'" in out
+
+
+def test_last_scan_while_the_service_indexes() -> None:
+    """Bug 9: `status` said "last scan: never" while the service was busy indexing."""
+    from daemon.cli import _last_scan
+    from daemon.status import ServiceStatus
+
+    def svc(phase: str, message: str) -> ServiceStatus:
+        return ServiceStatus(1, "t", "t", phase, message, 0, None, None, "e")
+
+    assert _last_scan({"last_scan": None}, svc("indexing", "indexing 40/900")) == (
+        "in progress (indexing 40/900)"
+    )
+    assert _last_scan({"last_scan": "2026-01-01T00:00:00+00:00"}, svc("idle", "idle")) == (
+        "2026-01-01T00:00:00+00:00"
+    )
+    assert _last_scan({"last_scan": None}, None) == "never"

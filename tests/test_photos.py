@@ -46,3 +46,13 @@ def test_walk_finds_photos_and_skips_the_rest(tmp_path: Path) -> None:
         p.write_bytes(b"x")
     (root / "sub" / "loop").symlink_to(root)  # a directory link loop must not hang the walk
     assert list(walk_photos([root], cfg)) == sorted(wanted, key=lambda p: p.parts)
+
+
+def test_phone_and_camera_formats_are_photos_and_videos_are_not(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    root = tmp_path / "photos"
+    for name in ["IMG_1.HEIC", "a.heif", "b.avif", "c.CR2", "d.cr3", "e.NEF", "f.arw", "g.DNG",
+                 "h.raf", "i.orf", "j.RW2", "k.pef"]:
+        assert is_photo(root / name, cfg), name
+    for name in ["IMG_1.MOV", "clip.mp4", "IMG_1.AAE", "x.xmp"]:
+        assert not is_photo(root / name, cfg), name

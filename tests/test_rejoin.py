@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist
-from vectors import blobs, same_partition, unit
+from synthetic import blobs, same_partition, unit
 
 from daemon.cluster import ClusterParams, cluster_faces, eps_graph
 from daemon.cluster.neighbours import IndexParams

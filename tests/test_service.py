@@ -1,4 +1,10 @@
-"""The service: its status file, and ``facecluster run`` end to end as a real process."""
+"""``facecluster run`` end to end as a real process, one test per scenario.
+
+The scenarios share one running service (module-scoped) and build on each other in
+file order: the photos present at start, then a new photo, live labels, deletes and
+moves, SIGHUP, a vanishing folder, SIGTERM, and a restart. Each is its own test, so one
+failing scenario no longer hides the others.
+"""
 
 from __future__ import annotations
 
@@ -11,56 +17,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from daemon import service
-from daemon.service import ServiceStatus, read_service_status, write_service_status
+from daemon import status as status_mod
+from daemon.status import read_service_status
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _status(pid: int, phase: str = "idle") -> ServiceStatus:
-    return ServiceStatus(
-        pid=pid, started_at="2024-01-01T00:00:00+00:00", updated_at="2024-01-01T00:00:05+00:00",
-        phase=phase, message="idle, 3 photos, 1 people", queue_length=2, last_recluster=None,
-        labels_error="labels.toml: line 3: bad", engine="e", roots={"/p": "events"},
-        counters={"indexed": 3},
-    )
-
-
-def test_status_file_round_trip(tmp_path: Path) -> None:
-    write_service_status(tmp_path, _status(os.getpid()))
-    got = read_service_status(tmp_path)
-    assert got == _status(os.getpid())
-    assert [p.name for p in tmp_path.iterdir()] == [service.STATUS_NAME]  # no temp left
-
-
-def test_status_of_a_dead_or_stopped_service_is_none(tmp_path: Path) -> None:
-    assert read_service_status(tmp_path) is None
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    write_service_status(tmp_path, _status(int(dead.stdout)))
-    assert read_service_status(tmp_path) is None
-    write_service_status(tmp_path, _status(os.getpid(), phase="stopped"))
-    assert read_service_status(tmp_path) is None
-    (tmp_path / service.STATUS_NAME).write_text("{not json")
-    assert read_service_status(tmp_path) is None
-
-
-def test_lower_priority_in_a_child(tmp_path: Path) -> None:
-    code = (
-        "import os; from daemon.service import lower_priority; "
-        "before = os.nice(0); lower_priority(before + 3); print(before, os.nice(0))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout.split()
-    assert int(out[1]) == int(out[0]) + 3
-
-
-# -- end to end --------------------------------------------------------------------------
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 60.0,
@@ -130,27 +97,31 @@ class Notifications:
         self.sock.close()
 
 
-@pytest.mark.slow
-def test_run_end_to_end(tmp_path: Path, models_dir: Path, shared_photos: Path) -> None:
-    known = shared_photos / "known"
-    photos = tmp_path / "photos"
-    for person, names in {
-        "obama": ["obama.jpg", "obama2.jpg"],
-        "biden": ["biden.jpg", "biden2.jpg"],
-        "kit": ["john1.jpeg", "john2.jpeg"],
-    }.items():
-        (photos / person).mkdir(parents=True)
-        src = known / ("kit_harington" if person == "kit" else person)
-        for n in names:
-            shutil.copy(src / n, photos / person / n)
-    albums, state, labels = tmp_path / "albums", tmp_path / "state", tmp_path / "labels.toml"
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(
-        f"""
-watch = ["{photos}"]
-albums_dir = "{albums}"
-state_dir = "{state}"
-labels_file = "{labels}"
+class RunningService:
+    """A library, a config and ``facecluster run`` started on it as a subprocess."""
+
+    def __init__(self, tmp_path: Path, models_dir: Path, known: Path) -> None:
+        self.known = known
+        self.photos = tmp_path / "photos"
+        for person, names in {
+            "obama": ["obama.jpg", "obama2.jpg"],
+            "biden": ["biden.jpg", "biden2.jpg"],
+            "kit": ["john1.jpeg", "john2.jpeg"],
+        }.items():
+            (self.photos / person).mkdir(parents=True)
+            src = known / ("kit_harington" if person == "kit" else person)
+            for n in names:
+                shutil.copy(src / n, self.photos / person / n)
+        self.tmp_path = tmp_path
+        self.albums, self.state = tmp_path / "albums", tmp_path / "state"
+        self.labels = tmp_path / "labels.toml"
+        self.cfg = tmp_path / "config.toml"
+        self.cfg.write_text(
+            f"""
+watch = ["{self.photos}"]
+albums_dir = "{self.albums}"
+state_dir = "{self.state}"
+labels_file = "{self.labels}"
 workers = 1
 log_level = "info"
 [engine]
@@ -162,138 +133,172 @@ settle_seconds = 0.5
 recluster_quiet_seconds = 2
 rescan_interval = 0
 """
-    )
-    notify = Notifications(tmp_path / "notify.sock")
-    log = tmp_path / "service.log"
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+        )
+        self.notify = Notifications(tmp_path / "notify.sock")
+        self.log = tmp_path / "service.log"
+        self.env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+        self.proc: subprocess.Popen | None = None
 
-    def start() -> subprocess.Popen:
-        seen = len(notify.messages)
-        with open(log, "a") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "daemon", "--config", str(cfg), "run"],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+    def start(self) -> subprocess.Popen:
+        seen = len(self.notify.messages)
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "daemon", "--config", str(self.cfg), "run"],
+                cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )
-        wait_for("READY=1", lambda: notify.saw("READY=1", seen), 60, proc, log)
-        return proc
+        self.wait_for("READY=1", lambda: self.notify.saw("READY=1", seen), 60)
+        return self.proc
 
-    def stop(proc: subprocess.Popen) -> None:
-        seen = len(notify.messages)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-        assert notify.saw("STOPPING=1", seen)
-        assert read_service_status(state) is None
+    def stop(self) -> None:
+        assert self.proc is not None
+        seen = len(self.notify.messages)
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=10) == 0
+        assert self.notify.saw("STOPPING=1", seen)
+        assert read_service_status(self.state) is None
 
-    def contents() -> dict[str, frozenset[str]]:
-        return album_contents(albums, photos)
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.notify.close()
 
-    def status() -> dict:
+    def wait_for(self, what: str, check: Callable[[], object], timeout: float) -> object:
+        return wait_for(what, check, timeout, self.proc, self.log)
+
+    def contents(self) -> dict[str, frozenset[str]]:
+        return album_contents(self.albums, self.photos)
+
+    def status(self) -> dict:
         try:
-            return json.loads((state / service.STATUS_NAME).read_text())
+            return json.loads((self.state / status_mod.STATUS_NAME).read_text())
         except (OSError, ValueError):
             return {}
 
-    proc = start()
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory, yunet_file: Path,
+        shared_photos: Path) -> Iterator[RunningService]:
+    tmp_path = tmp_path_factory.mktemp("service")
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    shutil.copy2(yunet_file, models_dir / yunet_file.name)
+    running = RunningService(tmp_path, models_dir, shared_photos / "known")
+    running.start()
     try:
-        # 1. The photos present at start end up as one album per person.
-        people = {
-            frozenset({"obama/obama.jpg", "obama/obama2.jpg"}),
-            frozenset({"biden/biden.jpg", "biden/biden2.jpg"}),
-            frozenset({"kit/john1.jpeg", "kit/john2.jpeg"}),
-        }
-        wait_for("three person albums", lambda: set(contents().values()) == people,
-                 90, proc, log)
-        svc = read_service_status(state)
-        assert svc is not None and svc.pid == proc.pid
-        assert svc.engine == "yunet-2023mar+dlib-resnet-v1"
+        yield running
+    finally:
+        running.close()
 
-        # 2. A photo copied in slowly joins its person's album once complete.
-        new = photos / "obama" / "obama-480p.jpg"
-        data = (known / "obama" / "obama-480p.jpg").read_bytes()
-        with open(new, "wb") as fh:
-            for i in range(0, len(data), 8192):
-                fh.write(data[i:i + 8192])
-                fh.flush()
-                time.sleep(0.05)
-        wait_for("the new photo in obama's album",
+
+def test_photos_present_at_start_become_one_album_per_person(svc: RunningService) -> None:
+    people = {
+        frozenset({"obama/obama.jpg", "obama/obama2.jpg"}),
+        frozenset({"biden/biden.jpg", "biden/biden2.jpg"}),
+        frozenset({"kit/john1.jpeg", "kit/john2.jpeg"}),
+    }
+    svc.wait_for("three person albums", lambda: set(svc.contents().values()) == people, 90)
+    status = read_service_status(svc.state)
+    assert status is not None and svc.proc is not None and status.pid == svc.proc.pid
+    assert status.engine == "yunet-2023mar+dlib-resnet-v1"
+
+
+def test_a_photo_copied_in_slowly_joins_its_album_once_complete(svc: RunningService) -> None:
+    contents = svc.contents
+    new = svc.photos / "obama" / "obama-480p.jpg"
+    data = (svc.known / "obama" / "obama-480p.jpg").read_bytes()
+    with open(new, "wb") as fh:
+        for i in range(0, len(data), 8192):
+            fh.write(data[i:i + 8192])
+            fh.flush()
+            time.sleep(0.05)
+    svc.wait_for("the new photo in obama's album",
                  lambda: "obama/obama-480p.jpg"
-                 in contents().get(album_holding(contents(), "obama/obama.jpg") or "", ()),
-                 60, proc, log)
-        assert json.loads(log.read_text().splitlines()[-1])  # logs are JSON lines
+                 in contents().get(album_holding(contents(), "obama/obama.jpg") or "", ()), 60)
+    assert json.loads(svc.log.read_text().splitlines()[-1])  # logs are JSON lines
 
-        # 3. labels.toml is live: rename, a broken edit keeps the last good labels, merge.
-        obama_key = album_holding(contents(), "obama/obama.jpg")
-        biden_key = album_holding(contents(), "biden/biden.jpg")
-        kit_key = album_holding(contents(), "kit/john1.jpeg")
-        assert obama_key and biden_key and kit_key
-        assert obama_key.startswith("person-")
-        labels.write_text(f'[people]\n{obama_key} = "Barack"\n')
-        wait_for("album renamed", lambda: "obama/obama.jpg" in contents().get("Barack", ()),
-                 30, proc, log)
-        labels.write_text("[people\nbroken = \n")
-        wait_for("labels error in status", lambda: status().get("labels_error"), 30, proc, log)
-        assert "Barack" in contents()
-        labels.write_text(
-            f'[people]\n{obama_key} = "Barack"\n{biden_key} = "Friends"\n{kit_key} = "Friends"\n'
-        )
-        wait_for("merged album",
+
+def test_labels_are_live_rename_broken_edit_and_merge(svc: RunningService) -> None:
+    contents, status = svc.contents, svc.status
+    obama_key = album_holding(contents(), "obama/obama.jpg")
+    biden_key = album_holding(contents(), "biden/biden.jpg")
+    kit_key = album_holding(contents(), "kit/john1.jpeg")
+    assert obama_key and biden_key and kit_key
+    assert obama_key.startswith("person-")
+    svc.labels.write_text(f'[people]\n{obama_key} = "Barack"\n')
+    svc.wait_for("album renamed", lambda: "obama/obama.jpg" in contents().get("Barack", ()), 30)
+    svc.labels.write_text("[people\nbroken = \n")
+    svc.wait_for("labels error in status", lambda: status().get("labels_error"), 30)
+    assert "Barack" in contents()
+    svc.labels.write_text(
+        f'[people]\n{obama_key} = "Barack"\n{biden_key} = "Friends"\n{kit_key} = "Friends"\n'
+    )
+    svc.wait_for("merged album",
                  lambda: {"biden/biden.jpg", "kit/john1.jpeg"} <= contents().get("Friends", set()),
-                 30, proc, log)
-        assert status().get("labels_error") is None
+                 30)
+    assert status().get("labels_error") is None
 
-        # 4. A deleted photo leaves its album; a moved one is followed.
-        (photos / "kit" / "john2.jpeg").unlink()
-        wait_for("deleted photo gone",
-                 lambda: album_holding(contents(), "kit/john2.jpeg") is None, 30, proc, log)
-        (photos / "moved").mkdir()
-        (photos / "biden" / "biden2.jpg").rename(photos / "moved" / "biden2.jpg")
-        wait_for("moved photo followed",
+
+def test_a_deleted_photo_leaves_its_album_and_a_moved_one_is_followed(
+    svc: RunningService,
+) -> None:
+    contents, photos = svc.contents, svc.photos
+    (photos / "kit" / "john2.jpeg").unlink()
+    svc.wait_for("deleted photo gone",
+                 lambda: album_holding(contents(), "kit/john2.jpeg") is None, 30)
+    (photos / "moved").mkdir()
+    (photos / "biden" / "biden2.jpg").rename(photos / "moved" / "biden2.jpg")
+    svc.wait_for("moved photo followed",
                  lambda: "moved/biden2.jpg" in contents().get("Friends", ())
-                 and album_holding(contents(), "biden/biden2.jpg") is None, 30, proc, log)
+                 and album_holding(contents(), "biden/biden2.jpg") is None, 30)
 
-        # 5. SIGHUP re-reads the config: a broken one is refused and the old one kept.
-        good = cfg.read_text()
-        cfg.write_text(good + "bogus_key = 1\n")
-        proc.send_signal(signal.SIGHUP)
-        wait_for("broken config refused", lambda: "config_invalid_kept_old" in log.read_text(),
-                 30, proc, log)
-        cfg.write_text(good)
-        rescans = status()["counters"]["rescans"]
-        proc.send_signal(signal.SIGHUP)
-        wait_for("config reloaded and reconciled",
-                 lambda: "config_reloaded" in log.read_text()
+
+def test_sighup_refuses_a_broken_config_and_reloads_a_good_one(svc: RunningService) -> None:
+    assert svc.proc is not None
+    status = svc.status
+    good = svc.cfg.read_text()
+    svc.cfg.write_text(good + "bogus_key = 1\n")
+    svc.proc.send_signal(signal.SIGHUP)
+    svc.wait_for("broken config refused",
+                 lambda: "config_invalid_kept_old" in svc.log.read_text(), 30)
+    svc.cfg.write_text(good)
+    rescans = status()["counters"]["rescans"]
+    svc.proc.send_signal(signal.SIGHUP)
+    svc.wait_for("config reloaded and rescanned",
+                 lambda: "config_reloaded" in svc.log.read_text()
                  and status()["counters"]["rescans"] > rescans
-                 and status().get("phase") == "idle", 60, proc, log)
-        assert proc.poll() is None
+                 and status().get("phase") == "idle", 60)
+    assert svc.proc.poll() is None
 
-        # 6. The watched folder goes away (unmounted share) and comes back: albums stay.
-        before = contents()
-        rescans = status()["counters"]["rescans"]
-        away = tmp_path / "photos-away"
-        photos.rename(away)
-        wait_for("root reported gone",
-                 lambda: status().get("roots", {}).get(str(photos)) == "gone", 30, proc, log)
-        time.sleep(1.0)  # give a wrong reaction (emptying albums) the chance to happen
-        assert contents() == before
-        away.rename(photos)
-        wait_for("root watched again and reconciled",
+
+def test_a_vanishing_and_returning_folder_keeps_the_albums(svc: RunningService) -> None:
+    contents, status, photos = svc.contents, svc.status, svc.photos
+    before = contents()
+    rescans = status()["counters"]["rescans"]
+    away = svc.tmp_path / "photos-away"
+    photos.rename(away)
+    svc.wait_for("root reported gone",
+                 lambda: status().get("roots", {}).get(str(photos)) == "gone", 30)
+    time.sleep(1.0)  # give a wrong reaction (emptying albums) the chance to happen
+    assert contents() == before
+    away.rename(photos)
+    svc.wait_for("root watched again and rescanned",
                  lambda: status().get("roots", {}).get(str(photos)) == "events"
                  and status()["counters"]["rescans"] > rescans
-                 and status().get("phase") == "idle", 60, proc, log)
-        assert contents() == before
+                 and status().get("phase") == "idle", 60)
+    assert contents() == before
 
-        # 7. SIGTERM: clean exit 0 within 10 s.
-        stop(proc)
 
-        # 8. What arrives while it is down is picked up on restart.
-        shutil.copy(known / "obama" / "obama-720p.jpg", photos / "obama" / "obama-720p.jpg")
-        proc = start()
-        wait_for("photo added while down",
-                 lambda: "obama/obama-720p.jpg" in contents().get("Barack", ()), 60, proc, log)
-        assert contents()["Friends"] >= {"moved/biden2.jpg", "kit/john1.jpeg"}
-        stop(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        notify.close()
+def test_sigterm_stops_cleanly(svc: RunningService) -> None:
+    svc.stop()  # exit 0 within 10 s, STOPPING=1, no running status left
+
+
+def test_what_arrives_while_down_is_picked_up_on_restart(svc: RunningService) -> None:
+    if svc.proc is not None and svc.proc.poll() is None:
+        svc.stop()  # the SIGTERM scenario failed to stop it; that test says why
+    shutil.copy(svc.known / "obama" / "obama-720p.jpg", svc.photos / "obama" / "obama-720p.jpg")
+    svc.start()
+    svc.wait_for("photo added while down",
+                 lambda: "obama/obama-720p.jpg" in svc.contents().get("Barack", ()), 60)
+    assert svc.contents()["Friends"] >= {"moved/biden2.jpg", "kit/john1.jpeg"}
+    svc.stop()

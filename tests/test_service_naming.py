@@ -5,6 +5,7 @@ Also: a changed config file applies without a SIGHUP.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -107,6 +108,14 @@ def test_name_while_running_renames_the_album_and_keeps_the_file(
         added = [line for line in after.splitlines(True) if line not in before.splitlines(True)]
         assert added == [f'{obama} = "Barack"\n']
         assert after.replace(added[0], "", 1) == before
+
+        # The service's own reconcile counts as a scan for `status` (not "never").
+        res = subprocess.run(
+            [sys.executable, "-m", "daemon", "--config", str(cfg), "status", "--json"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["last_scan"]
 
         # A config change applies by itself (no SIGHUP): the service reloads it.
         cfg.write_text(cfg.read_text().replace('log_level = "info"', 'log_level = "debug"'))

@@ -364,6 +364,7 @@ def test_unmounted_share_leaving_its_empty_mount_point_counts_as_gone(
 ) -> None:
     cfg = make_cfg(tmp_path)
     root = cfg.watch[0]
+    (root / "a.jpg").write_bytes(b"a")  # the share holds photos (an empty one is not there)
     mounted = {root}
     monkeypatch.setattr(watcher_mod.os.path, "ismount", lambda p: Path(p) in mounted)
     with Watcher(cfg, root_check_seconds=0.2) as w:

@@ -24,7 +24,9 @@ from typing import BinaryIO
 
 import structlog
 
-from daemon.albums.writer import AlbumError, is_plain_name, open_dir, read_manifest_at
+from daemon.albums.dirs import AlbumError, open_dir, open_root
+from daemon.albums.manifest import read_manifest_at
+from daemon.albums.names import is_plain_name
 from daemon.fsutil import atomic_writer
 
 log = structlog.get_logger(__name__)
@@ -73,10 +75,7 @@ def export_zip(albums_dir: Path, folder: str, zip_path: Path) -> int:
     """
     if not is_plain_name(folder):
         raise ExportError(f"{folder!r} is not an album folder name")
-    try:
-        root_fd = os.open(albums_dir, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as e:
-        raise ExportError(f"cannot open albums folder {albums_dir}: {e.strerror or e}") from e
+    root_fd = open_root(albums_dir, ExportError)
     try:
         manifest = read_manifest_at(root_fd)
         entries = sorted(

@@ -26,18 +26,15 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 import structlog
 
+from daemon.albums.dirs import clear_leftovers, exists_at, open_dir, open_root
+from daemon.albums.names import MAX_NAME_BYTES, fit_name, short_hash
 from daemon.albums.plan import AlbumPlan, FaceRef
-from daemon.albums.writer import (
-    AlbumError,
-    clear_leftovers,
-    exists_at,
-    open_dir,
-)
 from daemon.fsutil import atomic_write
 
 log = structlog.get_logger(__name__)
@@ -96,20 +93,10 @@ def thumbnail_names(folder: str) -> tuple[str, str]:
     names = []
     for suffix in (".jpg", ".montage.jpg"):
         name = folder + suffix
-        if len(os.fsencode(name)) > 255:
-            tag = "~" + hashlib.sha1(os.fsencode(folder)).hexdigest()[:8] + suffix
-            head = folder
-            while len(os.fsencode(head + tag)) > 255:
-                head = head[:-1]
-            name = head + tag
+        if len(os.fsencode(name)) > MAX_NAME_BYTES:
+            name = fit_name(folder, f"~{short_hash(folder)}{suffix}")
         names.append(name)
     return names[0], names[1]
-
-
-def thumbnail_paths(albums_dir: Path, folder: str) -> tuple[Path, Path]:
-    """Where ``folder``'s thumbnail and montage are (they may not exist)."""
-    thumb, montage = thumbnail_names(folder)
-    return albums_dir / THUMB_DIR / thumb, albums_dir / THUMB_DIR / montage
 
 
 def crop_face(image: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
@@ -227,63 +214,76 @@ def write_pictures(
 ) -> PicturesReport:
     """Bring ``albums_dir/.thumbnails`` up to date with the albums' faces.
 
-    Raises :class:`AlbumError` if the albums dir or ``.thumbnails`` cannot be used safely
-    (e.g. ``.thumbnails`` is a symlink); a photo that cannot be read only costs its face.
+    Raises :class:`~daemon.albums.dirs.AlbumError` if the albums dir or ``.thumbnails``
+    cannot be used safely (e.g. ``.thumbnails`` is a symlink); a photo that cannot be read
+    only costs its face.
     """
-    written = kept = removed = errors = 0
-    try:
-        root_fd = os.open(albums_dir, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as e:
-        raise AlbumError(f"cannot use albums folder {albums_dir}: {e.strerror or e}") from e
+    root_fd = open_root(albums_dir)
     try:
         thumbs_fd, _ = open_dir(root_fd, THUMB_DIR, create=True)
     finally:
         os.close(root_fd)
     try:
-        clear_leftovers(thumbs_fd)
-        old = _read_signatures(thumbs_fd)
-        new: dict[str, str] = {}
-        for plan in plans:
-            if not plan.faces:
-                continue
-            chosen = montage_selection(plan.faces, montage_faces)
-            sig = _signature(chosen)
-            thumb, montage = thumbnail_names(plan.folder)
-            if old.get(plan.folder) == sig and exists_at(thumbs_fd, thumb) and exists_at(
-                thumbs_fd, montage
-            ):
-                new[plan.folder] = sig
-                kept += 1
-                continue
-            crops = _crops(chosen, max_pixels)
-            tiles = [crops[f.face_id] for f in chosen if f.face_id in crops]
-            try:
-                if not tiles:
-                    raise ValueError("no usable face")
-                atomic_write(thumb, _encode(tiles[0]), dir_fd=thumbs_fd)
-                atomic_write(montage, _encode(make_montage(tiles)), dir_fd=thumbs_fd)
-            except (OSError, ValueError) as e:
-                log.error("album_pictures_failed", folder=plan.folder, error=str(e))
-                errors += 1
-                if plan.folder in old:  # keep the old pictures; the changed signature retries
-                    new[plan.folder] = old[plan.folder]
-                continue
-            new[plan.folder] = sig
-            written += 1
-        for folder in sorted(set(old) - set(new)):
-            for name in thumbnail_names(folder):
-                try:
-                    os.unlink(name, dir_fd=thumbs_fd)
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    log.warning("album_picture_remove_failed", name=name, error=e.strerror)
-            removed += 1
-        _remove_orphans(thumbs_fd, {n for folder in new for n in thumbnail_names(folder)})
-        if new != old or not exists_at(thumbs_fd, SIGNATURES_NAME):  # no change, no write
-            atomic_write(SIGNATURES_NAME, json.dumps(new, indent=1).encode(), dir_fd=thumbs_fd)
+        report = _update_pictures(thumbs_fd, plans, max_pixels, montage_faces)
     finally:
         os.close(thumbs_fd)
-    report = PicturesReport(written, kept, removed, errors)
     log.debug("album_pictures", **report.__dict__)
     return report
+
+
+def _update_pictures(thumbs_fd: int, plans: Sequence[AlbumPlan], max_pixels: int,
+                     montage_faces: int) -> PicturesReport:
+    clear_leftovers(thumbs_fd)
+    old = _read_signatures(thumbs_fd)
+    new: dict[str, str] = {}
+    done = {"written": 0, "kept": 0, "failed": 0}
+    for plan in plans:
+        if not plan.faces:
+            continue
+        outcome, sig = _picture_album(thumbs_fd, plan, old.get(plan.folder), max_pixels,
+                                      montage_faces)
+        done[outcome] += 1
+        if sig is not None:
+            new[plan.folder] = sig
+    removed = _remove_vanished(thumbs_fd, set(old) - set(new))
+    _remove_orphans(thumbs_fd, {n for folder in new for n in thumbnail_names(folder)})
+    if new != old or not exists_at(thumbs_fd, SIGNATURES_NAME):  # no change, no write
+        atomic_write(SIGNATURES_NAME, json.dumps(new, indent=1).encode(), dir_fd=thumbs_fd)
+    return PicturesReport(done["written"], done["kept"], removed, done["failed"])
+
+
+def _picture_album(thumbs_fd: int, plan: AlbumPlan, old_sig: str | None, max_pixels: int,
+                   montage_faces: int) -> tuple[Literal["written", "kept", "failed"], str | None]:
+    """Draw one album's pictures unless they are up to date.
+
+    Returns what happened and the signature to record (None: no pictures to keep).
+    """
+    chosen = montage_selection(plan.faces, montage_faces)
+    sig = _signature(chosen)
+    thumb, montage = thumbnail_names(plan.folder)
+    if old_sig == sig and exists_at(thumbs_fd, thumb) and exists_at(thumbs_fd, montage):
+        return "kept", sig
+    crops = _crops(chosen, max_pixels)
+    tiles = [crops[f.face_id] for f in chosen if f.face_id in crops]
+    try:
+        if not tiles:
+            raise ValueError("no usable face")
+        atomic_write(thumb, _encode(tiles[0]), dir_fd=thumbs_fd)
+        atomic_write(montage, _encode(make_montage(tiles)), dir_fd=thumbs_fd)
+    except (OSError, ValueError) as e:
+        log.error("album_pictures_failed", folder=plan.folder, error=str(e))
+        return "failed", old_sig  # keep the old pictures; the changed signature retries
+    return "written", sig
+
+
+def _remove_vanished(thumbs_fd: int, folders: set[str]) -> int:
+    """Remove the pictures of albums that are gone; returns how many albums."""
+    for folder in sorted(folders):
+        for name in thumbnail_names(folder):
+            try:
+                os.unlink(name, dir_fd=thumbs_fd)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("album_picture_remove_failed", name=name, error=e.strerror)
+    return len(folders)

@@ -21,8 +21,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from daemon.config import NoFacePolicy
 from daemon.labels import (
     MAX_FOLDER_BYTES,
     Labels,
@@ -35,8 +35,6 @@ from daemon.labels import (
 )
 
 NO_FACES_FOLDER = "No faces"
-
-NoFacePolicy = Literal["skip", "album", "all"]
 
 
 @dataclass(frozen=True)

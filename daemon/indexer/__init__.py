@@ -1,6 +1,7 @@
 """The indexer: one photo in, its faces (boxes, landmarks, embeddings) out.
 
 - :mod:`.image` reads and decodes photos safely (pixel-bomb guard, EXIF orientation);
+  :mod:`.heif` decodes HEIC and AVIF, :mod:`.raw` finds a camera RAW's JPEG preview;
 - :mod:`.detect` finds faces (YuNet or dlib HOG);
 - :mod:`.embed` turns faces into 128-d vectors (SFace or dlib ResNet);
 - :mod:`.engine` picks the models and indexes one photo;

@@ -13,6 +13,11 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+import structlog
+
+from daemon.indexer import onnxpb
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,13 +60,36 @@ class Detector(Protocol):
 
 
 class YuNetDetector:
-    """OpenCV's YuNet CNN detector (``cv2.FaceDetectorYN``); gives five landmarks per face."""
+    """OpenCV's YuNet CNN detector; gives five landmarks per face.
+
+    The network runs on ONNX Runtime when it is installed (~30% less CPU than OpenCV's DNN
+    here), with ``cv2.FaceDetectorYN``'s pre- and post-processing redone in NumPy
+    (:class:`OrtYuNet`); else on ``cv2.FaceDetectorYN`` itself. Both give the same faces
+    (``tests/test_yunet_ort.py``).
+    """
 
     id = "yunet-2023mar"
 
-    def __init__(self, model: Path, *, nms_threshold: float = 0.3, top_k: int = 5000) -> None:
-        """Load the ONNX model at ``model``; raises ``cv2.error`` if it cannot be loaded."""
+    def __init__(self, model: Path, *, nms_threshold: float = 0.3, top_k: int = 5000,
+                 backend: str = "auto") -> None:
+        """Load the ONNX model at ``model``; raises ``cv2.error`` if it cannot be loaded.
+
+        ``backend``: "auto" (ONNX Runtime if installed, else OpenCV), "onnxruntime", "opencv".
+        """
         self.model = Path(model)
+        self._net: OrtYuNet | cv2.FaceDetectorYN
+        if backend not in ("auto", "onnxruntime", "opencv"):
+            raise ValueError(f"unknown YuNet backend {backend!r}")
+        self.backend = "opencv"
+        if backend != "opencv":
+            try:
+                self._net = OrtYuNet(self.model, nms_threshold, top_k)
+                self.backend = "onnxruntime"
+                return
+            except (ImportError, RuntimeError, ValueError) as e:
+                if backend == "onnxruntime":
+                    raise
+                log.warning("yunet_onnxruntime_unavailable", reason=str(e))
         self._net = cv2.FaceDetectorYN.create(
             str(self.model), "", (320, 320), 0.5, nms_threshold, top_k
         )
@@ -77,6 +105,85 @@ class YuNetDetector:
         # YuNet compares in float32, so a score a hair below ``min_score`` can pass it.
         found = (_row_detection(r) for r in rows)
         return [d for d in found if d.score >= min_score]
+
+
+class OrtYuNet:
+    """``cv2.FaceDetectorYN`` (OpenCV's objdetect/face_detect.cpp) with the network on ONNX
+    Runtime: the same padding to a multiple of 32, the same decoding of the three stride
+    heads and the same NMS, so it answers ``setInputSize``/``setScoreThreshold``/``detect``
+    alike."""
+
+    STRIDES = (8, 16, 32)
+
+    def __init__(self, model: Path, nms_threshold: float, top_k: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        # Parallelism comes from the worker processes; as many threads as OpenCV uses here.
+        options.intra_op_num_threads = max(1, cv2.getNumThreads())
+        options.inter_op_num_threads = 1
+        # Idle pool threads spinning cost a one-photo scan ~0.2 s CPU (in-process, 2 threads).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # the file's fixed output sizes differ from ours: fine
+        graph = onnxpb.with_named_input_dims(Path(model).read_bytes(), {2: "h", 3: "w"})
+        try:
+            self._session = ort.InferenceSession(
+                graph, options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # ORT raises its own exception types, not a common base
+            raise RuntimeError(f"ONNX Runtime cannot load {model}: {e}") from e
+        self._input = self._session.get_inputs()[0].name
+        self._outputs = [f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps")
+                         for s in self.STRIDES]
+        self.nms_threshold, self.top_k = nms_threshold, top_k
+        self.score_threshold = 0.5
+        self.size = (320, 320)
+
+    def setInputSize(self, size: tuple[int, int]) -> None:  # noqa: N802 - cv2's name
+        self.size = (int(size[0]), int(size[1]))
+
+    def setScoreThreshold(self, score: float) -> None:  # noqa: N802 - cv2's name
+        self.score_threshold = float(score)
+
+    def detect(self, image: np.ndarray) -> tuple[int, np.ndarray | None]:
+        """(1, float32 rows of 15 or None), as ``cv2.FaceDetectorYN.detect``."""
+        height, width = image.shape[:2]
+        if (width, height) != self.size:
+            raise ValueError(f"image is {width}x{height}, input size set to {self.size}")
+        pad_w, pad_h = (width - 1) // 32 * 32 + 32, (height - 1) // 32 * 32 + 32
+        blob = np.zeros((1, 3, pad_h, pad_w), np.float32)
+        blob[0, :, :height, :width] = image.transpose(2, 0, 1)
+        out = dict(zip(self._outputs, self._session.run(self._outputs, {self._input: blob}),
+                       strict=True))
+        rows = [self._decode(out, s, pad_w // s) for s in self.STRIDES]
+        faces = np.concatenate(rows)
+        if len(faces) > 1:
+            boxes = [tuple(int(v) for v in f[:4]) for f in faces]
+            keep = cv2.dnn.NMSBoxes(boxes, faces[:, 14].tolist(), self.score_threshold,
+                                    self.nms_threshold, top_k=self.top_k)
+            faces = faces[np.asarray(keep, np.int64).reshape(-1)]
+        return 1, (faces if len(faces) else None)
+
+    def _decode(self, out: dict[str, np.ndarray], stride: int, cols: int) -> np.ndarray:
+        """The faces of one stride head scoring at least the threshold, as rows of 15."""
+        cls = np.clip(out[f"cls_{stride}"].reshape(-1), 0, 1)
+        obj = np.clip(out[f"obj_{stride}"].reshape(-1), 0, 1)
+        score = np.sqrt(cls * obj)
+        idx = np.flatnonzero(score >= np.float32(self.score_threshold))
+        r = (idx // cols).astype(np.float32)[:, None]
+        c = (idx % cols).astype(np.float32)[:, None]
+        bbox = out[f"bbox_{stride}"].reshape(-1, 4)[idx]
+        kps = out[f"kps_{stride}"].reshape(-1, 10)[idx]
+        s = np.float32(stride)
+        w = np.exp(bbox[:, 2:3]) * s
+        h = np.exp(bbox[:, 3:4]) * s
+        x1 = (c + bbox[:, 0:1]) * s - w / 2
+        y1 = (r + bbox[:, 1:2]) * s - h / 2
+        points = np.empty_like(kps)
+        points[:, 0::2] = (kps[:, 0::2] + c) * s
+        points[:, 1::2] = (kps[:, 1::2] + r) * s
+        return np.hstack([x1, y1, w, h, points, score[idx, None]]).astype(np.float32)
 
 
 def _row_detection(row: np.ndarray) -> Detection:

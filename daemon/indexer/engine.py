@@ -12,6 +12,7 @@ are accepted only with the manifest's sha256, so one id always means one set of 
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,15 +126,17 @@ def engine_id_for(engine_cfg: EngineConfig) -> str:
 
 
 def _dlib_files() -> tuple[Path, Path]:
-    try:
-        import face_recognition_models as frm
-    except ImportError as e:
+    # Located without importing the package: its __init__ imports pkg_resources, ~0.15 s
+    # of every start for two file names.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
         raise EngineError(
             "the dlib embedder needs the face_recognition_models package: "
             "pip install face-recognition-models"
-        ) from e
-    predictor = Path(frm.pose_predictor_five_point_model_location())
-    recognition = Path(frm.face_recognition_model_location())
+        )
+    models = Path(next(iter(spec.submodule_search_locations))) / "models"
+    predictor = models / "shape_predictor_5_face_landmarks.dat"
+    recognition = models / "dlib_face_recognition_resnet_model_v1.dat"
     for p in (predictor, recognition):
         if not p.is_file():
             raise EngineError(f"dlib model file {p} is missing; reinstall face-recognition-models")
@@ -161,6 +164,7 @@ def open_engine(engine_cfg: EngineConfig) -> Engine:
         detector=engine_cfg.detector,
         embedder=engine_cfg.embedder,
         models_dir=str(engine_cfg.models_dir),
+        runtimes=f"{getattr(detector, 'backend', 'dlib')}+{getattr(embedder, 'backend', 'opencv')}",
     )
     return Engine(plan.id, embedder.dim, detector, embedder)
 

@@ -2,7 +2,9 @@
 
 A photo's bytes are read once. Its header is parsed by hand (JPEG SOF and EXIF, PNG IHDR
 and eXIf, GIF, BMP, WebP, TIFF) so that a file claiming more than ``max_pixels`` pixels
-is refused before any decoder allocates memory for it.
+is refused before any decoder allocates memory for it. HEIC and AVIF (:mod:`.heif`) are
+sized by their libraries' container parsers, which decode no pixels; a camera RAW
+(:mod:`.raw`) gives its embedded JPEG preview, which then goes the JPEG way.
 
 Orientation is applied here rather than by OpenCV: images are decoded with
 ``IMREAD_IGNORE_ORIENTATION`` and rotated/flipped by :func:`apply_orientation` from the
@@ -22,15 +24,20 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from daemon.indexer import heif, raw
 from daemon.indexer.types import PhotoError
+from daemon.photos import RAW_EXTENSIONS
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Magic numbers of formats that are never a RAW container: a file with a RAW name and one
+# of these is a renamed ordinary image, read for what it is.
+_NOT_RAW_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM")
 _REDUCED_FLAGS = {
     1: cv2.IMREAD_COLOR,
     2: cv2.IMREAD_REDUCED_COLOR_2,
@@ -201,7 +208,12 @@ def sniff(data: bytes) -> ImageInfo:
         return _bmp_info(data)
     if data[:4] in (b"II*\0", b"MM\0*"):
         return _tiff_info(data)
-    raise HeaderError("not a supported image format (JPEG, PNG, GIF, BMP, WebP, TIFF)")
+    brand = heif.video_brand(data)
+    if brand is not None:
+        raise HeaderError(f"a video or other ISO media file (brand {brand!r}), not a photo")
+    raise HeaderError(
+        "not a supported image format (JPEG, PNG, GIF, BMP, WebP, TIFF, HEIC, AVIF, camera RAW)"
+    )
 
 
 # --- orientation ------------------------------------------------------------------------
@@ -231,23 +243,33 @@ def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PhotoBytes:
-    """A photo's bytes read once, with what its header says and the stat seen at read time."""
+    """A photo's bytes read once, with what its header says and the stat seen at read time.
+
+    For a camera RAW, ``data`` is its embedded JPEG preview and ``origin`` is ``"raw"``;
+    a RAW whose preview is a bitmap (or that has none) arrives already decoded in
+    ``pixels``. ``size`` is always the file's byte count.
+    """
 
     path: Path
     data: bytes
     info: ImageInfo
     mtime_ns: int
+    file_size: int = -1
+    origin: str = ""
+    pixels: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return self.file_size if self.file_size >= 0 else len(self.data)
+
+    @property
+    def label(self) -> str:
+        """How the photo is named in reasons: its format, or e.g. "RAW preview (jpeg)"."""
+        return f"RAW preview ({self.info.format})" if self.origin == "raw" else self.info.format
 
 
-def read_photo(path: Path, max_pixels: int) -> PhotoBytes:
-    """Read ``path`` once, check its header and refuse it if it claims over ``max_pixels``.
-
-    Raises :class:`PhotoError` (transient for a vanished, unreadable or empty file).
-    """
+def _read_bytes(path: Path) -> tuple[bytes, os.stat_result]:
+    """The file's bytes and its stat, or a :class:`PhotoError` saying why not."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
@@ -262,20 +284,76 @@ def read_photo(path: Path, max_pixels: int) -> PhotoBytes:
         raise PhotoError(f"cannot read the file: {e.strerror or e}", transient=True) from e
     if not data:
         raise PhotoError("empty file (still being written?)", transient=True)
+    return data, st
+
+
+def _check_size(info: ImageInfo, max_pixels: int, what: str) -> None:
+    if info.width <= 0 or info.height <= 0:
+        raise PhotoError(f"{what} header claims an empty {info.width}x{info.height} image")
+    if info.width * info.height > max_pixels:
+        raise PhotoError(
+            f"{what} of {info.width}x{info.height} = {info.width * info.height:,} pixels "
+            f"exceeds detection.max_pixels = {max_pixels:,}"
+        )
+
+
+def _is_raw(path: Path, data: bytes) -> bool:
+    return path.suffix.lower() in RAW_EXTENSIONS and not data.startswith(_NOT_RAW_MAGIC)
+
+
+def read_photo(path: Path, max_pixels: int) -> PhotoBytes:
+    """Read ``path`` once, check its header and refuse it if it claims over ``max_pixels``.
+
+    Raises :class:`PhotoError` (transient for a vanished, unreadable or empty file).
+    """
+    data, st = _read_bytes(path)
+    kind = heif.heif_kind(data)
+    if kind is not None:
+        try:
+            width, height, orientation = heif.probe(data, kind)
+        except PhotoError as e:
+            raise PhotoError(_maybe_changed(path, len(data), st.st_mtime_ns, e.reason)) from e
+        info = ImageInfo(kind, width, height, orientation)
+    elif _is_raw(path, data):
+        return _read_raw(path, data, st, max_pixels)
+    else:
+        info = _sniffed(path, data, st)
+    _check_size(info, max_pixels, info.format)
+    return PhotoBytes(path, data, info, st.st_mtime_ns, len(data))
+
+
+def _sniffed(path: Path, data: bytes, st: os.stat_result) -> ImageInfo:
     try:
-        info = sniff(data)
+        return sniff(data)
     except HeaderError as e:
         raise PhotoError(_maybe_changed(path, len(data), st.st_mtime_ns, str(e))) from e
     except struct.error as e:
         raise PhotoError(f"corrupt {data[:4]!r} header: {e}") from e
-    if info.width <= 0 or info.height <= 0:
-        raise PhotoError(f"{info.format} header claims an empty {info.width}x{info.height} image")
-    if info.width * info.height > max_pixels:
-        raise PhotoError(
-            f"{info.format} of {info.width}x{info.height} = {info.width * info.height:,} pixels "
-            f"exceeds detection.max_pixels = {max_pixels:,}"
-        )
-    return PhotoBytes(path, data, info, st.st_mtime_ns)
+
+
+def _read_raw(path: Path, data: bytes, st: os.stat_result, max_pixels: int) -> PhotoBytes:
+    """A RAW file's preview as a photo to decode (its JPEG) or already decoded (a bitmap)."""
+    try:
+        found = raw.preview(data, max_pixels)
+    except PhotoError as e:
+        raise PhotoError(_maybe_changed(path, len(data), st.st_mtime_ns, e.reason)) from e
+    if found.pixels is not None:
+        h, w = found.pixels.shape[:2]
+        info = ImageInfo("bitmap", w, h, found.orientation)
+        _check_size(info, max_pixels, "RAW preview (bitmap)")
+        return PhotoBytes(path, b"", info, st.st_mtime_ns, len(data), "raw", found.pixels)
+    jpeg = found.jpeg or b""
+    try:
+        info = sniff(jpeg)
+    except (HeaderError, struct.error) as e:
+        reason = f"the RAW file's embedded preview is not a readable JPEG: {e}"
+        raise PhotoError(_maybe_changed(path, len(data), st.st_mtime_ns, reason)) from e
+    if info.format != "jpeg":
+        raise PhotoError(f"the RAW file's embedded preview is a {info.format}, not a JPEG")
+    if found.container_turn:  # the container's turn wins over the preview's own tag
+        info = ImageInfo(info.format, info.width, info.height, found.orientation)
+    _check_size(info, max_pixels, "RAW preview (jpeg)")
+    return PhotoBytes(path, jpeg, info, st.st_mtime_ns, len(data), "raw")
 
 
 def _maybe_changed(path: Path, size: int, mtime_ns: int, reason: str) -> str:
@@ -315,24 +393,39 @@ def jpeg_reduction(width: int, height: int, max_side: int) -> int:
 def decode(photo: PhotoBytes, reduction: int = 1) -> np.ndarray:
     """Decode to an upright BGR uint8 image, reduced in the DCT by ``reduction`` for JPEGs.
 
-    ``reduction`` (1, 2, 4, 8) is honoured only for JPEG, where it is nearly free; other
-    formats are decoded at full size. Grayscale, 16-bit and alpha images come out as
-    8-bit BGR (alpha dropped); animated GIFs give their first frame. Raises
-    :class:`PhotoError`.
+    ``reduction`` (1, 2, 4, 8) is honoured only for JPEG (a RAW's preview included),
+    where it is nearly free; other formats are decoded at full size. Grayscale, 16-bit and
+    alpha images come out as 8-bit BGR (alpha dropped); animated GIFs give their first
+    frame, HEIF bursts their primary image. Raises :class:`PhotoError`.
     """
     info = photo.info
+    if photo.pixels is not None:
+        image = photo.pixels
+    elif info.format in ("heif", "avif"):
+        try:
+            image = heif.decode(photo.data, info.format)
+        except PhotoError as e:
+            reason = _maybe_changed(photo.path, photo.size, photo.mtime_ns, e.reason)
+            raise PhotoError(reason) from e
+    else:
+        image = _cv_decode(photo, reduction)
+    return np.ascontiguousarray(apply_orientation(image, info.orientation))
+
+
+def _cv_decode(photo: PhotoBytes, reduction: int) -> np.ndarray:
+    """OpenCV's decode of the hand-sniffed formats, as stored (not yet turned upright)."""
+    info = photo.info
     if info.format == "jpeg" and _jpeg_truncated(photo.data):
-        raise PhotoError(
-            _maybe_changed(photo.path, photo.size, photo.mtime_ns, "truncated JPEG (no end marker)")
-        )
+        reason = f"truncated {photo.label} (no end marker)"
+        raise PhotoError(_maybe_changed(photo.path, photo.size, photo.mtime_ns, reason))
     flags = _REDUCED_FLAGS[reduction if info.format == "jpeg" else 1]
     buf = np.frombuffer(photo.data, dtype=np.uint8)
     try:
         image = cv2.imdecode(buf, flags | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error as e:
-        raise PhotoError(f"cannot decode {info.format}: {str(e).strip()[:200]}") from e
+        raise PhotoError(f"cannot decode {photo.label}: {str(e).strip()[:200]}") from e
     if image is None or image.size == 0:
-        reason = f"cannot decode {info.format} (corrupt or truncated)"
+        reason = f"cannot decode {photo.label} (corrupt or truncated)"
         raise PhotoError(_maybe_changed(photo.path, photo.size, photo.mtime_ns, reason))
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
@@ -342,7 +435,7 @@ def decode(photo: PhotoBytes, reduction: int = 1) -> np.ndarray:
         image = (image >> 8).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise PhotoError(f"unsupported {info.format} pixel type {image.dtype}")
-    return np.ascontiguousarray(apply_orientation(image, info.orientation))
+    return image
 
 
 def load_upright(path: Path, max_pixels: int) -> np.ndarray:

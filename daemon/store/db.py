@@ -145,6 +145,17 @@ class PersonRecord:
 
 
 @dataclass(frozen=True)
+class FaceKeyRow:
+    """What anchors a face across re-derivations: its photo's bytes and its box."""
+
+    id: int
+    photo_id: int
+    person_id: int | None
+    content_hash: str | None
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
 class StoreCounts:
     """Totals for ``facecluster status``."""
 
@@ -165,10 +176,32 @@ def _path_of(key: bytes) -> Path:
     return Path(os.fsdecode(key))
 
 
+# A photo row's columns, once: every statement below that reads or writes them is built
+# from this list, so a new column cannot be forgotten in one of them.
+_PHOTO_FIELDS = (
+    "path", "size", "mtime_ns", "content_hash", "status", "error", "transient", "attempts",
+    "engine", "width", "height", "updated_at",
+)
 _PHOTO_COLUMNS = (
-    "p.id, p.path, p.size, p.mtime_ns, p.content_hash, p.status, p.error, p.transient, "
-    "p.attempts, p.engine, p.width, p.height, p.updated_at, "
-    "(SELECT COUNT(*) FROM faces f WHERE f.photo_id = p.id)"
+    "p.id, " + ", ".join(f"p.{c}" for c in _PHOTO_FIELDS)
+    + ", (SELECT COUNT(*) FROM faces f WHERE f.photo_id = p.id)"
+)
+# Recording an indexing or a failure: the row takes every new value, except that failed
+# attempts are counted (a success resets the count).
+_UPSERT_PHOTO = (
+    f"INSERT INTO photos ({', '.join(_PHOTO_FIELDS)})"
+    f" VALUES ({', '.join('?' * len(_PHOTO_FIELDS))})"
+    " ON CONFLICT(path) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _PHOTO_FIELDS if c not in ("path", "attempts"))
+    + ", attempts = CASE WHEN excluded.status = 'failed' THEN photos.attempts + 1 ELSE 0 END"
+    " RETURNING id"
+)
+# A copy: the file's own path, size, mtime and time of recording, the rest from the source.
+_COPY_OWN = ("path", "size", "mtime_ns", "updated_at")
+_COPY_PHOTO = (
+    f"INSERT INTO photos ({', '.join(_PHOTO_FIELDS)}) SELECT "
+    + ", ".join("?" if c in _COPY_OWN else c for c in _PHOTO_FIELDS)
+    + " FROM photos WHERE id = ? RETURNING id"
 )
 
 _FACE_COLUMNS = (
@@ -462,19 +495,11 @@ class Store:
                         f"{path}: engine {indexed.engine} stored {dim}-d embeddings, "
                         f"got {vecs.shape[1]}-d"
                     )
-            photo_id = conn.execute(
-                """INSERT INTO photos (path, size, mtime_ns, content_hash, status, error,
-                       transient, attempts, engine, width, height, updated_at)
-                   VALUES (?, ?, ?, ?, 'indexed', NULL, 0, 0, ?, ?, ?, ?)
-                   ON CONFLICT(path) DO UPDATE SET size = excluded.size,
-                       mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash,
-                       status = 'indexed', error = NULL, transient = 0, attempts = 0,
-                       engine = excluded.engine, width = excluded.width,
-                       height = excluded.height, updated_at = excluded.updated_at
-                   RETURNING id""",
-                (_path_key(path), size, mtime_ns, content_hash, indexed.engine,
-                 indexed.width, indexed.height, time.time()),
-            ).fetchone()[0]
+            photo_id = self._upsert_photo(
+                path=_path_key(path), size=size, mtime_ns=mtime_ns, content_hash=content_hash,
+                status="indexed", error=None, transient=0, attempts=0, engine=indexed.engine,
+                width=indexed.width, height=indexed.height, updated_at=time.time(),
+            )
             conn.execute("DELETE FROM faces WHERE photo_id = ?", (photo_id,))
             ids = []
             for face, vec in zip(indexed.faces, vecs, strict=True):
@@ -501,21 +526,16 @@ class Store:
     ) -> None:
         """Record that ``path`` could not be indexed; drops its faces, counts the attempt."""
         with self._atomic():
-            photo_id = self._conn.execute(
-                """INSERT INTO photos (path, size, mtime_ns, content_hash, status, error,
-                       transient, attempts, engine, width, height, updated_at)
-                   VALUES (?, ?, ?, ?, 'failed', ?, ?, 1, NULL, NULL, NULL, ?)
-                   ON CONFLICT(path) DO UPDATE SET size = excluded.size,
-                       mtime_ns = excluded.mtime_ns, content_hash = excluded.content_hash,
-                       status = 'failed', error = excluded.error,
-                       transient = excluded.transient, attempts = photos.attempts + 1,
-                       engine = NULL, width = NULL, height = NULL,
-                       updated_at = excluded.updated_at
-                   RETURNING id""",
-                (_path_key(path), size, mtime_ns, content_hash, reason, int(transient),
-                 time.time()),
-            ).fetchone()[0]
+            photo_id = self._upsert_photo(
+                path=_path_key(path), size=size, mtime_ns=mtime_ns, content_hash=content_hash,
+                status="failed", error=reason, transient=int(transient), attempts=1,
+                engine=None, width=None, height=None, updated_at=time.time(),
+            )
             self._conn.execute("DELETE FROM faces WHERE photo_id = ?", (photo_id,))
+
+    def _upsert_photo(self, **row: object) -> int:
+        """Insert or update the photo row ``row["path"]`` (every photo field given); its id."""
+        return self._conn.execute(_UPSERT_PHOTO, [row[c] for c in _PHOTO_FIELDS]).fetchone()[0]
 
     def _photo_id(self, path: os.PathLike[str] | str) -> int:
         row = self._conn.execute(
@@ -558,12 +578,7 @@ class Store:
             src_id = self._photo_id(src)
             conn.execute("DELETE FROM photos WHERE path = ?", (_path_key(new),))
             new_id = conn.execute(
-                """INSERT INTO photos (path, size, mtime_ns, content_hash, status, error,
-                       transient, attempts, engine, width, height, updated_at)
-                   SELECT ?, ?, ?, content_hash, status, error, transient, attempts, engine,
-                       width, height, ? FROM photos WHERE id = ?
-                   RETURNING id""",
-                (_path_key(new), size, mtime_ns, time.time(), src_id),
+                _COPY_PHOTO, (_path_key(new), size, mtime_ns, time.time(), src_id)
             ).fetchone()[0]
             faces = conn.execute(
                 """SELECT x, y, w, h, landmarks, score, engine, person_id, embedding
@@ -816,6 +831,73 @@ class Store:
                          face_count=r[3], photo_count=r[4])
             for r in rows
         ]
+
+    # -- identity anchors (see daemon/identity.py) ---------------------------------------
+
+    def face_keys(
+        self,
+        *,
+        person_ids: Iterable[int] | None = None,
+        face_ids: Iterable[int] | None = None,
+        hashes: Iterable[str] | None = None,
+    ) -> list[FaceKeyRow]:
+        """Faces with their photo's content hash and box, selected by exactly one filter."""
+        filters = [(c, v) for c, v in (("f.person_id", person_ids), ("f.id", face_ids),
+                                        ("p.content_hash", hashes)) if v is not None]
+        if len(filters) != 1:
+            raise ValueError("face_keys takes exactly one of person_ids, face_ids, hashes")
+        column, values = filters[0]
+        wanted = sorted(set(values))
+        out: list[FaceKeyRow] = []
+        with self._lock, self._errors():
+            for i in range(0, len(wanted), _CHUNK):
+                chunk = wanted[i : i + _CHUNK]
+                rows = self._conn.execute(
+                    "SELECT f.id, f.photo_id, f.person_id, p.content_hash, f.x, f.y, f.w, f.h "
+                    f"FROM faces f JOIN photos p ON p.id = f.photo_id WHERE {column} IN "
+                    f"({','.join('?' * len(chunk))}) ORDER BY f.id",
+                    chunk,
+                ).fetchall()
+                out += [FaceKeyRow(r[0], r[1], r[2], r[3], (r[4], r[5], r[6], r[7])) for r in rows]
+        return out
+
+    def top_ids(self) -> tuple[int, int]:
+        """(highest face id, highest person id) ever handed out by this store."""
+        with self._lock, self._errors():
+            seq = dict(self._conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+        return int(seq.get("faces", 0)), int(seq.get("people", 0))
+
+    def keep_ids_above(self, faces: int, people: int) -> None:
+        """Never hand out a face id <= ``faces`` or a person id <= ``people``.
+
+        A re-derived store must not give a stranger a number that labels.toml already
+        uses for someone else.
+        """
+        with self._atomic():
+            for name, top in (("faces", faces), ("people", people)):
+                row = self._conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = ?", (name,)
+                ).fetchone()
+                if row is not None and row[0] >= top:
+                    continue
+                self._conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
+                self._conn.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, int(top))
+                )
+
+    def restore_people(self, ids: Iterable[int]) -> None:
+        """Make person ids usable again for the human they were anchored to.
+
+        A person id the anchors bring back (into a re-derived store, or after its photos
+        returned) gets its row, and loses its retirement.
+        """
+        now = time.time()
+        with self._atomic():
+            self._conn.executemany(
+                "INSERT INTO people (id, created_at) VALUES (?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET retired_at = NULL",
+                ((int(i), now) for i in ids),
+            )
 
     # -- settings and totals --------------------------------------------------------------
 

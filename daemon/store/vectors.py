@@ -237,17 +237,24 @@ def _last_occurrence(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, ids.size - 1 - first_in_reversed
 
 
+def _append_chunks(
+    paths: CachePaths, chunks: Iterable[tuple[np.ndarray, np.ndarray]], dim: int
+) -> None:
+    """Append the rows of ``chunks`` of (ids, vectors), refusing vectors not ``dim`` long."""
+    for ids, vecs in chunks:
+        ids, vecs = _as_rows(ids, vecs)
+        if vecs.shape[1] != dim:
+            raise VectorCacheError(f"embeddings have dimension {vecs.shape[1]}, the cache {dim}")
+        _append_rows(paths, ids, vecs)
+
+
 def _rewrite(
     paths: CachePaths, engine: str, chunks: Iterable[tuple[np.ndarray, np.ndarray]], dim: int
 ) -> None:
     """Write a fresh cache from ``chunks`` beside the old one and swap it in."""
     tmp = CachePaths(paths.vecs.with_suffix(".f32.tmp"), paths.ids.with_suffix(".ids.tmp"))
     _create(tmp, engine, dim)
-    for ids, vecs in chunks:
-        ids, vecs = _as_rows(ids, vecs)
-        if vecs.shape[1] != dim:
-            raise VectorCacheError(f"stored embeddings have dimension {vecs.shape[1]}, not {dim}")
-        _append_rows(tmp, ids, vecs)
+    _append_chunks(tmp, chunks, dim)
     # A crash between the two renames leaves files of different generations, which
     # the nonce check turns into a rebuild.
     os.replace(tmp.vecs, paths.vecs)
@@ -313,11 +320,7 @@ def _reconcile(
     missing = live[~found]
     if missing.size:
         log.info("vector_cache_repairing", engine=engine, missing=int(missing.size))
-        for ids, vecs in fetch(missing):
-            ids, vecs = _as_rows(ids, vecs)
-            if vecs.shape[1] != dim:
-                raise VectorCacheError(f"cache has dimension {dim}, embeddings {vecs.shape[1]}")
-            _append_rows(paths, ids, vecs)
+        _append_chunks(paths, fetch(missing), dim)
         file_ids = _read_ids(paths)
         rows, found = _locate(file_ids, live)
         if not found.all():

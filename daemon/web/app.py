@@ -176,7 +176,7 @@ def person_page(request: Request) -> Response:
 
 
 def status_page(request: Request) -> Response:
-    from daemon.service import read_service_status  # the service's status file reader
+    from daemon.status import read_service_status  # the service's status file reader
 
     st = _state(request)
     return _render(request, "status.html", {

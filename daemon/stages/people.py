@@ -1,0 +1,171 @@
+"""People: group the store's faces into people, steered by ``labels.toml``.
+
+A full re-clustering keeps person ids stable (the identity anchors, :mod:`daemon.identity`,
+give labelled ids back to their humans even in a re-derived store); between two, new faces
+join a known person at once when their neighbours agree. Names and "not this person" marks
+from the labels steer both; the labels are re-read on request, and an invalid file keeps
+the last good ones in force.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+import structlog
+
+from daemon import cluster, labels
+from daemon.config import Config
+from daemon.fsutil import utc_now
+from daemon.identity import Identity
+from daemon.stages.reports import ClusterReport
+from daemon.store import FaceRecord, Store
+
+log = structlog.get_logger(__name__)
+
+
+class People:
+    """Faces → people for one engine, with the labels that steer them.
+
+    ``identity`` holds the anchors that map a clustering onto the ids labels.toml uses.
+    """
+
+    def __init__(self, cfg: Config, store: Store, engine_id: str, identity: Identity) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.engine_id = engine_id
+        self.identity = identity
+        self._neighbours: cluster.FaceIndex | None = None
+        self._neighbour_ids: set[int] = set()
+        self.labels = labels.Labels()
+        self.labels_error: str | None = None
+        self.reload_labels()
+
+    def reload_labels(self) -> str | None:
+        """Re-read labels.toml. On error the last good labels stay; returns the error.
+
+        The last good labels are kept in the state folder (:func:`labels.load_live_labels`),
+        so a reading command started while the file is broken sees the same ones.
+        """
+        self.labels, error = labels.load_live_labels(self.cfg.labels_file, self.cfg.state_dir)
+        self.labels_error = str(error) if error else None
+        if error:
+            log.error("labels_invalid", file=str(self.cfg.labels_file), problems=error.problems)
+        elif unknown := self.unknown_labelled():
+            log.warning("labels_unknown_people", file=str(self.cfg.labels_file), problems=unknown)
+        return self.labels_error
+
+    def unknown_labelled(self) -> list[str]:
+        """labels.toml entries naming a person the store never had (once it has people)."""
+        known = [rec.id for rec in self.store.people()]
+        return labels.unknown_people(self.labels, known) if known else []
+
+    def cluster_params(self) -> cluster.ClusterParams:
+        """The engine's measured defaults, with the config's overrides."""
+        params = cluster.default_params(self.engine_id)
+        c = self.cfg.clustering
+        if c.eps > 0:
+            params = cluster.with_eps(params, c.eps)
+        if c.min_samples > 0:
+            params = replace(params, min_samples=c.min_samples)
+        return params
+
+    def _excluded(self, faces: Sequence[FaceRecord] | None = None) -> set[tuple[int, int]]:
+        """(face id, person id) pairs the user marked "not this person" in labels.toml.
+
+        ``faces`` defaults to every face of the engine, read only when there are
+        exclusions at all.
+        """
+        excluding = {pid: lab for pid, lab in self.labels.people.items() if lab.exclude}
+        if not excluding:
+            return set()
+        pairs = self.identity.excluded_pairs(self.store, self.labels)  # moved, re-derived
+        if faces is None:
+            faces = self.store.faces(engine=self.engine_id)
+        for f in faces:
+            for pid, lab in excluding.items():
+                if labels.excludes_face(lab, f.id) or labels.excludes_photo(
+                    lab, f.path, self.cfg.watch
+                ):
+                    pairs.add((f.id, pid))
+        return pairs
+
+    def recluster(self) -> ClusterReport:
+        """Re-cluster every face of the current engine; person ids stay stable."""
+        t0 = time.monotonic()
+        self.identity.reserve(self.store, self.labels)
+        self.identity.rematch(self.store)
+        ids, vecs = self.store.vectors(self.engine_id)
+        groups = cluster.cluster_faces(vecs, self.cluster_params())
+        previous = self.store.face_persons(self.engine_id)
+        named = {pid for pid, lab in self.labels.people.items() if lab.name}
+        result = self.identity.assign(
+            ids, groups, vecs, previous, named, self._excluded(), self.store.new_person_id,
+            self.labels,
+        )
+        self._neighbours = None  # people changed: the neighbour index is rebuilt on demand
+        with self.store.batch():
+            self.identity.restore(self.store, result)
+            self.store.set_persons(result.assignment)
+            self.store.retire_people(result.retired)
+            self.store.set_meta("last_recluster", utc_now())
+        self.identity.refresh(self.store, self.labels, self.cfg.watch, mode="clustered")
+        people = {p for p in result.assignment.values() if p is not None}
+        report = ClusterReport(
+            faces=len(ids),
+            people=len(people),
+            noise=sum(1 for p in result.assignment.values() if p is None),
+            retired=len(result.retired),
+            seconds=time.monotonic() - t0,
+        )
+        log.info("reclustered", **report.__dict__)
+        return report
+
+    def _neighbour_index(self, leave_out: set[int]) -> cluster.FaceIndex:
+        """The neighbour index over the known faces, built once per clustering.
+
+        Rebuilding it per photo would cost seconds at a million faces; instead new faces
+        are added to it as they are assigned, and a full re-clustering drops it.
+        ``leave_out`` (the faces about to be voted on) is kept out when it is built.
+        """
+        if self._neighbours is None:
+            ids, vecs = self.store.vectors(self.engine_id)
+            person = self.store.face_persons(self.engine_id)
+            keep = [k for k, i in enumerate(ids) if int(i) not in leave_out]
+            self._neighbours = cluster.FaceIndex(
+                vecs[keep], [person.get(int(ids[k])) for k in keep]
+            )
+            self._neighbour_ids = {int(ids[k]) for k in keep}
+        return self._neighbours
+
+    def assign_incremental(self, face_ids: Sequence[int]) -> int:
+        """Give new faces to existing people at once where their neighbours agree.
+
+        A vote over each person's individual faces (not an averaged centre); faces with
+        no clear majority wait for the next re-clustering. Returns how many joined.
+        """
+        candidates = [
+            f
+            for f in self.store.faces(ids=list(face_ids))
+            if f.engine == self.engine_id and f.person_id is None  # copies keep theirs
+        ]
+        if not candidates:
+            return 0
+        neighbours = self._neighbour_index(leave_out={f.id for f in candidates})
+        faces = [f for f in candidates if f.id not in self._neighbour_ids]
+        if not faces:
+            return 0
+        vecs = self.store.face_vectors([f.id for f in faces])
+        votes = cluster.assign_new(neighbours, vecs, self.cluster_params())
+        excluded = self._excluded(faces)
+        assignment = {
+            f.id: pid
+            for f, pid in zip(faces, votes, strict=True)
+            if pid is not None and (f.id, pid) not in excluded
+        }
+        neighbours.add(vecs, [assignment.get(f.id) for f in faces])
+        self._neighbour_ids.update(f.id for f in faces)
+        if assignment:
+            self.store.set_persons(assignment)
+        return len(assignment)
