@@ -7,6 +7,7 @@ service does after noticing the labels changed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -226,6 +227,24 @@ def test_not_this_face_and_not_this_photo(lib: Path):
     assert name not in person_album(lib, pid)
 
 
+def test_not_this_face_leaves_the_counts_and_pictures_as_facecluster_people(lib: Path, capsys):
+    client = client_for(lib)
+    pid = people(client)[0]
+    best = client.get(f"/person/{pid}/face.jpg").content
+    shown = re.findall(r'data-face="(\d+)"', client.get(f"/person/{pid}").text)
+    fid = next(f for f in shown if client.get(f"/face/{f}.jpg").content == best)
+    client.post("/exclude", data={**form_tokens(client, f"/person/{pid}"),
+                                  "person": str(pid), "entry": f"face-{fid}"})
+    write_albums(lib)
+    capsys.readouterr()
+    assert main(["--config", str(lib / "config.toml"), "people", "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["id"] == pid)
+    page = client.get(f"/person/{pid}").text
+    assert f'{row["key"]} · {row["faces"]} faces · {row["photos"]} photos' in page
+    assert re.findall(r'data-face="(\d+)"', page) == shown  # still listed, to see it
+    assert client.get(f"/person/{pid}/face.jpg").content != best
+
+
 def test_undo_restores_the_file_byte_for_byte(lib: Path):
     (lib / "labels.toml").write_text("# my names\n[people]\n\n# end\n")
     write_albums(lib)
@@ -257,6 +276,20 @@ def test_a_hand_edit_since_the_page_was_drawn_is_refused(lib: Path):
     assert r.status_code == 409
     assert "changed since it was read" in r.text
     assert labels_text(lib) == hand
+
+
+def test_a_broken_labels_file_shows_the_last_good_names_as_the_albums_do(lib: Path):
+    client = client_for(lib)
+    pid = people(client)[0]
+    client.post("/name", data={**form_tokens(client), "person": str(pid), "name": "Barack"})
+    write_albums(lib)  # the service takes the file in: it is the last good one now
+    (lib / "labels.toml").write_text('[people]\nperson-0001 = "unclosed\n')
+    untouched = tree_state(lib)
+    page = client.get("/").text
+    assert "labels.toml has a problem" in page
+    assert "Barack" in page and "unnamed</span>" in page
+    assert f"/person/{pid}" in page
+    assert tree_state(lib) == untouched  # the last good labels are read, never written
 
 
 # -- refusals ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 import structlog
 
-from daemon import labels
+from daemon import labels, roster
 from daemon.albums.pictures import rank_faces
 from daemon.albums.plan import FaceRef
 from daemon.config import Config
@@ -48,9 +48,13 @@ class PersonView:
     name: str | None
     hidden: bool
     faces: int
+    """Their own faces, after "not this person" (as ``facecluster people`` counts)."""
     photos: int
     excluded: int
     """Entries in the person's "not this person" list."""
+    stored: int
+    """Faces the store gives them, excluded ones too until the next clustering moves
+    them: what the person's page lists."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class LabelsState:
     """labels.toml as last read: the labels in force for display, or the error."""
 
     labels: labels.Labels
+    """The file's labels, or the last good ones while it is broken."""
     error: str | None
     digest: str
     """:func:`daemon.naming.labels_digest` of the file taken before it was read."""
@@ -127,15 +132,15 @@ class Library:
 
     def labels(self, digest: str) -> LabelsState:
         """The labels to show, parsed once per ``digest`` of the file's bytes (taken by
-        the caller before this reads the file); a broken file shows as no labels plus
-        its error."""
+        the caller before this reads the file). A broken file shows its error beside the
+        last good labels, the ones the service keeps in force (read, never written here)."""
         hit = self._labels
         if hit is not None and hit.digest == digest:
             return hit
         try:
             state = LabelsState(labels.load_labels(self.cfg.labels_file), None, digest)
         except labels.LabelsError as e:
-            state = LabelsState(labels.Labels(), str(e), digest)
+            state = LabelsState(labels.load_last_good(self.cfg.state_dir), str(e), digest)
         if labels_digest(self.cfg.labels_file) == digest:  # not changed while being read
             self._labels = state
         return state
@@ -149,15 +154,38 @@ class Library:
         rows.sort(key=lambda r: (-r[1], r[0]))
         return rows
 
+    def _own(self, state: LabelsState) -> dict[int, roster.PersonContent]:
+        """What is really theirs, for the people with "not this person" entries.
+
+        The album planner's own rules (:mod:`daemon.roster`) decide; only these people's
+        faces are read, since everyone else's counts are the store's.
+        """
+        def build() -> dict[int, roster.PersonContent]:
+            excluding = [pid for pid, lab in state.labels.people.items() if lab.exclude]
+            photos: dict[int, set[Path]] = {}
+            faces: dict[int, list[FaceRef]] = {}
+            for pid in excluding:
+                for f in self.store.faces(person_id=pid):
+                    photos.setdefault(pid, set()).add(f.path)
+                    faces.setdefault(pid, []).append(
+                        FaceRef(f.id, f.path, f.box, f.score, f.landmarks))
+            own = roster.person_contents(photos, faces, state.labels, self.cfg.watch)
+            return {pid: own.get(pid, roster.PersonContent((), ())) for pid in faces}
+
+        return self._cached(f"own:{state.digest}", build)
+
     def people(self, state: LabelsState) -> list[PersonView]:
         """Every person with faces, largest first (built once per store and labels)."""
         def build() -> list[PersonView]:
-            lab = state.labels
+            lab, own = state.labels, self._own(state)
             out = []
-            for pid, faces, photos in self._cached("counts", self._counts):
+            for pid, stored, in_photos in self._cached("counts", self._counts):
                 label = lab.label(pid)
+                mine = own.get(pid)
+                faces, photos = (len(mine.faces), len(mine.photos)) if mine else (stored,
+                                                                                  in_photos)
                 out.append(PersonView(pid, labels.person_key(pid), label.name, label.hidden,
-                                      faces, photos, len(label.exclude)))
+                                      faces, photos, len(label.exclude), stored))
             return out
 
         return self._cached(f"people:{state.digest}", build)
@@ -173,14 +201,19 @@ class Library:
         """A page of a person's faces."""
         return self.store.person_faces(person_id, offset, limit)
 
-    def best_faces(self, person_id: int, limit: int = 1) -> list[int]:
-        """Ids of the person's best faces, as the album pictures rank them."""
+    def best_faces(self, person_id: int, state: LabelsState, limit: int = 1) -> list[int]:
+        """Ids of the person's best faces (never one they are marked not to be), as the
+        album pictures rank them."""
         def rank() -> list[int]:
-            faces = self.store.faces(person_id=person_id)
-            refs = [FaceRef(f.id, f.path, f.box, f.score, f.landmarks) for f in faces]
+            mine = self._own(state).get(person_id)
+            if mine is not None:
+                refs = list(mine.faces)
+            else:
+                faces = self.store.faces(person_id=person_id)
+                refs = [FaceRef(f.id, f.path, f.box, f.score, f.landmarks) for f in faces]
             return [r.face_id for r in rank_faces(refs)[:limit]]
 
-        return self._cached(f"best:{person_id}:{limit}", rank)
+        return self._cached(f"best:{person_id}:{limit}:{state.digest}", rank)
 
     def _centres(self) -> tuple[np.ndarray, np.ndarray]:
         """(person ids, unit centre of up to SAMPLE_FACES faces each)."""

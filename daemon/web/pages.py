@@ -36,7 +36,7 @@ def person_page(request: Request) -> Response:
     pid = request.path_params["pid"]
     _, lab = labels_of(request)
     person = st.library.person(pid, lab)
-    pages = max(1, -(-person.faces // FACES_PER_PAGE))
+    pages = max(1, -(-person.stored // FACES_PER_PAGE))
     page = min(max(1, number(request.query_params.get("page"), "page", 1)), pages)
     faces = st.library.person_faces(pid, (page - 1) * FACES_PER_PAGE, FACES_PER_PAGE)
     people = {p.id: p for p in st.library.people(lab)}

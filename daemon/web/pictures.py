@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from daemon.web.images import NoPicture
-from daemon.web.state import web_state
+from daemon.web.state import labels_of, web_state
 
 MONTAGE_FACES = 9
 FACE_MAX_AGE = 86400
@@ -42,7 +42,8 @@ def person_picture(request: Request) -> Response:
     pid, kind = request.path_params["pid"], request.path_params["kind"]
     if kind not in ("face", "montage"):
         raise HTTPException(404, "no such picture")
-    best = st.library.best_faces(pid, MONTAGE_FACES if kind == "montage" else 1)
+    _, lab = labels_of(request)
+    best = st.library.best_faces(pid, lab, MONTAGE_FACES if kind == "montage" else 1)
     if not best:
         raise HTTPException(404, "no such person")
     faces = [(f, st.library.check_inside(f.path)) for f in
