@@ -38,15 +38,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from store_scale import ENGINE, insert_photos  # noqa: E402  (this script's folder)
+
 from daemon.config import from_dict  # noqa: E402
-from daemon.indexer.types import Face, IndexedPhoto  # noqa: E402
 from daemon.log import configure  # noqa: E402
 from daemon.store import Store  # noqa: E402
-
-ENGINE = "bench-engine+128d"
-DIM = 128
-FACES_PER_PHOTO = 5
-BATCH_PHOTOS = 2000
 
 
 def person_sizes(n_people: int, n_assigned: int, rng: np.random.Generator) -> np.ndarray:
@@ -68,22 +64,7 @@ def build(state_dir: Path, labels_file: Path, n_people: int, n_faces: int) -> No
             sys.exit(f"{state_dir} holds other data; pick an empty --dir")
         rng = np.random.default_rng(0)
         t0 = time.perf_counter()
-        ids: list[int] = []
-        n_photos = n_faces // FACES_PER_PHOTO
-        for start in range(0, n_photos, BATCH_PHOTOS):
-            stop = min(start + BATCH_PHOTOS, n_photos)
-            vecs = rng.standard_normal((stop - start, FACES_PER_PHOTO, DIM)).astype(np.float32)
-            vecs /= np.linalg.norm(vecs, axis=2, keepdims=True)
-            with store.batch():
-                for i in range(start, stop):
-                    path = Path(f"/photos/{i // 1000:04d}/img{i:07d}.jpg")
-                    faces = tuple(
-                        Face(box=(100.0 * k, 10.0, 90.0, 110.0), landmarks=((1.0, 2.0),) * 5,
-                             score=0.9 + 0.01 * k, embedding=v)
-                        for k, v in enumerate(vecs[i - start])
-                    )
-                    ids += store.save_indexed(path, 1, i, f"h{i}",
-                                              IndexedPhoto(path, 4000, 3000, ENGINE, faces))
+        ids = insert_photos(store, n_faces, rng)
         store.set_meta("engine", ENGINE)
         people = [store.new_person_id() for _ in range(n_people)]
         order = rng.permutation(np.array(ids))
