@@ -44,6 +44,27 @@ FACES_PER_PHOTO = 5
 BATCH_PHOTOS = 2000
 
 
+def insert_photos(store: Store, n_faces: int, rng: np.random.Generator) -> list[int]:
+    """Save ``n_faces`` random unit vectors as photos of FACES_PER_PHOTO faces; face ids."""
+    ids: list[int] = []
+    n_photos = n_faces // FACES_PER_PHOTO
+    for start in range(0, n_photos, BATCH_PHOTOS):
+        stop = min(start + BATCH_PHOTOS, n_photos)
+        vecs = rng.standard_normal((stop - start, FACES_PER_PHOTO, DIM)).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=2, keepdims=True)
+        with store.batch():
+            for i in range(start, stop):
+                path = Path(f"/photos/{i // 1000:04d}/img{i:07d}.jpg")
+                faces = tuple(
+                    Face(box=(10.0 * k, 10.0, 50.0, 60.0),
+                         landmarks=((1.0, 2.0),) * 5, score=0.95, embedding=v)
+                    for k, v in enumerate(vecs[i - start])
+                )
+                ids += store.save_indexed(path, 1, i, f"h{i}",
+                                          IndexedPhoto(path, 4000, 3000, ENGINE, faces))
+    return ids
+
+
 def build(state_dir: Path, n_faces: int) -> None:
     """Fill a store with ``n_faces`` random unit vectors unless it already holds them."""
     with Store.open(state_dir) as store:
@@ -52,23 +73,8 @@ def build(state_dir: Path, n_faces: int) -> None:
             return
         if store.counts().faces:
             sys.exit(f"{state_dir} holds other data; pick an empty --dir")
-        rng = np.random.default_rng(0)
         t0 = time.perf_counter()
-        n_photos = n_faces // FACES_PER_PHOTO
-        for start in range(0, n_photos, BATCH_PHOTOS):
-            stop = min(start + BATCH_PHOTOS, n_photos)
-            vecs = rng.standard_normal((stop - start, FACES_PER_PHOTO, DIM)).astype(np.float32)
-            vecs /= np.linalg.norm(vecs, axis=2, keepdims=True)
-            with store.batch():
-                for i in range(start, stop):
-                    path = Path(f"/photos/{i // 1000:04d}/img{i:07d}.jpg")
-                    faces = tuple(
-                        Face(box=(10.0 * k, 10.0, 50.0, 60.0),
-                             landmarks=((1.0, 2.0),) * 5, score=0.95, embedding=v)
-                        for k, v in enumerate(vecs[i - start])
-                    )
-                    store.save_indexed(path, 1, i, f"h{i}",
-                                       IndexedPhoto(path, 4000, 3000, ENGINE, faces))
+        insert_photos(store, n_faces, np.random.default_rng(0))
         store.set_meta("bench_faces", str(n_faces))
     took = time.perf_counter() - t0
     print(f"inserted {n_faces} faces in {took:.1f} s ({n_faces / took:,.0f} faces/s)")

@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
         "rebuild", help="set the store aside and re-derive it from the photos"
     )
 
+    we = sub.add_parser("web", help="serve the page for naming people (see [web] in config)")
+    wsub = we.add_subparsers(dest="web_command", metavar="ACTION")
+    wsub.add_parser("passwd", help="set the password for signing in from other machines")
+
     mo = sub.add_parser("models", help="fetch, verify or list the model files")
     msub = mo.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     fe = msub.add_parser("fetch", help="download (or copy) missing models, verified by sha256")
@@ -329,6 +333,15 @@ def _cmd_rebuild(cfg: Config, args: argparse.Namespace) -> int:
     return _cmd_scan(cfg, args)
 
 
+def _cmd_web(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.web.command import WebCommandError, web_command
+
+    try:
+        return web_command(cfg, args.web_command)
+    except WebCommandError as e:
+        raise UserError(str(e)) from e
+
+
 def _cmd_models(cfg: Config, args: argparse.Namespace) -> int:
     from daemon import models
 
@@ -370,6 +383,7 @@ COMMANDS = {
     "merge": _naming("merge"),
     "hide": _naming("hide"),
     "not": _naming("not"),
+    "web": _cmd_web,
 }
 
 

@@ -8,6 +8,7 @@ Relative paths resolve against the folder of the config file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -90,6 +91,20 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The web page for seeing and naming people (off unless enabled)."""
+
+    enabled: bool = False
+    """Serve the page from ``facecluster run`` (``facecluster web`` serves it alone)."""
+    listen: str = "127.0.0.1"
+    """Address to bind: an IP address or ``localhost``. Any non-loopback address requires
+    sign-in with the password set by ``facecluster web passwd``."""
+    port: int = 8765
+    behind_https: bool = False
+    """True when a TLS reverse proxy serves the page: session cookies get ``Secure``."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration. Paths are absolute."""
 
@@ -106,6 +121,7 @@ class Config:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     clustering: ClusterConfig = field(default_factory=ClusterConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     config_path: Path | None = None
 
     @property
@@ -185,6 +201,19 @@ def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
     return cls(**values)
 
 
+def _check_web(web: WebConfig) -> None:
+    if not 1 <= web.port <= 65535:
+        raise ConfigError(f"web.port: must be between 1 and 65535, got {web.port}")
+    if web.listen != "localhost":
+        try:
+            ipaddress.ip_address(web.listen)
+        except ValueError:
+            raise ConfigError(
+                f"web.listen: {web.listen!r} is not an IP address (or 'localhost'); "
+                "use 0.0.0.0 or the NAS's LAN address to serve the LAN"
+            ) from None
+
+
 def _resolve(path: Path, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
@@ -204,6 +233,7 @@ def from_dict(table: dict[str, Any], base_dir: Path, config_path: Path | None = 
         raise ConfigError(
             f"clustering.eps: must be at most 2 (L2 on unit vectors), got {cfg.clustering.eps}"
         )
+    _check_web(cfg.web)
     base = base_dir.resolve()
     cfg = replace(
         cfg,

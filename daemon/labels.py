@@ -326,6 +326,16 @@ def excludes_face(label: PersonLabel, face_id: int) -> bool:
     return any(parse_face_key(e) == face_id for e in label.exclude)
 
 
+def photo_entry(photo_path: Path, watch_roots: Iterable[Path]) -> str:
+    """How an exclude list names a photo: relative to its watched folder (``/``
+    separated), or its absolute path when it lies in none."""
+    absolute = Path(os.path.abspath(photo_path))
+    for root in watch_roots:
+        if absolute.is_relative_to(root):
+            return absolute.relative_to(root).as_posix()
+    return str(absolute)
+
+
 def excludes_photo(label: PersonLabel, photo_path: Path, watch_roots: Iterable[Path]) -> bool:
     """Whether the user said ``photo_path`` does not show this person.
 

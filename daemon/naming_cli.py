@@ -123,11 +123,7 @@ def _photo_entry(photo: str, roots: Sequence[Path]) -> tuple[str, Path | None]:
     """The exclude entry for a photo argument, and its absolute path when it is known."""
     candidate = Path(photo).expanduser()
     if candidate.exists() or candidate.is_absolute():
-        absolute = Path(os.path.abspath(candidate))
-        for root in roots:
-            if absolute.is_relative_to(root):
-                return absolute.relative_to(root).as_posix(), absolute
-        return str(absolute), absolute
+        return labels.photo_entry(candidate, roots), Path(os.path.abspath(candidate))
     for root in roots:  # already relative to a watched folder
         if (root / photo).exists():
             return Path(os.path.normpath(photo)).as_posix(), root / photo

@@ -363,8 +363,14 @@ class Service:
         """Run until a stop signal; returns the process exit code."""
         self.requests.install()
         code = 0
+        web = None
         try:
             self._open()
+            if self.cfg.web.enabled:  # the naming page, served from a thread of its own
+                from daemon.web.server import WebThread
+
+                web = WebThread(self.cfg)
+                web.start()
             self.status.ready("starting: reconciling with the folders")
             log.info("service_started", pid=os.getpid(), engine=self.pipeline.engine_id,
                      roots=[str(r) for r in self.cfg.watch])
@@ -382,6 +388,8 @@ class Service:
                 self.status.keepalive()
         finally:
             self.status.stopping()
+            if web is not None:
+                web.stop()
             self._close()
             self.status.stopped()
             log.info("service_stopped", code=code)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from daemon.indexer.types import Face, IndexedPhoto
 from daemon.store import PhotoNotFoundError, Store, StoreError
 from daemon.store import vectors as vector_cache
-from daemon.store.db import DB_NAME
+from daemon.store.db import DB_NAME, MIGRATIONS
 
 ENGINE = "test-engine+v1"
 DIM = 16
@@ -120,6 +120,36 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreError, match="newer"):
         Store.open(state)
+
+
+def test_store_of_schema_1_is_read_then_migrated_keeping_its_data(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    # A store written before schema 2 (the web page's index) is exactly schema 1's tables.
+    state = tmp_path / "state"
+    with Store.open(state) as s:
+        saved = fill(s, rng, 3)
+        pid = s.new_person_id()
+        s.set_persons({saved[Path("/photos/img0001.jpg")][0]: pid})
+    con = sqlite3.connect(state / DB_NAME)
+    con.execute("DROP INDEX faces_person_photo")
+    con.execute("PRAGMA user_version = 1")
+    con.close()
+
+    with Store.open_readonly(state) as ro:  # a reader beside an old writer: no migration
+        assert ro.person_faces(pid)[0].id == saved[Path("/photos/img0001.jpg")][0]
+    con = sqlite3.connect(state / DB_NAME)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+    con.close()
+
+    with Store.open(state) as s:
+        assert s.counts().faces == 9
+        assert [f.id for f in s.person_faces(pid)] == [saved[Path("/photos/img0001.jpg")][0]]
+    con = sqlite3.connect(state / DB_NAME)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"faces_person", "faces_person_photo"} <= indexes
+    con.close()
 
 
 def test_reopen_keeps_everything(tmp_path: Path, rng: np.random.Generator) -> None:

@@ -1,0 +1,61 @@
+"""``facecluster run`` with ``[web] enabled``: the service serves the page, an edit made on
+it reaches the albums, and stopping the service stops the page."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+from test_service import RunningService
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _page(client: httpx.Client) -> str | None:
+    try:
+        r = client.get("/")
+    except httpx.TransportError:
+        return None  # the page's thread is still binding
+    return r.text if r.status_code == 200 and "data-person=" in r.text else None
+
+
+def test_the_service_serves_the_page_and_its_edits_reach_the_albums(
+    tmp_path: Path, yunet_file: Path, shared_photos: Path
+) -> None:
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    shutil.copy2(yunet_file, models_dir / yunet_file.name)
+    svc = RunningService(tmp_path, models_dir, shared_photos / "known")
+    port = _free_port()
+    svc.cfg.write_text(svc.cfg.read_text() + f"[web]\nenabled = true\nport = {port}\n")
+    base = f"http://127.0.0.1:{port}"
+    svc.start()
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            page = svc.wait_for("the page lists people", lambda: _page(client), 90)
+            assert isinstance(page, str)
+            pid = re.search(r'data-person="(\d+)"', page).group(1)
+            r = client.post("/name", data={
+                "csrf": re.search(r'name="csrf" value="([^"]+)"', page).group(1),
+                "digest": re.search(r'name="digest" value="([0-9a-f]{64})"', page).group(1),
+                "person": pid, "name": "Named On The Page",
+            })
+            assert (r.status_code, r.headers["location"]) == (303, "/?done=named"), r.text
+        assert svc.labels.read_text() == f'[people]\nperson-{int(pid):04d} = "Named On The Page"\n'
+        svc.wait_for("the album renamed by the service",
+                     lambda: "Named On The Page" in svc.contents(), 60)
+        svc.stop()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(base + "/", timeout=2)
+    finally:
+        svc.close()
