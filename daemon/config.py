@@ -286,33 +286,3 @@ def _default_path() -> Path:
 def searched_paths() -> tuple[Path, ...]:
     """Where :func:`load_config` looks when no file is named (for "no config" messages)."""
     return tuple(Path.cwd() / name for name in (LOCAL_CONFIG_NAME, DEFAULT_CONFIG_NAME))
-
-
-class ConfigWatch:
-    """Notices that a config file changed (written, replaced, created or removed).
-
-    The service polls this beside labels.toml, so a changed config applies without a
-    manual SIGHUP. Size, mtime and inode together catch both in-place writes and
-    editors that save by renaming a new file over the old one.
-    """
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._seen = self._signature()
-
-    def _signature(self) -> tuple[int, int, int] | None:
-        if self.path is None:
-            return None
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return st.st_mtime_ns, st.st_size, st.st_ino
-
-    def changed(self) -> bool:
-        """True once for each change since the last call (or since creation)."""
-        now = self._signature()
-        if now == self._seen:
-            return False
-        self._seen = now
-        return True

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from daemon import lock, sdnotify
-from daemon.config import Config, ConfigError, ConfigWatch, load_config
+from daemon.config import Config, ConfigError, load_config
+from daemon.filewatch import FileWatch
 from daemon.priority import lower_priority
 from daemon.roots import MountPoints
 from daemon.schedule import Schedule
@@ -39,6 +40,7 @@ from daemon.work import work_from
 
 if TYPE_CHECKING:
     from daemon.scan import Pipeline
+    from daemon.web.server import WebThread
 
 log = structlog.get_logger(__name__)
 
@@ -54,12 +56,27 @@ class _Stop(Exception):
     """A stop signal arrived in the middle of a long step."""
 
 
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
+def surroundings(pipeline: Pipeline | None, watcher: Watcher | None) -> Surroundings:
+    """What the status file says of the service around the library (either may be closed)."""
+    p, w = pipeline, watcher
+    return Surroundings(
+        queue_length=w.pending() if w else 0,
+        last_recluster=p.last_recluster() if p else None,
+        labels_error=p.labels_error if p else None,
+        engine=p.engine_id if p else "",
+        roots={str(k): v for k, v in (w.modes if w else {}).items()},
+    )
+
+
+def start_web(cfg: Config) -> WebThread | None:
+    """The naming page, served from a thread of its own when ``[web] enabled``."""
+    if not cfg.web.enabled:
         return None
-    return st.st_mtime_ns, st.st_size, st.st_ino
+    from daemon.web.server import WebThread
+
+    web = WebThread(cfg)
+    web.start()
+    return web
 
 
 class SignalRequests:
@@ -99,8 +116,8 @@ class Service:
             cfg.state_dir, self._surroundings,
             watchdog_every=sdnotify.watchdog_interval(), clock=clock,
         )
-        self._labels_sig: tuple[int, int, int] | None = None
-        self._config_watch = ConfigWatch(cfg.config_path)  # a changed config applies itself
+        self._labels_watch = FileWatch(cfg.labels_file, seen_now=False)
+        self._config_watch = FileWatch(cfg.config_path)  # a changed config applies itself
         self._errors_in_row = 0
 
     @property
@@ -123,14 +140,7 @@ class Service:
     # -- what the status shows ----------------------------------------------------------
 
     def _surroundings(self) -> Surroundings:
-        p, w = self._pipeline, self._watcher
-        return Surroundings(
-            queue_length=w.pending() if w else 0,
-            last_recluster=p.last_recluster() if p else None,
-            labels_error=p.labels_error if p else None,
-            engine=p.engine_id if p else "",
-            roots={str(k): v for k, v in (w.modes if w else {}).items()},
-        )
+        return surroundings(self._pipeline, self._watcher)
 
     def _report_idle(self) -> None:
         library = None
@@ -247,10 +257,8 @@ class Service:
     def _check_labels(self) -> None:
         if not self.schedule.labels_check_due():
             return
-        sig = _signature(self.cfg.labels_file)
-        if sig == self._labels_sig:
+        if not self._labels_watch.changed():
             return
-        self._labels_sig = sig
         error = self.pipeline.reload_labels()
         if error:
             # The last good labels stay in force; the error is in the status until fixed.
@@ -290,7 +298,7 @@ class Service:
         self.cfg = new
         self.schedule.rules = new.daemon
         self._open()
-        self._labels_sig = None  # re-read labels too
+        self._labels_watch = FileWatch(self.cfg.labels_file, seen_now=False)  # re-read them
         self.schedule.want_rescan()
 
     def _open(self) -> None:
@@ -301,7 +309,7 @@ class Service:
         self._pipeline = Pipeline(self.cfg, create=True, mounts=mounts)
         self._watcher = Watcher(self.cfg, mounts=mounts)
         self._watcher.start()
-        self._labels_sig = _signature(self.cfg.labels_file)  # Pipeline just read them
+        self._labels_watch.mark_seen()  # the Pipeline just read them
 
     def _close(self) -> None:
         if self._watcher is not None:
@@ -366,11 +374,7 @@ class Service:
         web = None
         try:
             self._open()
-            if self.cfg.web.enabled:  # the naming page, served from a thread of its own
-                from daemon.web.server import WebThread
-
-                web = WebThread(self.cfg)
-                web.start()
+            web = start_web(self.cfg)
             self.status.ready("starting: reconciling with the folders")
             log.info("service_started", pid=os.getpid(), engine=self.pipeline.engine_id,
                      roots=[str(r) for r in self.cfg.watch])

@@ -97,11 +97,11 @@ def test_local_config_is_preferred_and_searched_paths_named(tmp_path, monkeypatc
 def test_config_watch_notices_edits_and_replacements(tmp_path) -> None:
     import os
 
-    from daemon.config import ConfigWatch
+    from daemon.filewatch import FileWatch
 
     f = tmp_path / "config.toml"
     f.write_text("workers = 1\n")
-    watch = ConfigWatch(f)
+    watch = FileWatch(f)
     assert not watch.changed()
     f.write_text("workers = 22\n")  # in place (size changes)
     assert watch.changed() and not watch.changed()
@@ -111,4 +111,4 @@ def test_config_watch_notices_edits_and_replacements(tmp_path) -> None:
     assert watch.changed()
     f.unlink()
     assert watch.changed()
-    assert not ConfigWatch(None).changed()
+    assert not FileWatch(None).changed()
