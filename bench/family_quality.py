@@ -4,7 +4,7 @@
         .venv/bin/python bench/family_quality.py [--workers N] [--limit PHOTOS]
 
 Each original FIW photo is rebuilt as one group shot holding its faces and run through
-the real indexer (YuNet + dlib ResNet; ``bench/fiw_faces.py``; cached in
+the real indexer (YuNet + dlib ResNet; ``bench/family_corpus.py``; cached in
 ``.bench-cache/``). Then, per face (faces the indexer missed count as noise):
 pairwise and BCubed P/R/F, the pairs of two *different* people from one photo put in
 one person, the share of album faces whose album's majority is another family, and the
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from fiw_faces import HOW_TO_GET, FiwFaces, embed_fiw, fiw_root  # noqa: E402
+from family_corpus import HOW_TO_GET, FiwFaces, embed_fiw, fiw_root  # noqa: E402
 
 from daemon.cluster import (  # noqa: E402
     NOISE,
