@@ -218,8 +218,9 @@ def test_may_be_the_same_lags_a_changing_store_by_at_most_five_minutes(tmp_path:
     rng = np.random.default_rng(1)
     with Store.open(cfg.state_dir) as store:
         faces = []
-        for i in range(6):
-            v = rng.standard_normal(8).astype(np.float32)
+        base = rng.standard_normal(8).astype(np.float32)
+        for i in range(6):  # three look-alike people: every centre within 0.55 of the others
+            v = base + 0.05 * rng.standard_normal(8).astype(np.float32)
             path = tmp_path / f"p{i}.jpg"
             face = Face((0.0, 0.0, 10.0, 10.0), (), 0.9, v / np.linalg.norm(v))
             faces += store.save_indexed(path, 1, 1, None, IndexedPhoto(path, 9, 9, "e", (face,)))

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
 import structlog
 
 from daemon import labels, roster
 from daemon.albums.pictures import rank_faces
 from daemon.albums.plan import FaceRef
+from daemon.cluster.similar import LookAlike, nearest_people
 from daemon.config import Config
 from daemon.naming import labels_digest
 from daemon.store import FaceRecord, PhotoRecord, Store, StoreError
@@ -30,7 +30,9 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 SAMPLE_FACES = 8
-"""Faces per person averaged into the centre that "may be the same" compares."""
+"""Faces per person whose centre "may be the same" compares (all of them is slow)."""
+LOOK_ALIKES = 6
+"""People listed as "may be the same" on a person's page."""
 CENTRES_MAX_AGE = 300.0
 """Seconds the "may be the same" centres are kept after the store changed."""
 
@@ -91,7 +93,7 @@ class Library:
     def __init__(self, cfg: Config, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self._clock = clock
-        self._centres_at: tuple[int, float, tuple[np.ndarray, np.ndarray]] | None = None
+        self._centres_at: tuple[int, float, dict[int, list[LookAlike]]] | None = None
         self._store: Store | None = None
         self._lock = threading.Lock()
         self._cache: dict[str, object] = {}
@@ -215,39 +217,31 @@ class Library:
 
         return self._cached(f"best:{person_id}:{limit}:{state.digest}", rank)
 
-    def _centres(self) -> tuple[np.ndarray, np.ndarray]:
-        """(person ids, unit centre of up to SAMPLE_FACES faces each)."""
+    def _look_alikes(self) -> dict[int, list[LookAlike]]:
+        """Each person's look-alikes by :func:`daemon.cluster.nearest_people` — the rule
+        of ``people --json`` — over up to SAMPLE_FACES faces each, to stay fast."""
         by_person = self.store.person_samples(SAMPLE_FACES)
-        ids = np.array(sorted(by_person), dtype=np.int64)
-        if not len(ids):
-            return ids, np.empty((0, 0), np.float32)
-        sample = [f for pid in ids for f in by_person[int(pid)]]
-        starts = np.cumsum([0] + [len(by_person[int(pid)]) for pid in ids[:-1]])
-        sums = np.add.reduceat(self.store.face_vectors(sample), starts, axis=0)
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        return ids, (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        ids = sorted(by_person)
+        sample = [f for pid in ids for f in by_person[pid]]
+        owners = [pid for pid in ids for _ in by_person[pid]]
+        if not sample:
+            return {}
+        return nearest_people(owners, self.store.face_vectors(sample), k=LOOK_ALIKES)
 
-    def similar(self, person_id: int, limit: int = 6) -> list[tuple[int, float]]:
-        """People whose faces look most like this person's: (id, cosine), best first.
+    def similar(self, person_id: int) -> list[tuple[int, float]]:
+        """People who may be the same as this one: (id, distance), nearest first.
 
-        The centres take seconds at 500k faces, and a service that is indexing commits
-        every few seconds: they are rebuilt only once the store changed and they are
-        older than CENTRES_MAX_AGE (a suggestion list may lag a few minutes).
+        Computing them takes seconds at 500k faces, and a service that is indexing
+        commits every few seconds: they are rebuilt only once the store changed and
+        they are older than CENTRES_MAX_AGE (a suggestion list may lag a few minutes).
         """
         now = self._clock()
         hit = self._centres_at
         if hit is None or (hit[0] != self.store.data_version()
                            and now - hit[1] >= CENTRES_MAX_AGE):
             version = self.store.data_version()
-            hit = self._centres_at = (version, now, self._centres())
-        ids, centres = hit[2]
-        where = np.flatnonzero(ids == person_id)
-        if not where.size:
-            return []
-        sims = centres @ centres[where[0]]
-        sims[where[0]] = -2.0
-        order = np.argsort(-sims)[:limit]
-        return [(int(ids[i]), float(sims[i])) for i in order if sims[i] > -2.0]
+            hit = self._centres_at = (version, now, self._look_alikes())
+        return [(a.person_id, a.distance) for a in hit[2].get(person_id, [])]
 
     # -- faces and photos -------------------------------------------------------------
 
