@@ -130,9 +130,9 @@ def time_pages(cfg, runs: int) -> None:
     took = []
     for _ in range(3):
         t0 = time.perf_counter()
-        library._centres()
+        library._look_alikes()
         took.append(time.perf_counter() - t0)
-    print(f"\n'may be the same' centres rebuilt (first person view after start, or after a "
+    print(f"\n'may be the same' look-alikes rebuilt (first person view after start, or after a "
           f"store change once they are {library_max_age():.0f} s old): "
           f"median {statistics.median(took):.2f} s")
 
