@@ -96,3 +96,38 @@ def test_broken_labels_keep_the_last_good_ones(pipeline: Pipeline) -> None:
     assert error is not None and "line 2" in error
     assert pipeline.labels.people[1].name == "Ann"
     assert pipeline.status().labels_error == error
+
+
+def test_a_new_empty_photo_folder_is_not_reported_missing(pipeline: Pipeline) -> None:
+    """The first run creates ./photos empty: no warning on every rescan (issue 10)."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        assert pipeline.discover() == []
+    events = [e["event"] for e in logs]
+    assert "watched_folder_missing" not in events
+    assert "watched_folder_empty" in events
+
+
+def test_an_emptied_folder_with_known_photos_is_reported_and_kept(pipeline: Pipeline) -> None:
+    """An empty folder that held indexed photos looks like an unmounted share: warn, keep."""
+    from structlog.testing import capture_logs
+
+    _add(pipeline, "a.jpg", [0])
+    (pipeline.cfg.watch[0] / "a.jpg").unlink()
+    with capture_logs() as logs:
+        pipeline.discover()
+        pipeline.sync_missing()
+    assert "watched_folder_missing" in [e["event"] for e in logs]
+    assert pipeline.store.photo(pipeline.cfg.watch[0] / "a.jpg") is not None
+
+
+def test_has_photos_under_looks_at_the_folder_only(pipeline: Pipeline) -> None:
+    root = pipeline.cfg.watch[0]
+    assert not pipeline.store.has_photos_under(root)
+    _add(pipeline, "a.jpg", [0])
+    assert pipeline.store.has_photos_under(root)
+    assert pipeline.store.has_photos_under(str(root) + "/")
+    assert not pipeline.store.has_photos_under(root / "sub")
+    assert not pipeline.store.has_photos_under(root.parent / "phot")  # a prefix, not a folder
+    assert not pipeline.store.has_photos_under(root.parent / "photos-other")

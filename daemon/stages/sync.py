@@ -20,7 +20,7 @@ import structlog
 from daemon import photos
 from daemon.config import Config
 from daemon.indexer import IndexedPhoto, IndexPool, PhotoError
-from daemon.roots import MountPoints, root_present
+from daemon.roots import MountPoints, root_present, root_watchable
 from daemon.stages.reports import IndexReport
 from daemon.store import PhotoRecord, Store
 
@@ -92,7 +92,13 @@ class Sync:
         """Every photo under the watched folders that exist (missing ones are logged)."""
         roots = self._present_roots()
         for r in self.cfg.watch:
-            if r not in roots:
+            if r in roots:
+                continue
+            if root_watchable(r, self.mounts) and not self.store.has_photos_under(r):
+                # A new, still empty photo folder (the first run makes one): nothing is
+                # missing and nothing is kept, so no warning on every rescan.
+                log.debug("watched_folder_empty", path=str(r))
+            else:
                 log.warning("watched_folder_missing", path=str(r))
         return list(photos.walk_photos(roots, self.cfg))
 

@@ -435,6 +435,17 @@ class Store:
             ).fetchone()
         return _photo(row) if row else None
 
+    def has_photos_under(self, root: os.PathLike[str] | str) -> bool:
+        """Whether any photo under the folder ``root`` is known (one indexed range probe)."""
+        head = _path_key(root).rstrip(b"/") + b"/"
+        # Keys under the folder sort between "<root>/" and "<root>0" ("0" follows "/").
+        with self._lock, self._errors():
+            row = self._conn.execute(
+                "SELECT 1 FROM photos WHERE path >= ? AND path < ? LIMIT 1",
+                (head, head[:-1] + b"0"),
+            ).fetchone()
+        return row is not None
+
     def photos_with_hash(self, content_hash: str) -> list[PhotoRecord]:
         """Every photo whose content hash is ``content_hash`` (byte-identical files)."""
         with self._lock, self._errors():
