@@ -761,7 +761,7 @@ def _report(args: argparse.Namespace, corpus: list[CorpusPhoto], ours: dict[int,
          _median([1000 * cpu / n for _, cpu in scans]), "", "", "")
     print("steady = from the first photo to the last commit, pool already started; whole "
           "command = `python -m daemon scan` of the corpus with default settings (workers = "
-          "cores - 1), fresh state, incl. start-up, clustering and albums.")
+          "every core for a foreground scan), fresh state, incl. start-up, clustering and albums.")
     print("truth recall = pasted LFW faces found (a detection centred in the face); f_r recall "
           "= face_recognition's faces that we also found")
 

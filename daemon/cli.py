@@ -102,6 +102,7 @@ def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
         bar.append(Progress(total))
         return lambda n: bar[0].update(n)
 
+    cfg = cfg.in_foreground()  # the user waits for it: every core (workers = 0)
     # One writer per store: a scan while the service runs is refused by the lock.
     with hold(cfg.state_dir), Pipeline(cfg, create=True) as pipeline:
         try:

@@ -131,6 +131,13 @@ class Config:
             return self.workers
         return max(1, (os.cpu_count() or 2) - 1)
 
+    def in_foreground(self) -> Config:
+        """This config for a one-shot command the user waits for (``scan``): ``workers = 0``
+        then means every core. The service keeps one core free for the rest of the NAS."""
+        if self.workers > 0:
+            return self
+        return replace(self, workers=os.cpu_count() or 1)
+
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from daemon.cli import main
-from daemon.config import ConfigError, load_config
+from daemon.config import ConfigError, from_dict, load_config
 
 
 def _cfg(tmp_path: Path, text: str) -> Path:
@@ -112,3 +112,16 @@ def test_config_watch_notices_edits_and_replacements(tmp_path) -> None:
     f.unlink()
     assert watch.changed()
     assert not FileWatch(None).changed()
+
+
+def test_workers_zero_means_every_core_in_the_foreground_and_one_free_for_the_service(
+    tmp_path,
+) -> None:
+    import os
+
+    cfg = from_dict({"workers": 0}, tmp_path)
+    cores = os.cpu_count() or 1
+    assert cfg.worker_count == max(1, cores - 1)
+    assert cfg.in_foreground().worker_count == cores
+    fixed = from_dict({"workers": 3}, tmp_path)
+    assert fixed.in_foreground().worker_count == 3
