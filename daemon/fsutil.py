@@ -74,8 +74,3 @@ def atomic_write(
 def utc_now() -> str:
     """The current time as an ISO 8601 UTC string to the second, as the store keeps it."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def is_temp_name(name: str | Path) -> bool:
-    """True for a temporary file :func:`atomic_writer` made (or a killed one left)."""
-    return Path(name).name.startswith(TMP_PREFIX)
