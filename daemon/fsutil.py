@@ -13,7 +13,6 @@ import os
 import secrets
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import BinaryIO
 
 # A killed write leaves a file with this prefix; the album writer clears them on its next
