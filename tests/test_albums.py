@@ -30,7 +30,13 @@ from daemon.albums import (
 from daemon.albums import entries as entries_mod
 from daemon.albums import tree as tree_mod
 from daemon.albums import writer as writer_mod
-from daemon.albums.pictures import face_quality, rank_faces, thumbnail_names
+from daemon.albums.pictures import (
+    THUMB_SIZE,
+    crop_face,
+    face_quality,
+    rank_faces,
+    thumbnail_names,
+)
 from daemon.labels import Labels, parse_labels, person_key
 
 
@@ -423,6 +429,26 @@ def test_thumbnails_and_montages(tmp_path: Path, photos) -> None:
     assert thumb.stat().st_mtime_ns >= stamp
     # nothing of this shows up in an album folder
     assert all(not n.endswith(".montage.jpg") for names in _tree(albums).values() for n in names)
+
+
+def test_thumbnail_from_a_reduced_decode_shows_the_same_face(tmp_path: Path) -> None:
+    # A 12 MP photo is decoded at 1/4 for a big face; the crop must still be the same
+    # place of the photo as a full decode's (the box is scaled with the image).
+    h, w = 1800, 3000
+    yy, xx = np.mgrid[0:h, 0:w]
+    photo = np.dstack([(xx * 255 // w), (yy * 255 // h), ((xx + yy) % 256)]).astype(np.uint8)
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), photo, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    box = (1400.0, 500.0, 700.0, 700.0)
+    plan = AlbumPlan("X", (1,), (path,), (FaceRef(1, path, box, 0.99),))
+    (tmp_path / "albums").mkdir()
+    assert write_pictures(tmp_path / "albums", [plan]).written == 1
+    thumb = cv2.imread(str(_pictures(tmp_path / "albums", "X")[0])).astype(float)
+    full = cv2.imread(str(path))
+    want = crop_face(full, box, THUMB_SIZE).astype(float)
+    moved = crop_face(full, (1100.0, 500.0, 700.0, 700.0), THUMB_SIZE).astype(float)
+    assert np.abs(thumb[..., :2] - want[..., :2]).mean() < 3
+    assert np.abs(thumb[..., :2] - moved[..., :2]).mean() > 6
 
 
 def test_unreadable_photo_costs_only_its_face(tmp_path: Path, photos) -> None:

@@ -46,6 +46,7 @@ CELL_SIZE = 128
 MONTAGE_FACES = 25
 _MARGIN = 1.6
 """Crop side as a multiple of the box's longer side: the whole head, a little shoulder."""
+Box = tuple[float, float, float, float]  # x, y, width, height in pixels
 _VERSION = 1
 """Bump when the picture layout changes, so every album's pictures are redrawn."""
 
@@ -99,7 +100,7 @@ def thumbnail_names(folder: str) -> tuple[str, str]:
     return names[0], names[1]
 
 
-def crop_face(image: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
+def crop_face(image: np.ndarray, box: Box, size: int) -> np.ndarray:
     """A square ``size`` x ``size`` crop centred on ``box``, padded where it leaves the image."""
     x, y, w, h = box
     side = max(2, int(round(max(w, h) * _MARGIN)))
@@ -133,28 +134,40 @@ def make_montage(crops: Sequence[np.ndarray], cell: int = CELL_SIZE) -> np.ndarr
     return sheet
 
 
-def load_image(path: Path, max_pixels: int) -> np.ndarray:
-    """The upright full-resolution photo as BGR (the indexer's loader, for the same boxes)."""
-    from daemon.indexer import load_upright  # imported late: it pulls in the engines
+def load_image(path: Path, max_pixels: int, boxes: Sequence[Box], size: int
+               ) -> tuple[np.ndarray, float]:
+    """The upright photo (BGR) just sharp enough for ``size``-pixel crops of every box,
+    and its scale to full-resolution boxes (the indexer's loader, for the same boxes)."""
+    from daemon.indexer.image import load_reduced  # imported late: it pulls in the engines
 
-    return load_upright(path, max_pixels)
+    smallest = min(max(w, h) * _MARGIN for _, _, w, h in boxes)
+    return load_reduced(path, max_pixels, smallest, size)
+
+
+def scaled(box: Box, scale: float) -> Box:
+    """A full-resolution box in the coordinates of an image ``scale`` times as large."""
+    x, y, w, h = box
+    return (x * scale, y * scale, w * scale, h * scale)
 
 
 def _crops(faces: Sequence[FaceRef], max_pixels: int) -> dict[int, np.ndarray]:
-    """face id -> THUMB_SIZE crop, loading each photo once; unreadable photos are skipped."""
+    """face id -> THUMB_SIZE crop, loading each photo once; unreadable photos are skipped.
+
+    Each photo is decoded only as sharp as its smallest chosen face's crop needs.
+    """
     by_path: dict[Path, list[FaceRef]] = {}
     for f in faces:
         by_path.setdefault(f.path, []).append(f)
     crops: dict[int, np.ndarray] = {}
     for path, group in by_path.items():
         try:
-            image = load_image(path, max_pixels)
+            image, scale = load_image(path, max_pixels, [f.box for f in group], THUMB_SIZE)
         except Exception as e:  # PhotoError, OSError, cv2.error: a picture is optional
             log.warning("thumbnail_photo_unreadable", path=str(path), error=str(e))
             continue
         for f in group:
             try:
-                crops[f.face_id] = crop_face(image, f.box, THUMB_SIZE)
+                crops[f.face_id] = crop_face(image, scaled(f.box, scale), THUMB_SIZE)
             except (ValueError, cv2.error) as e:
                 log.warning("thumbnail_face_unusable", face=f.face_id, error=str(e))
     return crops

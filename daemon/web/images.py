@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import structlog
 
-from daemon.albums.pictures import crop_face, load_image, make_montage
+from daemon.albums.pictures import crop_face, load_image, make_montage, scaled
 from daemon.fsutil import atomic_write
 from daemon.store import FaceRecord
 
@@ -57,8 +57,8 @@ class FaceImages:
 
     def _crop(self, face: FaceRecord, real_path: str) -> np.ndarray:
         try:
-            image = load_image(Path(real_path), self.max_pixels)
-            return crop_face(image, face.box, CROP_SIZE)
+            image, scale = load_image(Path(real_path), self.max_pixels, [face.box], CROP_SIZE)
+            return crop_face(image, scaled(face.box, scale), CROP_SIZE)
         except Exception as e:  # PhotoError, OSError, cv2.error, ValueError: show none
             raise NoPicture(f"face {face.id}: {e}") from e
 
