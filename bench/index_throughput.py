@@ -331,6 +331,7 @@ def run_ours(corpus: list[CorpusPhoto], workers: int, detection: DetectionConfig
     _clear_peak_rss()
     t0 = time.perf_counter()
     with Store.open(state) as store, IndexPool(cfg) as pool:
+        pool.wait_loaded()
         t1 = time.perf_counter()
         run.start_seconds = t1 - t0
         pids = _worker_pids() if workers > 1 else []

@@ -92,9 +92,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.indexer.pool import IndexPool
     from daemon.lock import hold
     from daemon.progress import Progress
-    from daemon.scan import Pipeline
 
     bar: list[Progress] = []
 
@@ -104,12 +104,23 @@ def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
 
     cfg = cfg.in_foreground()  # the user waits for it: every core (workers = 0)
     # One writer per store: a scan while the service runs is refused by the lock.
-    with hold(cfg.state_dir), Pipeline(cfg, create=True) as pipeline:
+    with hold(cfg.state_dir):
+        # The workers load the models while this process imports the rest and opens the
+        # store: a small scan's start-up is mostly that loading (issue 15).
+        workers = IndexPool(cfg).start()
         try:
-            report = pipeline.scan(progress=start)
-        finally:
-            for b in bar:
-                b.close()
+            from daemon.scan import Pipeline
+
+            pipeline = Pipeline(cfg, create=True, workers=workers)
+        except BaseException:
+            workers.close()
+            raise
+        with pipeline:
+            try:
+                report = pipeline.scan(progress=start)
+            finally:
+                for b in bar:
+                    b.close()
     i = report.index
     print(
         f"photos: {i.indexed} indexed, {i.skipped} unchanged, {i.moved} moved, "

@@ -20,7 +20,7 @@ from daemon import albums, cluster, labels
 from daemon.config import Config
 from daemon.fsutil import utc_now
 from daemon.identity import Identity
-from daemon.indexer import engine_id_for
+from daemon.indexer import IndexPool, engine_id_for
 from daemon.roots import MountPoints
 from daemon.stages.people import People
 from daemon.stages.reflect import Reflect
@@ -59,6 +59,7 @@ class Pipeline:
         create: bool = False,
         mounts: MountPoints | None = None,
         as_indexed: bool = False,
+        workers: IndexPool | None = None,
     ) -> None:
         """Open the pipeline's store.
 
@@ -69,7 +70,8 @@ class Pipeline:
         about mount points (see :mod:`daemon.roots`). ``as_indexed`` describes the store
         with the engine it was indexed with rather than the one the config picks now (a
         model file that appeared since changes the engine only at the next start): for
-        reading commands.
+        reading commands. ``workers``: index workers the caller already started (they load
+        the models while this process starts up); the pipeline stops them on close.
         """
         self.cfg = cfg
         self.engine_id = engine_id_for(cfg.engine)
@@ -89,7 +91,7 @@ class Pipeline:
         if as_indexed:
             self.engine_id = self.store.get_meta("engine") or self.engine_id
         self.identity = Identity(cfg.state_dir)
-        self._sync = Sync(cfg, self.store, self.engine_id, mounts or MountPoints())
+        self._sync = Sync(cfg, self.store, self.engine_id, mounts or MountPoints(), workers)
         self._people = People(cfg, self.store, self.engine_id, self.identity)
         self._reflect = Reflect(
             cfg, self.store, self.engine_id, lambda: self._people.labels, self.identity

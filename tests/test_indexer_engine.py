@@ -275,6 +275,25 @@ def test_pool_matches_in_process(models_dir: Path, shared_photos, tmp_path: Path
     assert len(again[paths[0]].faces) == len(alone[paths[0]].faces)
 
 
+def test_pool_started_early_loads_while_the_caller_works(models_dir: Path, shared_photos) -> None:
+    pool = IndexPool(pool_config(models_dir, 2)).start()
+    pids = [w.process.pid for w in pool._pool]
+    # start() returns at once (loading takes a good part of a second)...
+    assert len(pids) == 2 and not any(w.ready for w in pool._pool)
+    assert pool.start() is pool and [w.process.pid for w in pool._pool] == pids
+    park = shared_photos / "no-faces/park.jpg"
+    with pool:  # ...entering waits for one worker only, and keeps the ones started
+        assert pool.engine_id == "yunet-2023mar+dlib-resnet-v1"
+        assert [w.process.pid for w in pool._pool] == pids
+        got = list(pool.imap([park] * 12))
+        assert len(got) == 12 and all(isinstance(r, IndexedPhoto) for _, r in got)
+        assert all(w.ready for w in pool._pool)  # the second joined once loaded
+    assert not pool._pool
+    with IndexPool(pool_config(models_dir, 2)) as pool:
+        pool.wait_loaded()
+        assert all(w.ready for w in pool._pool)
+
+
 def test_pool_survives_a_dead_or_hung_worker(models_dir: Path, shared_photos, tmp_path) -> None:
     # Opening a FIFO with no writer blocks forever: a stand-in for a hung native call.
     fifo = tmp_path / "stuck.jpg"

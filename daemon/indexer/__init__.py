@@ -8,18 +8,38 @@
 - :mod:`.pool` runs that in worker processes.
 """
 
-import cv2
+import importlib
+from typing import TYPE_CHECKING
 
-from daemon.indexer.detect import Detection
-from daemon.indexer.engine import Engine, EngineError, engine_id_for, index_photo, open_engine
-from daemon.indexer.image import load_upright
-from daemon.indexer.pool import IndexPool
-from daemon.indexer.types import Face, IndexedPhoto, PhotoError
+# Names resolve on first use (PEP 562), so a process can start the index workers (which
+# only needs daemon.indexer.pool) before it pays for OpenCV and ONNX Runtime itself.
+_HOME = {
+    "Detection": "detect",
+    "Engine": "engine",
+    "EngineError": "types",
+    "Face": "types",
+    "IndexPool": "pool",
+    "IndexedPhoto": "types",
+    "PhotoError": "types",
+    "engine_id_for": "engine",
+    "index_photo": "engine",
+    "load_upright": "image",
+    "open_engine": "engine",
+}
 
-# OpenCV's C++ warnings go straight to stderr and would break the JSON log lines (e.g. a
-# harmless "Targets are not supported by the new graph engine" at every model load);
-# every failure that matters is reported through our own logs.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+if TYPE_CHECKING:
+    from daemon.indexer.detect import Detection
+    from daemon.indexer.engine import Engine, engine_id_for, index_photo, open_engine
+    from daemon.indexer.image import load_upright
+    from daemon.indexer.pool import IndexPool
+    from daemon.indexer.types import EngineError, Face, IndexedPhoto, PhotoError
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+
 
 __all__ = [
     "Detection",

@@ -24,10 +24,15 @@ from daemon.config import DetectionConfig, EngineConfig
 from daemon.indexer.detect import Detection, Detector, DlibHogDetector, YuNetDetector
 from daemon.indexer.embed import DlibEmbedder, Embedder, SFaceEmbedder
 from daemon.indexer.image import PhotoBytes, decode, jpeg_reduction, read_photo
-from daemon.indexer.types import Face, IndexedPhoto
+from daemon.indexer.types import EngineError, Face, IndexedPhoto
 from daemon.models import ManifestError, MissingModelError, require_model, verified_model
 
 log = structlog.get_logger(__name__)
+
+# OpenCV's C++ warnings go straight to stderr and would break the JSON log lines (e.g. a
+# harmless "Targets are not supported by the new graph engine" at every model load);
+# every failure that matters is reported through our own logs.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 UPSCALE_LIMIT = 1.5
 """Largest upscale of a face into the embedder's chip before a sharper decode is taken."""
@@ -41,10 +46,6 @@ def unmeasured_note(engine_id: str) -> str | None:
             'value, not from this project\'s benchmarks (embedder = "dlib" is measured)'
         )
     return None
-
-
-class EngineError(ValueError):
-    """The configured engine cannot work: a model is missing or the combination is invalid."""
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import structlog
 
 from daemon.config import Config, DetectionConfig, EngineConfig
-from daemon.indexer.engine import Engine, EngineError, index_photo, open_engine
-from daemon.indexer.types import IndexedPhoto, PhotoError
+from daemon.indexer.types import EngineError, IndexedPhoto, PhotoError
+
+if TYPE_CHECKING:
+    from daemon.indexer.engine import Engine
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +50,8 @@ Result = tuple[Path, IndexedPhoto | PhotoError]
 
 def index_one(path: Path, engine: Engine, detection: DetectionConfig) -> IndexedPhoto | PhotoError:
     """:func:`index_photo` with every failure turned into a :class:`PhotoError` value."""
+    from daemon.indexer.engine import index_photo
+
     try:
         return index_photo(path, engine, detection)
     except PhotoError as e:
@@ -64,8 +67,12 @@ def _worker_main(
     """Worker loop: load the engine once, then answer (path) with (result) until None."""
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)
+    import cv2
+
+    from daemon.indexer.engine import open_engine
     from daemon.log import configure
+
+    cv2.setNumThreads(1)
 
     configure(log_level)
     try:
@@ -88,6 +95,8 @@ def _worker_main(
 class _Worker:
     process: Any  # multiprocessing SpawnProcess
     conn: Connection
+    started: float
+    ready: bool = False
     path: Path | None = None
     since: float = 0.0
 
@@ -112,8 +121,11 @@ class IndexPool:
     """Index photos with ``cfg.worker_count`` processes (in-process when it is 1).
 
     Use as a context manager; raises :class:`EngineError` on entry when the engine cannot
-    be loaded. ``task_timeout`` seconds after a worker took a photo it is killed and the
-    photo reported failed. Not for use from several threads at once.
+    be loaded. Entering waits only for the first worker to load the models: the others
+    take photos as soon as they are ready, and :meth:`start` (before entering) lets the
+    caller do its own start-up while they load. ``task_timeout`` seconds after a worker
+    took a photo it is killed and the photo reported failed. Not for use from several
+    threads at once.
     """
 
     def __init__(self, cfg: Config, *, task_timeout: float = 600.0, start_timeout: float = 300.0):
@@ -128,20 +140,26 @@ class IndexPool:
 
     # -- life cycle ---------------------------------------------------------------------
 
+    def start(self) -> IndexPool:
+        """Start the worker processes without waiting for them to load (idempotent)."""
+        if self.workers > 1 and not self._pool:
+            self._pool = [self._spawn() for _ in range(self.workers)]
+        return self
+
     def __enter__(self) -> IndexPool:
         if self.workers == 1:
-            self._engine = open_engine(self.cfg.engine)
-            self.engine_id = self._engine.id
+            if self._engine is None:
+                from daemon.indexer.engine import open_engine
+
+                self._engine = open_engine(self.cfg.engine)
+                self.engine_id = self._engine.id
             return self
-        started: list[_Worker] = []
         try:
-            for _ in range(self.workers):
-                started.append(self._spawn())
-            for w in started:
-                self._await_ready(w)
-                self._pool.append(w)
+            self.start()
+            while not any(w.ready for w in self._pool):
+                self._wait_starting(self._pool)
         except BaseException:
-            for w in started:
+            for w in self._pool:
                 self._stop(w, grace=0)
             self._pool.clear()
             raise
@@ -151,13 +169,18 @@ class IndexPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def wait_loaded(self) -> None:
+        """Wait until every worker has loaded the models (to time the steady state)."""
+        while not all(w.ready for w in self._pool):
+            self._wait_starting(self._pool)
+
     def close(self) -> None:
         """Stop the workers (each finishes nothing new; a stuck one is killed)."""
         for w in self._pool:
             with contextlib.suppress(OSError, ValueError):
                 w.conn.send(None)
         for w in self._pool:
-            self._stop(w, grace=5.0)
+            self._stop(w, grace=5.0 if w.ready else 0)  # one still loading has nothing to lose
         self._pool.clear()
         self._engine = None
 
@@ -168,22 +191,33 @@ class IndexPool:
         with _single_thread_env():
             process.start()
         child.close()
-        return _Worker(process, parent)
+        return _Worker(process, parent, started=time.monotonic())
 
-    def _await_ready(self, w: _Worker) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while not w.conn.poll(0.2):
-            if not w.process.is_alive() and not w.conn.poll(0):
-                raise EngineError(f"index worker died on start (exit code {w.process.exitcode})")
-            if time.monotonic() > deadline:
-                raise EngineError(f"index worker did not start within {self.start_timeout:.0f} s")
-        try:
-            kind, value = w.conn.recv()
-        except (EOFError, OSError) as e:
-            raise EngineError(f"index worker died on start (exit code {w.process.exitcode})") from e
-        if kind == "error":
-            raise EngineError(value)
-        self.engine_id = value
+    def _wait_starting(self, workers: list[_Worker], timeout: float | None = None) -> None:
+        """Wait (up to ``timeout``, None: the start deadline) for loading workers to report."""
+        starting = [w for w in workers if not w.ready]
+        deadline = min(w.started for w in starting) + self.start_timeout
+        wait_for = max(0.0, deadline - time.monotonic())
+        wait([w.conn for w in starting] + [w.process.sentinel for w in starting],
+             wait_for if timeout is None else min(timeout, wait_for))
+        for w in starting:
+            self._check_started(w)
+
+    def _check_started(self, w: _Worker) -> None:
+        """Mark ``w`` ready if it reported so; raise :class:`EngineError` if it cannot be."""
+        if w.conn.poll(0):
+            try:
+                kind, value = w.conn.recv()
+            except (EOFError, OSError) as e:
+                raise EngineError(
+                    f"index worker died on start (exit code {w.process.exitcode})") from e
+            if kind == "error":
+                raise EngineError(value)
+            w.ready, self.engine_id = True, value
+        elif not w.process.is_alive():
+            raise EngineError(f"index worker died on start (exit code {w.process.exitcode})")
+        elif time.monotonic() > w.started + self.start_timeout:
+            raise EngineError(f"index worker did not start within {self.start_timeout:.0f} s")
 
     @staticmethod
     def _stop(w: _Worker, grace: float) -> None:
@@ -194,12 +228,11 @@ class IndexPool:
         w.conn.close()
 
     def _replace(self, w: _Worker, why: str) -> None:
-        """Kill ``w`` (if still alive) and start a fresh worker in its slot."""
+        """Kill ``w`` (if still alive) and start a fresh worker in its slot; it takes photos
+        once it has loaded."""
         log.warning("index_worker_replaced", why=why, exitcode=w.process.exitcode)
         self._stop(w, grace=0)
-        fresh = self._spawn()
-        self._await_ready(fresh)
-        self._pool[self._pool.index(w)] = fresh
+        self._pool[self._pool.index(w)] = self._spawn()
 
     # -- work -----------------------------------------------------------------------------
 
@@ -220,11 +253,14 @@ class IndexPool:
         try:
             while True:
                 for w in self._pool:
-                    if more and w.path is None:
+                    if more and w.ready and w.path is None:
                         more = self._give(w, source)
                 busy = [w for w in self._pool if w.path is not None]
                 if not busy:
-                    return
+                    if not more:
+                        return
+                    self._wait_starting(self._pool)  # every worker is (re)loading
+                    continue
                 yield from self._collect(busy)
         finally:
             self._drain()
@@ -235,22 +271,34 @@ class IndexPool:
             path = next(source)
         except StopIteration:
             return False
-        slot = self._pool.index(w)
         try:
             w.conn.send(path)
         except (OSError, ValueError):
+            # Gone while idle: the path goes to whichever worker is ready first.
             self._replace(w, "worker gone while idle")
-            w = self._pool[slot]
+            w = self._wait_for_idle()
             w.conn.send(path)
         w.path, w.since = path, time.monotonic()
         return True
 
+    def _wait_for_idle(self) -> _Worker:
+        while True:
+            idle = [w for w in self._pool if w.ready and w.path is None]
+            if idle:
+                return idle[0]
+            self._wait_starting(self._pool)
+
     def _collect(self, busy: list[_Worker]) -> Iterator[Result]:
-        """Wait until at least one busy worker answers, dies or times out; yield results."""
-        oldest = min(w.since for w in busy)
-        timeout = max(0.0, oldest + self.task_timeout - time.monotonic())
+        """Wait until a busy worker answers, dies or times out, or a loading one is ready;
+        yield results."""
+        starting = [w for w in self._pool if not w.ready]
+        deadline = min([w.since + self.task_timeout for w in busy]
+                       + [w.started + self.start_timeout for w in starting])
         handles = [w.conn for w in busy] + [w.process.sentinel for w in busy]
-        ready = set(wait(handles, timeout))
+        handles += [w.conn for w in starting] + [w.process.sentinel for w in starting]
+        ready = set(wait(handles, max(0.0, deadline - time.monotonic())))
+        for w in starting:
+            self._check_started(w)
         now = time.monotonic()
         for w in busy:
             path = w.path

@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 
 
+class EngineError(ValueError):
+    """The configured engine cannot work: a model is missing or the combination is invalid."""
+
+
 class PhotoError(Exception):
     """A photo could not be indexed.
 

@@ -52,24 +52,28 @@ def given_up(rec: PhotoRecord) -> bool:
 class Sync:
     """The photos on disk → the store, for one engine.
 
-    Holds the pool of worker processes once indexing starts; :meth:`close` stops it.
+    Holds the pool of worker processes once indexing starts (or from the start, when
+    given ``workers`` already loading); :meth:`close` stops it.
     """
 
-    def __init__(self, cfg: Config, store: Store, engine_id: str, mounts: MountPoints) -> None:
+    def __init__(self, cfg: Config, store: Store, engine_id: str, mounts: MountPoints,
+                 workers: IndexPool | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.engine_id = engine_id
         self.mounts = mounts
-        self._pool: IndexPool | None = None
+        self._pool = workers
+        self._pool_entered = False
 
     def close(self) -> None:
         """Stop the workers."""
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+            self._pool_entered = False
 
     def _workers(self) -> IndexPool:
-        if self._pool is None:
+        if not self._pool_entered:
             previous = self.store.get_meta("engine")
             if previous and previous != self.engine_id:
                 log.warning(
@@ -79,8 +83,12 @@ class Sync:
                     hint="photos are re-embedded; faces of different engines are never compared",
                 )
             self.store.set_meta("engine", self.engine_id)
-            # Starting the pool loads the models in every worker: only once work arrives.
-            self._pool = IndexPool(self.cfg).__enter__()
+            # Starting the pool loads the models in every worker: only once work arrives
+            # (unless the caller started it early, to load them while it starts up).
+            pool = self._pool or IndexPool(self.cfg)
+            self._pool = pool.__enter__()
+            self._pool_entered = True
+        assert self._pool is not None
         return self._pool
 
     def _present_roots(self) -> list[Path]:
