@@ -274,24 +274,20 @@ def test_photo_error_keeps_transient_across_pickle() -> None:
     assert isinstance(e, PhotoError) and e.transient and e.reason == "busy"
 
 
-@pytest.mark.parametrize(
-    ("keep_px", "need_px", "reduction"),
-    [(800, 100, 8), (800, 150, 4), (800, 300, 2), (800, 500, 1)],
-)
-def test_load_reduced_decodes_only_as_sharp_as_the_smallest_face_needs(
-    tmp_path: Path, keep_px: float, need_px: float, reduction: int
+@pytest.mark.parametrize(("shrink", "reduction"), [(8.0, 8), (5.3, 4), (2.7, 2), (1.6, 1)])
+def test_load_reduced_decodes_only_as_sharp_as_asked(
+    tmp_path: Path, shrink: float, reduction: int
 ) -> None:
     img = quadrants(1600, 1200)
     path = tmp_path / "turned.jpg"
     path.write_bytes(with_exif(encode(".jpg", img), 6))  # stored landscape, shown portrait
-    image, scale = load_reduced(path, BIG, keep_px, need_px)
+    image, scale = load_reduced(path, BIG, shrink)
     assert image.shape[:2] == (1600 // reduction, 1200 // reduction)  # upright
     assert scale == pytest.approx(1 / reduction)
-    assert keep_px * scale >= need_px
 
 
 def test_load_reduced_reads_other_formats_whole(tmp_path: Path) -> None:
     path = tmp_path / "a.png"
     path.write_bytes(encode(".png", quadrants(160, 120)))
-    image, scale = load_reduced(path, BIG, 160, 10)
+    image, scale = load_reduced(path, BIG, 16.0)
     assert image.shape[:2] == (120, 160) and scale == 1.0

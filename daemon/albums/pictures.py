@@ -134,14 +134,15 @@ def make_montage(crops: Sequence[np.ndarray], cell: int = CELL_SIZE) -> np.ndarr
     return sheet
 
 
-def load_image(path: Path, max_pixels: int, boxes: Sequence[Box], size: int
+def load_image(path: Path, max_pixels: int, boxes: Sequence[Box], sizes: Sequence[int]
                ) -> tuple[np.ndarray, float]:
-    """The upright photo (BGR) just sharp enough for ``size``-pixel crops of every box,
-    and its scale to full-resolution boxes (the indexer's loader, for the same boxes)."""
+    """The upright photo (BGR) just sharp enough for a crop of each box at its size, and
+    its scale to full-resolution boxes (the indexer's loader, for the same boxes)."""
     from daemon.indexer.image import load_reduced  # imported late: it pulls in the engines
 
-    smallest = min(max(w, h) * _MARGIN for _, _, w, h in boxes)
-    return load_reduced(path, max_pixels, smallest, size)
+    pairs = zip(boxes, sizes, strict=True)
+    shrink = min(max(w, h) * _MARGIN / size for (_, _, w, h), size in pairs)
+    return load_reduced(path, max_pixels, shrink)
 
 
 def scaled(box: Box, scale: float) -> Box:
@@ -153,19 +154,21 @@ def scaled(box: Box, scale: float) -> Box:
 def _crops(faces: Sequence[FaceRef], max_pixels: int) -> dict[int, np.ndarray]:
     """face id -> THUMB_SIZE crop, loading each photo once; unreadable photos are skipped.
 
-    Each photo is decoded only as sharp as its smallest chosen face's crop needs.
+    The first face becomes the thumbnail, the others montage cells: each photo is decoded
+    only as sharp as the crops taken from it need.
     """
-    by_path: dict[Path, list[FaceRef]] = {}
-    for f in faces:
-        by_path.setdefault(f.path, []).append(f)
+    by_path: dict[Path, list[tuple[FaceRef, int]]] = {}
+    for i, f in enumerate(faces):
+        by_path.setdefault(f.path, []).append((f, THUMB_SIZE if i == 0 else CELL_SIZE))
     crops: dict[int, np.ndarray] = {}
     for path, group in by_path.items():
         try:
-            image, scale = load_image(path, max_pixels, [f.box for f in group], THUMB_SIZE)
+            image, scale = load_image(path, max_pixels, [f.box for f, _ in group],
+                                      [size for _, size in group])
         except Exception as e:  # PhotoError, OSError, cv2.error: a picture is optional
             log.warning("thumbnail_photo_unreadable", path=str(path), error=str(e))
             continue
-        for f in group:
+        for f, _ in group:
             try:
                 crops[f.face_id] = crop_face(image, scaled(f.box, scale), THUMB_SIZE)
             except (ValueError, cv2.error) as e:

@@ -446,20 +446,14 @@ def load_upright(path: Path, max_pixels: int) -> np.ndarray:
     return decode(read_photo(Path(path), max_pixels))
 
 
-def load_reduced(path: Path, max_pixels: int, keep_px: float, need_px: float
-                 ) -> tuple[np.ndarray, float]:
-    """The upright photo decoded only as sharp as needed, and its scale to full size.
+def load_reduced(path: Path, max_pixels: int, shrink: float) -> tuple[np.ndarray, float]:
+    """The upright photo decoded at most ``shrink`` times smaller, and its scale to full size.
 
-    A length of ``keep_px`` full-resolution pixels (the smallest face one wants from the
-    photo) stays at least ``need_px`` pixels: a JPEG is reduced in the DCT by the
-    largest of 1/2, 1/4, 1/8 that allows it (a full decode of 12 MP costs 3-4 times a
-    1/4 one), other formats are decoded whole. Returns (image, image px per full px).
+    A JPEG is reduced in the DCT by the largest of 1/2, 1/4, 1/8 that ``shrink`` allows (a
+    full decode of 12 MP costs 3-4 times a 1/4 one); other formats are decoded whole.
+    Returns (image, image px per full-resolution px).
     """
     photo = read_photo(Path(path), max_pixels)
-    reduction = 1
-    for factor in (8, 4, 2):
-        if keep_px / factor >= need_px:
-            reduction = factor
-            break
+    reduction = next((f for f in (8, 4, 2) if f <= shrink), 1)
     image = decode(photo, reduction)
     return image, image.shape[1] / photo.info.upright_size[0]

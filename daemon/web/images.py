@@ -57,7 +57,7 @@ class FaceImages:
 
     def _crop(self, face: FaceRecord, real_path: str) -> np.ndarray:
         try:
-            image, scale = load_image(Path(real_path), self.max_pixels, [face.box], CROP_SIZE)
+            image, scale = load_image(Path(real_path), self.max_pixels, [face.box], [CROP_SIZE])
             return crop_face(image, scaled(face.box, scale), CROP_SIZE)
         except Exception as e:  # PhotoError, OSError, cv2.error, ValueError: show none
             raise NoPicture(f"face {face.id}: {e}") from e
