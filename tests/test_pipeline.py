@@ -63,6 +63,25 @@ def test_new_face_joins_its_person_at_once_and_strangers_wait(pipeline: Pipeline
     assert _persons(pipeline, again) == [a]
 
 
+def test_a_stranger_seen_twice_is_a_person_at_once_and_keeps_the_id(pipeline: Pipeline) -> None:
+    known = [_add(pipeline, f"a{i}.jpg", [0])[0] for i in range(4)]
+    pipeline.recluster()
+    a = _persons(pipeline, known[:1])[0]
+    first = _add(pipeline, "s0.jpg", [2])
+    assert pipeline.assign_incremental(first) == 0  # one face of nobody known: it waits
+    second = _add(pipeline, "s1.jpg", [2])
+    # Without waiting for a full re-clustering, the two become a person of their own...
+    assert pipeline.assign_incremental(second) == 2
+    stranger = _persons(pipeline, first + second)
+    assert stranger[0] is not None and stranger[0] == stranger[1] != a
+    # ...whom the next new photo joins by the vote, and the full re-clustering keeps.
+    third = _add(pipeline, "s2.jpg", [2])
+    assert pipeline.assign_incremental(third) == 1
+    pipeline.recluster()
+    assert _persons(pipeline, first + second + third) == [stranger[0]] * 3
+    assert _persons(pipeline, known) == [a] * 4
+
+
 def test_recluster_keeps_person_ids_stable(pipeline: Pipeline) -> None:
     ids = [_add(pipeline, f"a{i}.jpg", [0])[0] for i in range(3)]
     ids += [_add(pipeline, f"b{i}.jpg", [1])[0] for i in range(3)]

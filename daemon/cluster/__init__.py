@@ -8,6 +8,7 @@
 - :mod:`.blobs` re-cuts clusters of many look-alike people;
 - :mod:`.similar` lists, per person, the people they may be the same as;
 - :mod:`.identity` keeps person ids stable and assigns new faces by a neighbour vote;
+- :mod:`.local` decides a new face the vote left open from its neighbourhood alone;
 - :mod:`.metrics` scores a clustering against ground truth (pairwise and BCubed).
 """
 
@@ -20,6 +21,7 @@ from daemon.cluster.dbscan import (
     with_eps,
 )
 from daemon.cluster.identity import FaceIndex, StableResult, assign_new, stable_ids
+from daemon.cluster.local import LocalDecision, decide_locally
 from daemon.cluster.metrics import Scores, bcubed_scores, pairwise_scores
 from daemon.cluster.neighbours import IndexParams, eps_graph
 from daemon.cluster.similar import LookAlike, nearest_people
@@ -29,12 +31,14 @@ __all__ = [
     "ClusterParams",
     "FaceIndex",
     "IndexParams",
+    "LocalDecision",
     "LookAlike",
     "Scores",
     "StableResult",
     "assign_new",
     "bcubed_scores",
     "cluster_faces",
+    "decide_locally",
     "default_params",
     "eps_graph",
     "face_context",

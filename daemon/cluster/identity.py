@@ -145,27 +145,42 @@ class FaceIndex:
     Unassigned (noise) faces are kept in it too, with person id None: a new face whose
     neighbourhood is mostly unassigned faces is in an undecided region and should wait.
     With ``photo_ids`` it also knows which people each photo already shows, so that a
-    vote never gives a person a second face of one photo.
+    vote never gives a person a second face of one photo; with ``face_ids`` it can name
+    the faces near a new one (for :mod:`.local`) and move them to a person later.
     """
 
     def __init__(self, vectors: np.ndarray, person_ids: Sequence[int | None],
                  index_params: IndexParams | None = None,
-                 photo_ids: Sequence[int] | None = None) -> None:
+                 photo_ids: Sequence[int] | None = None,
+                 face_ids: Sequence[int] | None = None) -> None:
         v = as_unit_float32(vectors)
         if len(v) != len(person_ids):
             raise ValueError(f"{len(v)} vectors but {len(person_ids)} person ids")
         self._index: faiss.Index = build_index(v, index_params)
-        self._persons = np.array([NOISE if p is None else p for p in person_ids],
-                                 dtype=np.int64)
+        self._persons = np.empty(0, np.int64)
+        self._photos = np.empty(0, np.int64)
+        self._faces = np.empty(0, np.int64)
         self._shown: dict[int, set[int]] = defaultdict(set)
-        self._note(photo_ids, person_ids)
+        self._append(len(v), person_ids, photo_ids, face_ids)
 
-    def _note(self, photo_ids: Sequence[int] | None, person_ids: Iterable[int | None]) -> None:
-        if photo_ids is None:
-            return
-        for ph, p in zip(photo_ids, person_ids, strict=True):
-            if p is not None:
-                self._shown[int(ph)].add(int(p))
+    def _append(self, n: int, person_ids: Sequence[int | None],
+                photo_ids: Sequence[int] | None, face_ids: Sequence[int] | None) -> None:
+        def column(values: Iterable[int | None] | None) -> np.ndarray:
+            out = np.full(n, NOISE, np.int64)
+            if values is not None:
+                out[:] = [NOISE if x is None else int(x) for x in values]
+            return out
+
+        for name, values in (("photo", photo_ids), ("face", face_ids)):
+            if values is not None and len(values) != n:
+                raise ValueError(f"{n} vectors but {len(values)} {name} ids")
+        self._persons = np.r_[self._persons, column(person_ids)]
+        self._photos = np.r_[self._photos, column(photo_ids)]
+        self._faces = np.r_[self._faces, column(face_ids)]
+        if photo_ids is not None:
+            for ph, p in zip(photo_ids, person_ids, strict=True):
+                if p is not None:
+                    self._shown[int(ph)].add(int(p))
 
     def people_in(self, photo_id: int) -> set[int]:
         """The people who already have a face in this photo (as far as the index knows)."""
@@ -175,15 +190,14 @@ class FaceIndex:
         return int(self._index.ntotal)
 
     def add(self, vectors: np.ndarray, person_ids: Sequence[int | None],
-            photo_ids: Sequence[int] | None = None) -> None:
+            photo_ids: Sequence[int] | None = None,
+            face_ids: Sequence[int] | None = None) -> None:
         """Add faces (e.g. the ones just assigned) so later new faces can vote with them."""
         v = as_unit_float32(vectors)
-        ids = np.array([NOISE if p is None else p for p in person_ids], dtype=np.int64)
-        if len(v) != len(ids):
-            raise ValueError(f"{len(v)} vectors but {len(ids)} person ids")
+        if len(v) != len(person_ids):
+            raise ValueError(f"{len(v)} vectors but {len(person_ids)} person ids")
         self._index.add(v)
-        self._persons = np.r_[self._persons, ids]
-        self._note(photo_ids, person_ids)
+        self._append(len(v), person_ids, photo_ids, face_ids)
 
     def neighbours(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(distances [m, k], person ids [m, k]) of each query's k nearest known faces.
@@ -193,6 +207,22 @@ class FaceIndex:
         dist, idx = search(self._index, queries, k)
         persons = np.where(idx >= 0, self._persons[np.clip(idx, 0, None)], NOISE)
         return dist, persons
+
+    def faces_near(self, queries: np.ndarray, k: int, radius: float) -> np.ndarray:
+        """The ids of the faces among each query's ``k`` nearest within ``radius`` (sorted,
+        unique; faces added without an id are left out)."""
+        dist, idx = search(self._index, queries, k)
+        hit = idx[(idx >= 0) & (dist <= radius)]
+        faces = self._faces[hit]
+        return np.unique(faces[faces >= 0])
+
+    def move(self, face_ids: Iterable[int], person_id: int) -> None:
+        """Record that these known faces now belong to ``person_id``."""
+        at = np.flatnonzero(np.isin(self._faces, np.fromiter(face_ids, np.int64)))
+        self._persons[at] = person_id
+        for ph in self._photos[at]:
+            if ph >= 0:
+                self._shown[int(ph)].add(int(person_id))
 
 
 def assign_new(index: FaceIndex, new_vectors: np.ndarray, params: ClusterParams,

@@ -10,9 +10,11 @@ the last good ones in force.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
 import structlog
 
 from daemon import cluster, labels
@@ -136,16 +138,20 @@ class People:
             keep = [k for k, i in enumerate(ids) if int(i) not in leave_out]
             photos, _ = cluster.face_context(ids, self.store.faces(engine=self.engine_id))
             self._neighbours = cluster.FaceIndex(
-                vecs[keep], [person.get(int(ids[k])) for k in keep], photo_ids=photos[keep]
+                vecs[keep], [person.get(int(ids[k])) for k in keep], photo_ids=photos[keep],
+                face_ids=ids[keep],
             )
             self._neighbour_ids = {int(ids[k]) for k in keep}
         return self._neighbours
 
     def assign_incremental(self, face_ids: Sequence[int]) -> int:
-        """Give new faces to existing people at once where their neighbours agree.
+        """Give new faces to people at once where their neighbourhood is clear.
 
-        A vote over each person's individual faces (not an averaged centre); faces with
-        no clear majority wait for the next re-clustering. Returns how many joined.
+        First a vote over each person's individual faces (not an averaged centre); a face
+        it leaves open is decided by re-clustering its neighbourhood alone
+        (:mod:`daemon.cluster.local`), which may also make a new person of it and faces
+        nobody was given. What stays open waits for the next full re-clustering.
+        Returns how many faces were given a person.
         """
         candidates = [
             f
@@ -167,8 +173,58 @@ class People:
             for f, pid in zip(faces, votes, strict=True)
             if pid is not None and (f.id, pid) not in excluded
         }
-        neighbours.add(vecs, [assignment.get(f.id) for f in faces], photo_ids)
+        undecided = [k for k, f in enumerate(faces) if f.id not in assignment]
+        if undecided:
+            shown: dict[int, set[int]] = defaultdict(set)
+            for f in faces:
+                if f.id in assignment:
+                    shown[f.photo_id].add(assignment[f.id])
+            assignment |= self._decide_locally(
+                [faces[k] for k in undecided], vecs[undecided], shown, excluded
+            )
+        neighbours.add(vecs, [assignment.get(f.id) for f in faces], photo_ids,
+                       [f.id for f in faces])
         self._neighbour_ids.update(f.id for f in faces)
         if assignment:
             self.store.set_persons(assignment)
         return len(assignment)
+
+    def _decide_locally(self, faces: list[FaceRecord], vecs: np.ndarray,
+                        shown: dict[int, set[int]], excluded: set[tuple[int, int]]
+                        ) -> dict[int, int]:
+        """Face id -> person for the new ``faces`` (and faces nobody was given near them)
+        that a re-clustering of their neighbourhood decides; ``shown`` holds the people
+        this round already gave a face of each photo (one photo never shows one person
+        twice)."""
+        assert self._neighbours is not None
+        params = self.cluster_params()
+        near = set(self._neighbours.faces_near(vecs, 2 * params.vote_k, 2 * params.eps).tolist())
+        known = self.store.faces(ids=sorted(near)) if near else []
+        rows = [*faces, *known]
+        if known:
+            vecs = np.vstack([vecs, self.store.face_vectors([f.id for f in known])])
+        decision = cluster.decide_locally(
+            vecs,
+            np.array([cluster.NOISE] * len(faces)
+                     + [cluster.NOISE if f.person_id is None else f.person_id for f in known]),
+            np.arange(len(rows)) < len(faces),
+            params,
+            photos=np.array([f.photo_id for f in rows]),
+            scores=np.array([f.score for f in rows]),
+        )
+        out: dict[int, int] = {}
+        for row, pid in decision.joins.items():
+            f = rows[row]
+            if ((f.id, pid) in excluded or pid in self._neighbours.people_in(f.photo_id)
+                    or pid in shown[f.photo_id]):
+                continue
+            out[f.id] = pid
+            shown[f.photo_id].add(pid)
+        for group in decision.new_people:
+            pid = self.store.new_person_id()
+            members = [rows[r].id for r in group]
+            out.update((face, pid) for face in members)
+            self._neighbours.move([face for face in members if face in near], pid)
+        if out:
+            log.info("decided_locally", faces=len(out), new_people=len(decision.new_people))
+        return out
