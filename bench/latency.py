@@ -96,16 +96,25 @@ def write_variant(src: Path, dest: Path, tag: int) -> float:
     return time.monotonic()
 
 
-def wait_all(albums: Path, expected: dict[str, float], timeout: float) -> dict[str, float]:
-    """Poll the albums until every expected entry exists; return name -> latency seconds."""
+def wait_all(albums: Path, expected: dict[str, float], timeout: float,
+             stall: float | None = None) -> dict[str, float]:
+    """Poll the albums until every expected entry exists; return name -> latency seconds.
+
+    With ``stall``, give up once nothing new arrived for that long (a photo whose faces
+    match nobody never gets an album entry).
+    """
     found: dict[str, float] = {}
     deadline = time.monotonic() + timeout
+    last = time.monotonic()
     while len(found) < len(expected) and time.monotonic() < deadline:
         now = time.monotonic()
+        if stall is not None and now - last > stall:
+            break
         present = album_entries(albums)
         for name, t_written in expected.items():
             if name not in found and name in present:
                 found[name] = now - t_written
+                last = now
         time.sleep(0.05)
     return found
 
@@ -174,7 +183,8 @@ def main() -> int:
             print("service did not report READY=1")
             return 1
         seed = {entry_name(p): t0 for p in (photos / "seed").iterdir()}
-        got = wait_all(albums, seed, 300)
+        # Past the quiet re-clustering (10 s): seed photos of nobody known never arrive.
+        got = wait_all(albums, seed, 300, stall=25)
         print(f"start-up: {len(seed)} seed photos, {len(got)} in albums after "
               f"{time.monotonic() - t0:.1f} s")
         time.sleep(3)  # let the post-start re-clustering finish
