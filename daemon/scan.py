@@ -161,7 +161,9 @@ class Pipeline:
 
     def recluster(self) -> ClusterReport:
         """Re-cluster every face of the current engine; person ids stay stable."""
-        return self._people.recluster()
+        report = self._people.recluster()
+        self._reflect.regrouped()
+        return report
 
     def assign_incremental(self, face_ids: Sequence[int]) -> int:
         """Give new faces to existing people at once; returns how many joined."""

@@ -242,6 +242,25 @@ def test_recluster_never_puts_two_faces_of_one_photo_in_one_person(pipeline) -> 
     assert all(len(r.may_be) == 1 for r in rows.values())  # the siblings point at each other
 
 
+def test_look_alikes_are_computed_once_per_full_reclustering(pipeline, monkeypatch) -> None:
+    from daemon.stages import reflect
+
+    calls = []
+    real = reflect.cluster.nearest_people
+    monkeypatch.setattr(reflect.cluster, "nearest_people",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    vectors, photos, _ = _siblings(np.random.default_rng(13))
+    for ph in np.unique(photos):
+        _add(pipeline, f"p{ph}.jpg", vectors[photos == ph])
+    pipeline.recluster()
+    first = {r.key: r.may_be for r in pipeline.people()}
+    pipeline.write_albums()
+    assert {r.key: r.may_be for r in pipeline.people()} == first and len(calls) == 1
+    pipeline.recluster()
+    pipeline.people()
+    assert len(calls) == 2
+
+
 def test_incremental_path_never_puts_two_faces_of_one_photo_in_one_person(pipeline) -> None:
     rng = np.random.default_rng(14)
     a = _unit(rng.normal(size=128))

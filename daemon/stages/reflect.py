@@ -57,6 +57,7 @@ class Reflect:
         self.engine_id = engine_id
         self._current_labels = current_labels
         self.identity = identity
+        self._look_alikes: dict[int, list[cluster.LookAlike]] | None = None
 
     @property
     def labels(self) -> labels.Labels:
@@ -115,9 +116,7 @@ class Reflect:
         own = roster.person_contents(
             seen.person_photos, seen.person_faces, self.labels, self.cfg.watch
         )
-        ids, vecs = self.store.vectors(self.engine_id)
-        person = self.store.face_persons(self.engine_id)
-        near = cluster.nearest_people([person.get(int(i)) for i in ids], vecs)
+        near = self._nearest_people()
         rows = []
         for rec in self.store.people():
             if rec.retired or rec.face_count == 0:
@@ -141,6 +140,22 @@ class Reflect:
                 )
             )
         return rows
+
+    def _nearest_people(self) -> dict[int, list[cluster.LookAlike]]:
+        """Each person's look-alikes, computed once per full re-clustering.
+
+        They take seconds at a million faces and the service writes albums after every
+        burst; faces added between two re-clusterings barely move a person's centre.
+        """
+        if self._look_alikes is None:
+            ids, vecs = self.store.vectors(self.engine_id)
+            person = self.store.face_persons(self.engine_id)
+            self._look_alikes = cluster.nearest_people([person.get(int(i)) for i in ids], vecs)
+        return self._look_alikes
+
+    def regrouped(self) -> None:
+        """The people were re-clustered: their look-alikes are computed afresh."""
+        self._look_alikes = None
 
     def _write_people_file(self, rows: Sequence[PersonRow]) -> None:
         """Tell the user who is new, without ever touching their labels.toml.
