@@ -14,7 +14,9 @@ human, or the same face:
 - :meth:`Identity.assign` maps a fresh clustering onto person ids with those faces, cuts
   clusters shared by people the user keeps apart, and records those as conflicts;
 - :meth:`Identity.excluded_pairs` turns anchored ``exclude`` entries into today's faces;
-- :meth:`Identity.refresh` records the anchors of what labels.toml refers to now.
+- :meth:`Identity.refresh` records the anchors of what labels.toml refers to now, with a
+  spare copy in the album tree (:mod:`daemon.albums.spare`) for when the whole state
+  folder is deleted.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Literal
 import numpy as np
 import structlog
 
+from daemon.albums.dirs import AlbumError
+from daemon.albums.spare import keep_spare, read_spare
 from daemon.cluster.anchors import (
     AnchoredResult,
     FaceKey,
@@ -106,9 +110,11 @@ class Identity:
     process that holds the state dir's lock).
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, albums_dir: Path | None = None) -> None:
         self.path = Path(state_dir) / anchors_file.FILE_NAME
+        self.albums_dir = albums_dir
         self._broken = False
+        self._unsaved = False
         try:
             self.anchors = anchors_file.read(self.path)
         except AnchorsError as e:
@@ -120,8 +126,27 @@ class Identity:
             )
             self.anchors = Anchors()
             self._broken = True
+        if self._broken or not self.path.exists():
+            self._from_spare()
         self._matches: Matches | None = None
         self._conflicts: tuple[dict, ...] = self.anchors.conflicts
+
+    def _from_spare(self) -> None:
+        """Take the anchors from the album tree's spare copy, if it has one (the state
+        folder was deleted or its copy is broken); they are written back at once."""
+        if self.albums_dir is None:
+            return
+        try:
+            data = read_spare(self.albums_dir, anchors_file.FILE_NAME, anchors_file.MAX_BYTES)
+            if data is None:
+                return
+            spare = anchors_file.parse(data.decode("utf-8"))
+        except (AlbumError, AnchorsError, OSError, UnicodeDecodeError) as e:
+            log.error("identity_spare_unreadable", folder=str(self.albums_dir), error=str(e))
+            return
+        self.anchors, self._unsaved = spare, True
+        log.warning("identity_anchors_from_album_tree", folder=str(self.albums_dir),
+                    people=len(spare.people))
 
     @property
     def conflicts(self) -> list[dict]:
@@ -265,7 +290,7 @@ class Identity:
             person_ids_above=max(a.person_ids_above, top_people),
             conflicts=conflicts,
         )
-        if new != a or self._broken:
+        if new != a or self._broken or self._unsaved:
             self._write(new)
 
     def _person_anchors(
@@ -301,8 +326,14 @@ class Identity:
         except OSError as e:
             log.error("identity_anchors_not_written", path=str(self.path), error=str(e))
             return
-        self._broken = False
+        self._broken = self._unsaved = False
         self.anchors = new
+        if self.albums_dir is not None:
+            try:
+                keep_spare(self.albums_dir, anchors_file.FILE_NAME, anchors_file.dumps(new))
+            except (AlbumError, OSError) as e:
+                log.warning("identity_spare_not_written", folder=str(self.albums_dir),
+                            error=str(e))
 
 
 def _same_conflicts(a: Iterable[dict], b: Iterable[dict]) -> bool:

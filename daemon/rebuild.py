@@ -56,7 +56,7 @@ def anchor_old_store(cfg: Config) -> bool:
         # Anchored people are still refreshed; the broken lines are reported by the scan.
         log.warning("labels_invalid", file=str(cfg.labels_file), error=str(e))
         labels_ = Labels()
-    identity = Identity(cfg.state_dir)
+    identity = Identity(cfg.state_dir, cfg.albums_dir)
     try:
         with Store.open(cfg.state_dir) as store:
             identity.refresh(store, labels_, cfg.watch, mode="add")

@@ -90,7 +90,7 @@ class Pipeline:
         self.store = Store.open(cfg.state_dir)
         if as_indexed:
             self.engine_id = self.store.get_meta("engine") or self.engine_id
-        self.identity = Identity(cfg.state_dir)
+        self.identity = Identity(cfg.state_dir, cfg.albums_dir)
         self._sync = Sync(cfg, self.store, self.engine_id, mounts or MountPoints(), workers)
         self._people = People(cfg, self.store, self.engine_id, self.identity)
         self._reflect = Reflect(

@@ -633,3 +633,27 @@ def test_pictures_of_a_killed_run_are_removed(tmp_path: Path, photos) -> None:
     names = {p.name for p in (albums / ".thumbnails").iterdir()}
     kept = {p.name for p in _pictures(albums, plans[0].folder)}
     assert names == kept | {"notes.txt", "signatures.json"}, "pictures of gone albums left"
+
+
+def test_spare_copy_round_trips_and_never_follows_a_planted_symlink(tmp_path: Path) -> None:
+    from daemon.albums.spare import keep_spare, read_spare
+
+    albums = tmp_path / "albums"
+    keep_spare(albums, "identity.json", b"{}")  # no album tree yet: nothing is written
+    assert not albums.exists()
+    albums.mkdir()
+    assert read_spare(albums, "identity.json", 100) is None
+    keep_spare(albums, "identity.json", b'{"a": 1}')
+    assert read_spare(albums, "identity.json", 100) == b'{"a": 1}'
+    with pytest.raises(AlbumError):
+        read_spare(albums, "identity.json", 3)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (albums / ".facecluster" / "identity.json").unlink()
+    (albums / ".facecluster").rmdir()
+    (albums / ".facecluster").symlink_to(elsewhere)
+    with pytest.raises(AlbumError):
+        keep_spare(albums, "identity.json", b"{}")
+    with pytest.raises(AlbumError):
+        read_spare(albums, "identity.json", 100)
+    assert list(elsewhere.iterdir()) == []

@@ -164,6 +164,15 @@ def test_names_survive_a_deleted_store(named: dict) -> None:
     _assert_same_people(named)
 
 
+def test_names_survive_a_deleted_state_folder(named: dict) -> None:
+    # Store, vector caches and state/identity.json all gone: the album tree's spare copy
+    # of the anchors gives the names back to the same humans.
+    shutil.rmtree(named["root"] / "state")
+    _scan(named["cfg"])
+    _assert_same_people(named)
+    assert (named["root"] / "state" / "identity.json").is_file()
+
+
 @pytest.mark.parametrize("named", ["dlib-hog"], indirect=True)
 def test_names_survive_an_engine_change(named: dict, capsys) -> None:
     _write_config(named["root"], named["models"], "yunet")
