@@ -69,3 +69,15 @@ def test_a_neighbourhood_of_two_people_or_of_nobody_decides_nothing() -> None:
                            np.array([NOISE, 1, 1, 2, 2]),
                            np.array([True, False, False, False, False]), PARAMS)
     assert alone.joins == {} and alone.new_people == []
+
+
+def test_a_loose_group_of_faces_nobody_was_given_waits_for_the_full_clustering() -> None:
+    # Within eps of each other, but looser than the blob re-cut keeps together (say, two
+    # look-alike toddlers of different families): no new person at once.
+    q = unit(RNG.normal(size=DIM))
+    earlier, new = at(q, 0.17), at(q, 0.17)
+    new = at(earlier, 0.33)
+    assert PARAMS.blob_cut < np.linalg.norm(new - earlier) < PARAMS.eps
+    decision = decide_locally(np.array([new, earlier]), np.array([NOISE, NOISE]),
+                              np.array([True, False]), PARAMS)
+    assert decision.joins == {} and decision.new_people == []

@@ -21,8 +21,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 CENTRES = _unit(RNG.normal(size=(3, 128)))
 
 
-def _face(person: int) -> Face:
-    v = _unit(CENTRES[person] + RNG.normal(scale=0.02, size=128))
+def _face(person: int, spread: float = 0.02) -> Face:
+    v = _unit(CENTRES[person] + RNG.normal(scale=spread, size=128))
     return Face((10.0, 10.0, 80.0, 80.0), (), 0.99, v)
 
 
@@ -34,10 +34,10 @@ def pipeline(tmp_path: Path):
         yield p
 
 
-def _add(p: Pipeline, name: str, people: list[int]) -> list[int]:
+def _add(p: Pipeline, name: str, people: list[int], spread: float = 0.02) -> list[int]:
     path = p.cfg.watch[0] / name
     path.write_bytes(name.encode())
-    photo = IndexedPhoto(path, 100, 100, p.engine_id, tuple(_face(i) for i in people))
+    photo = IndexedPhoto(path, 100, 100, p.engine_id, tuple(_face(i, spread) for i in people))
     return p.store.save_indexed(path, 1, 1, name, photo)
 
 
@@ -67,15 +67,17 @@ def test_a_stranger_seen_twice_is_a_person_at_once_and_keeps_the_id(pipeline: Pi
     known = [_add(pipeline, f"a{i}.jpg", [0])[0] for i in range(4)]
     pipeline.recluster()
     a = _persons(pipeline, known[:1])[0]
-    first = _add(pipeline, "s0.jpg", [2])
+    first = _add(pipeline, "s0.jpg", [2], spread=0.01)
     assert pipeline.assign_incremental(first) == 0  # one face of nobody known: it waits
-    second = _add(pipeline, "s1.jpg", [2])
+    loose = _add(pipeline, "loose.jpg", [2], spread=0.04)  # ~0.45 away: it waits too
+    assert pipeline.assign_incremental(loose) == 0
+    second = _add(pipeline, "s1.jpg", [2], spread=0.01)
     # Without waiting for a full re-clustering, the two become a person of their own...
     assert pipeline.assign_incremental(second) == 2
     stranger = _persons(pipeline, first + second)
     assert stranger[0] is not None and stranger[0] == stranger[1] != a
     # ...whom the next new photo joins by the vote, and the full re-clustering keeps.
-    third = _add(pipeline, "s2.jpg", [2])
+    third = _add(pipeline, "s2.jpg", [2], spread=0.01)
     assert pipeline.assign_incremental(third) == 1
     pipeline.recluster()
     assert _persons(pipeline, first + second + third) == [stranger[0]] * 3

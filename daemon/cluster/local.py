@@ -45,7 +45,7 @@ def decide_locally(vectors: np.ndarray, persons: np.ndarray, is_new: np.ndarray,
     :func:`cluster_faces` (two faces of one photo are never put in one cluster; poor
     faces never seed one). A local cluster with known faces goes to their person when
     at least ``params.vote_share`` of them agree (else its new faces wait); one with
-    none becomes a new person.
+    none becomes a new person if it is tight (:func:`_tight`).
     """
     persons = np.asarray(persons, np.int64)
     is_new = np.asarray(is_new, bool)
@@ -57,7 +57,8 @@ def decide_locally(vectors: np.ndarray, persons: np.ndarray, is_new: np.ndarray,
         rows = np.flatnonzero(labels == label)
         known = persons[rows][persons[rows] != NOISE]
         if len(known) == 0:
-            decision.new_people.append(rows.tolist())
+            if _tight(vectors, rows, params):
+                decision.new_people.append(rows.tolist())
             continue
         ids, counts = np.unique(known, return_counts=True)
         best = int(np.argmax(counts))
@@ -66,3 +67,17 @@ def decide_locally(vectors: np.ndarray, persons: np.ndarray, is_new: np.ndarray,
         for row in rows[is_new[rows]]:
             decision.joins[int(row)] = int(ids[best])
     return decision
+
+
+def _tight(vectors: np.ndarray, rows: np.ndarray, params: ClusterParams) -> bool:
+    """Whether every two faces of ``rows`` lie within the blob re-cut's distance.
+
+    A new person made from a small neighbourhood misses what the full clustering sees:
+    in a crowded region (look-alike children of many families) it would re-cut a loose
+    group, or leave it unassigned. So a new person is made at once only of faces as
+    close as the re-cut keeps together; a looser group waits for the full clustering.
+    """
+    limit = params.blob_cut or params.split_eps or params.eps
+    v = np.asarray(vectors, np.float32)[rows]
+    d2 = np.maximum(0.0, 2.0 - 2.0 * (v @ v.T))
+    return bool(np.all(d2 <= limit * limit + 1e-6))
