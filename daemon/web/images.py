@@ -4,11 +4,17 @@ A crop is cut from the original photo once and kept as
 ``state_dir/web-cache/faces/<id // 1000>/<id>.jpg``; face ids are never reused, so a
 crop never goes stale (a re-indexed photo gets new face ids). A montage is keyed by the
 ids of the faces it shows. The cache is derived: deleting it only costs redrawing.
+
+Left alone it would only grow (every change to a person makes a new montage), so it is
+kept under a size: past ``max_bytes`` the files least recently shown go first (a cache
+hit refreshes the file's time).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +29,8 @@ from daemon.store import FaceRecord
 log = structlog.get_logger(__name__)
 
 CACHE_DIR = "web-cache"
+CACHE_MAX_BYTES = 256 * 1024 * 1024
+"""About 25,000 face crops: a few people's worth of browsing; the rest is redrawn."""
 CROP_SIZE = 160
 MONTAGE_CELL = 80
 
@@ -41,12 +49,25 @@ def _encode(image: np.ndarray) -> bytes:
 class FaceImages:
     """Crops and montages under ``state_dir/web-cache``."""
 
-    def __init__(self, state_dir: Path, max_pixels: int) -> None:
+    def __init__(self, state_dir: Path, max_pixels: int,
+                 max_bytes: int = CACHE_MAX_BYTES) -> None:
         self.root = state_dir / CACHE_DIR
         self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+        self._size: int | None = None  # bytes in the cache, once walked
 
     def _crop_path(self, face_id: int) -> Path:
         return self.root / "faces" / str(face_id // 1000) / f"{face_id}.jpg"
+
+    @staticmethod
+    def _cached(path: Path) -> bytes | None:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # shown now: the pruning keeps it longest
+        return data
 
     def _store(self, path: Path, data: bytes) -> None:
         try:
@@ -54,6 +75,10 @@ class FaceImages:
             atomic_write(path, data, durable=False)  # a lost crop is only redrawn
         except OSError as e:
             log.warning("web_cache_write_failed", path=str(path), error=str(e))
+            return
+        self._size = cache_size(self.root) if self._size is None else self._size + len(data)
+        if self._size > self.max_bytes:
+            self._size = prune(self.root, self.max_bytes * 3 // 4)
 
     def _crop(self, face: FaceRecord, real_path: str) -> np.ndarray:
         try:
@@ -65,10 +90,8 @@ class FaceImages:
     def crop(self, face: FaceRecord, real_path: str) -> bytes:
         """JPEG of one face (``real_path``: its photo, already checked to be allowed)."""
         cached = self._crop_path(face.id)
-        try:
-            return cached.read_bytes()
-        except OSError:
-            pass
+        if (hit := self._cached(cached)) is not None:
+            return hit
         data = _encode(self._crop(face, real_path))
         self._store(cached, data)
         return data
@@ -77,10 +100,8 @@ class FaceImages:
         """JPEG grid of these faces (each with its checked photo path)."""
         key = hashlib.sha1(",".join(str(f.id) for f, _ in faces).encode()).hexdigest()
         cached = self.root / "montages" / f"{key}.jpg"
-        try:
-            return cached.read_bytes()
-        except OSError:
-            pass
+        if (hit := self._cached(cached)) is not None:
+            return hit
         tiles = []
         for face, real in faces:
             try:
@@ -96,3 +117,35 @@ class FaceImages:
         data = _encode(make_montage(tiles, MONTAGE_CELL))
         self._store(cached, data)
         return data
+
+
+def _files(root: Path) -> list[tuple[float, int, Path]]:
+    """(last use, size, path) of every cached picture."""
+    out = []
+    for path in root.rglob("*.jpg"):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            out.append((st.st_mtime, st.st_size, path))
+    return out
+
+
+def cache_size(root: Path) -> int:
+    """Bytes of pictures under ``root``."""
+    return sum(size for _, size, _ in _files(root))
+
+
+def prune(root: Path, target: int) -> int:
+    """Remove the least recently used pictures until at most ``target`` bytes are left;
+    returns the bytes left."""
+    files = sorted(_files(root))
+    left = sum(size for _, size, _ in files)
+    removed = 0
+    for _, size, path in files:
+        if left <= target:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+        left -= size
+    log.info("web_cache_pruned", removed=removed, bytes_left=left)
+    return left
