@@ -137,9 +137,12 @@ def alternatives(base: ClusterParams) -> list[tuple[str, ClusterParams]]:
     """The settings compared against the default."""
     # The alternatives are the methods as first measured: without the family rules
     # (blob re-cut; the poor-face rule needs scores, which this cache does not hold).
-    plain = replace(base, guard="none", rejoin_eps=0.0, blob_size=0, blob_large=0)
-    split = replace(base, rejoin_eps=0.0, blob_size=0, blob_large=0)
+    plain = replace(base, guard="none", rejoin_eps=0.0, blob_size=0, blob_large=0,
+                    blob_agree=0.0)
+    split = replace(base, rejoin_eps=0.0, blob_size=0, blob_large=0, blob_agree=0.0)
     rows = [("**default**: " + describe(base), base),
+            ("default without the blob agreement test (the previous default)",
+             replace(base, blob_agree=0.0)),
             ("DBSCAN eps 0.5, min_samples 5 (tutorials)",
              replace(plain, eps=0.5, min_samples=5))]
     for eps in (0.28, 0.30, 0.31, 0.32, 0.34):
@@ -168,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--cache", type=Path, default=REPO / ".bench-cache")
     ap.add_argument("--distractors", type=int, default=50_000)
-    ap.add_argument("--quick", action="store_true", help="only the default and the tutorial")
+    ap.add_argument("--quick", action="store_true",
+                    help="only the default, the previous default and the tutorial")
     args = ap.parse_args(argv)
     if not args.data.is_dir():
         print(f"no data at {args.data} (set FACECLUSTER_TESTDATA or pass --data)")
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.data}: {len(emb.persons)} photos of {people} people, engine {emb.engine}; "
           f"a face in {found.sum()} photos ({(~found).sum()} scored as noise)\n")
     base = default_params(emb.engine)
-    rows = alternatives(base)[:2] if args.quick else alternatives(base)
+    rows = alternatives(base)[:3] if args.quick else alternatives(base)
     print(HEADER)
     for name, params in rows:
         print(score_row(name, emb.persons, found, x, params), flush=True)
@@ -198,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
               f"then on the real ones only):\n")
         print(HEADER)
         distractor_rows = [
-            *rows[:2],
+            *rows[:3],
             ("default without the re-join", replace(base, rejoin_eps=0.0)),
             ("default, exact neighbour search (slow beyond 20k faces)",
              replace(base, index=replace(base.index, exact_limit=len(x_all)))),

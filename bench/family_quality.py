@@ -164,11 +164,17 @@ def product(params, with_photos: bool = True) -> Method:
 
 def methods(engine: str) -> list[tuple[str, Method]]:
     base = default_params(engine)
-    before = replace(base, weak_score=0.0, blob_size=0)
+    before = replace(base, weak_score=0.0, blob_size=0, blob_agree=0.0)
     plain = replace(before, guard="none", rejoin_eps=0.0)
     rows: list[tuple[str, Method]] = [
-        ("**default**: photo constraints, poor faces by vote, blob re-cut", product(base)),
-        ("default without the blob re-cut", product(replace(base, blob_size=0))),
+        ("**default**: photo constraints, poor faces by vote, blob re-cut by spread and "
+         "by neighbourhood agreement", product(base)),
+        ("default without the agreement test (the previous default)",
+         product(replace(base, blob_agree=0.0))),
+        ("default without the spread test", product(replace(base, blob_size=0,
+                                                            blob_large=0))),
+        ("default without either blob test", product(replace(base, blob_size=0,
+                                                             blob_agree=0.0))),
         ("default without the poor-face rule", product(replace(base, weak_score=0.0))),
         ("photo constraints only", product(before)),
         ("previous default (no photo constraints)", product(before, with_photos=False)),

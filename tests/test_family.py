@@ -114,7 +114,7 @@ def _blob(rng, people: int = 24, faces: int = 4):
 
 def test_a_blob_of_look_alikes_is_split_or_left_out() -> None:
     vectors, truth = _blob(np.random.default_rng(8))
-    no_guard = replace(PARAMS, blob_size=0)
+    no_guard = replace(PARAMS, blob_size=0, blob_agree=0.0)
     merged = cluster_faces(vectors, no_guard)
     sizes = np.bincount(merged[merged >= 0])
     assert sizes.max() >= 80  # the blob really forms without the guard

@@ -17,6 +17,13 @@ person's average; LFW-dev's 119-photo person spreads 0.28, FIW's 128-face blob 0
 re-cut by average linkage (never joining faces of one photo) at ``blob_cut``; parts
 smaller than ``min_size`` become noise. A face left out is one ``facecluster name``
 away; a stranger in an album is worse.
+
+So is a cluster of 10-80 faces spreading over 0.32 whose faces do not list each other as
+nearest neighbours (:mod:`.agree`): that tells blobs from one person far better than the
+spread alone (on Families In the Wild, ROC AUC 0.98 against 0.90 for clusters of >= 10
+faces). The spread floor keeps it off tight clusters, which re-cutting at ``blob_cut``
+would only break up: synthetic (Gaussian) people, whose neighbour lists agree little
+once a person has many more faces than a list holds.
 """
 
 from __future__ import annotations
@@ -57,16 +64,26 @@ def spread(vectors: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def split_blobs(vectors: np.ndarray, labels: np.ndarray, photos: np.ndarray | None, *,
                 size: int, max_spread: float, cut: float, min_size: int,
-                limit: int = 3000, large: int = 0, large_spread: float = 0.0
-                ) -> np.ndarray:
-    """Labels with every blob (see the module docstring) re-cut at ``cut``."""
+                limit: int = 3000, large: int = 0, large_spread: float = 0.0,
+                agreement: np.ndarray | None = None, min_agree: float = 0.0,
+                agree_spread: float = 0.0) -> np.ndarray:
+    """Labels with every blob (see the module docstring) re-cut at ``cut``.
+
+    With ``agreement`` (per cluster label, NaN = not measured; :mod:`.agree`), a cluster
+    whose faces' neighbourhoods agree by less than ``min_agree`` and whose spread exceeds
+    ``agree_spread`` is a blob too.
+    """
     out = labels.copy()
-    if size <= 0 or len(out) == 0:
+    if (size <= 0 and agreement is None) or len(out) == 0:
         return out
     n, rms = spread(vectors, out)
-    wide = (n >= size) & (rms > max_spread)
+    wide = (n >= size) & (rms > max_spread) if size > 0 else np.zeros(len(n), bool)
     if large > 0:
         wide |= (n >= large) & (rms > large_spread)
+    if agreement is not None and len(agreement):
+        low = np.zeros(len(n), bool)
+        low[:len(agreement)] = agreement[:len(n)] < min_agree  # NaN compares False
+        wide |= low & (rms > agree_spread)
     blobs = np.flatnonzero(wide & (n <= limit))
     nxt = int(out.max(initial=-1)) + 1
     for c in blobs:

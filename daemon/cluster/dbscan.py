@@ -18,6 +18,7 @@ import scipy.sparse as sp
 import structlog
 from scipy.sparse.csgraph import connected_components
 
+from daemon.cluster.agree import cluster_agreement
 from daemon.cluster.blobs import split_blobs
 from daemon.cluster.constraints import (
     as_photos,
@@ -73,6 +74,15 @@ class ClusterParams:
     """Clusters of at least this many faces count as blobs already above
     ``blob_large_spread``: the more faces, the tighter one person's average is."""
     blob_large_spread: float = 0.0
+    blob_agree: float = 0.0
+    """Clusters of ``blob_agree_size`` to ``blob_agree_max`` faces spreading over
+    ``blob_agree_spread`` whose inside eps-graph edges agree (:mod:`.agree`: Jaccard
+    overlap of the two faces' ``blob_agree_k`` nearest lists) by less than this on
+    average are blobs too, re-cut at ``blob_cut``; 0 = off."""
+    blob_agree_size: int = 10
+    blob_agree_max: int = 80
+    blob_agree_k: int = 20
+    blob_agree_spread: float = 0.0
     index: IndexParams = field(default_factory=IndexParams)
 
 
@@ -349,26 +359,37 @@ def cluster_faces(vectors: np.ndarray, params: ClusterParams, photos=None,
     ph = as_photos(photos, len(v))
     weak = weak_faces(scores, params.weak_score)
     if weak is None or not weak.any() or weak.all():
-        labels = _cluster(v, params, ph)
+        labels, graph = _cluster(v, params, ph)
+        strong = np.arange(len(v))
     else:
         strong = np.flatnonzero(~weak)
         labels = np.full(len(v), NOISE, np.int64)
-        labels[strong] = _cluster(v[strong], params, None if ph is None else ph[strong])
+        labels[strong], graph = _cluster(v[strong], params,
+                                         None if ph is None else ph[strong])
         labels = attach(v, labels, weak, params.split_eps or params.eps, params.vote_k,
                         params.vote_share, max(2, params.min_samples), ph)
-    if params.blob_size > 0:
+    if params.blob_size > 0 or params.blob_agree > 0:
+        agreement = None
+        if params.blob_agree > 0:
+            # On the strong faces' graph: weak faces joined by vote have no edges there.
+            agreement = cluster_agreement(graph, labels[strong], params.blob_agree_k,
+                                          params.blob_agree_size, params.blob_agree_max)
         labels = split_blobs(v, labels, ph, size=params.blob_size,
                              max_spread=params.blob_spread, cut=params.blob_cut,
                              min_size=params.min_samples, limit=params.split_limit,
                              large=params.blob_large,
-                             large_spread=params.blob_large_spread)
+                             large_spread=params.blob_large_spread,
+                             agreement=agreement, min_agree=params.blob_agree,
+                             agree_spread=params.blob_agree_spread)
     if ph is not None:
         labels = enforce(labels, ph, v)
     return renumber(_drop_small(labels, params.min_samples))
 
 
-def _cluster(v: np.ndarray, params: ClusterParams, ph: np.ndarray | None) -> np.ndarray:
-    """Graph, DBSCAN, guard and re-join (see :func:`cluster_faces`)."""
+def _cluster(v: np.ndarray, params: ClusterParams, ph: np.ndarray | None
+             ) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Graph, DBSCAN, guard and re-join (see :func:`cluster_faces`); the labels and the
+    graph (without same-photo edges), which the blob test reads."""
     graph = eps_graph(v, params.eps, params.max_neighbours, params.index)
     if ph is not None:
         graph = drop_same_photo(graph, ph)
@@ -381,7 +402,7 @@ def _cluster(v: np.ndarray, params: ClusterParams, ph: np.ndarray | None) -> np.
         labels = rejoin(v, labels, graph, params.rejoin_eps,
                         nearest=params.rejoin_nearest, min_size=params.min_samples,
                         index=params.index, photos=ph)
-    return labels
+    return labels, graph
 
 
 def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -405,7 +426,9 @@ SFACE_THRESHOLD = float(np.sqrt(2 - 2 * 0.363))
 
 _DLIB = ClusterParams(eps=0.37, min_samples=2, guard="split", split_eps=0.365, rejoin_eps=0.355,
                       weak_score=0.90, blob_size=20, blob_spread=0.34, blob_cut=0.28,
-                      blob_large=60, blob_large_spread=0.32)
+                      blob_large=60, blob_large_spread=0.32, blob_agree=0.30,
+                      blob_agree_size=10, blob_agree_max=80, blob_agree_k=20,
+                      blob_agree_spread=0.32)
 """Measured with the YuNet + dlib engine: eps, split and re-join on LFW-dev
 (bench/cluster_quality.py), the poor-face and blob settings on Families In the Wild
 train (bench/family_quality.py); bench/CLUSTERING.md."""
@@ -419,7 +442,8 @@ def with_eps(params: ClusterParams, eps: float) -> ClusterParams:
     return replace(params, eps=eps, split_eps=params.split_eps * scale,
                    rejoin_eps=params.rejoin_eps * scale, blob_spread=params.blob_spread * scale,
                    blob_cut=params.blob_cut * scale,
-                   blob_large_spread=params.blob_large_spread * scale)
+                   blob_large_spread=params.blob_large_spread * scale,
+                   blob_agree_spread=params.blob_agree_spread * scale)
 
 
 def default_params(engine_id: str) -> ClusterParams:
@@ -435,7 +459,8 @@ def default_params(engine_id: str) -> ClusterParams:
 
     Poor faces (YuNet score below 0.90) and the blob re-cut were measured on Families In
     the Wild with dlib; the score threshold applies to YuNet only (dlib HOG reports
-    another scale) and the blob spreads to dlib only (not measured for SFace).
+    another scale) and the blob spreads and agreement to dlib only (not measured for
+    SFace).
     """
     if not engine_id.startswith("yunet"):
         # The poor-face threshold is a YuNet score; dlib HOG's score is another scale.
@@ -451,7 +476,8 @@ def _embedder_params(engine_id: str) -> ClusterParams:
         return replace(_DLIB, eps=round(_DLIB.eps * scale, 2),
                        split_eps=round(_DLIB.split_eps * scale, 2),
                        rejoin_eps=round(_DLIB.rejoin_eps * scale, 2),
-                       # Spreads do not scale linearly between models: off until measured.
-                       blob_size=0, blob_large=0)
+                       # Spreads do not scale linearly between models: off until measured
+                       # (the agreement test's re-cut is a distance too).
+                       blob_size=0, blob_large=0, blob_agree=0.0)
     raise ValueError(f"no clustering defaults for engine {engine_id!r} "
                      "(known embedders: dlib-resnet-v1, sface-2021dec)")
