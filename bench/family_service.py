@@ -151,11 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| service path | arrived | given at once | wrong person | another family's "
           "album | same-photo pairs (all faces) | s |\n| --- | ---: | ---: | ---: | ---: "
           "| ---: | ---: |")
-    for name, local in (("vote only (before)", False), ("vote + neighbourhood", True)):
+    for name, local in (("vote only", False), ("vote + neighbourhood", True)):
         at_once, later = run(faces, args.models, args.known, args.batch, args.seed, local)
         _line(f"{name}: at once", at_once)
-        if local:
-            _line("the next full re-clustering, for the same faces", later)
+        _line(f"{name}: after the next full re-clustering", later)
     return 0
 
 

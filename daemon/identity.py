@@ -221,6 +221,7 @@ class Identity:
         new_id: Callable[[], int],
         labels_: Labels,
         photos: Mapping[int, int] | None = None,
+        provisional: Set[int] = frozenset(),
     ) -> AnchoredResult:
         """Person ids for a fresh clustering (:func:`daemon.cluster.anchors.anchored_ids`).
 
@@ -229,7 +230,7 @@ class Identity:
         matches = self._matches or Matches()
         result = anchored_ids(
             face_ids, labels, vectors, previous, named, excluded, new_id,
-            matches.person_of, _groups(labels_), photos=photos,
+            matches.person_of, _groups(labels_), photos=photos, provisional=provisional,
         )
         self._conflicts = tuple(conflict(s, labels_) for s in result.shared)
         for c in self._conflicts:

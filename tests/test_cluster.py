@@ -193,6 +193,20 @@ def test_stable_ids_noise_is_sticky_while_the_person_lives() -> None:
     assert r.retired == {20}
 
 
+def test_stable_ids_a_face_given_at_once_is_not_sticky() -> None:
+    # Face 3 joined person 10 between two clusterings; the full clustering now calls it
+    # noise: its word is final (a hasty decision must not outlive it). Face 4 was
+    # clustered into 10 before and stays, as noise does.
+    previous = {1: 10, 2: 10, 3: 10, 4: 10}
+    r = stable_ids([1, 2, 3, 4], [0, 0, -1, -1], previous, set(), set(), counter(100),
+                   provisional={3})
+    assert r.assignment == {1: 10, 2: 10, 3: None, 4: 10}
+    # Given at once and clustered with the person: it stays, and counts for the match.
+    r = stable_ids([1, 2, 3], [0, 0, 0], previous, set(), set(), counter(100),
+                   provisional={3})
+    assert r.assignment == {1: 10, 2: 10, 3: 10}
+
+
 def test_stable_ids_rejects_mismatched_input() -> None:
     with pytest.raises(ValueError, match="labels"):
         stable_ids([1, 2], [0], {}, set(), set(), counter(1))

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from daemon.cluster import with_eps
 from daemon.config import from_dict
 from daemon.indexer.types import Face, IndexedPhoto
 from daemon.scan import Pipeline
+from daemon.stages.people import People
 
 RNG = np.random.default_rng(7)
 
@@ -82,6 +84,30 @@ def test_a_stranger_seen_twice_is_a_person_at_once_and_keeps_the_id(pipeline: Pi
     pipeline.recluster()
     assert _persons(pipeline, first + second + third) == [stranger[0]] * 3
     assert _persons(pipeline, known) == [a] * 4
+
+
+def test_a_face_given_at_once_is_decided_afresh_by_the_full_clustering(
+        pipeline: Pipeline, monkeypatch) -> None:
+    known = [_add(pipeline, f"a{i}.jpg", [0], spread=0.01)[0] for i in range(4)]
+    pipeline.recluster()
+    a = _persons(pipeline, known[:1])[0]
+    # A face 0.33 from the person's centre (their faces lie ~0.11 from it, ~0.16 apart).
+    side = RNG.normal(size=128)
+    side -= (side @ CENTRES[0]) * CENTRES[0]
+    theta = 2 * np.arcsin(0.33 / 2)
+    v = _unit(CENTRES[0] * np.cos(theta) + side / np.linalg.norm(side) * np.sin(theta))
+    path = pipeline.cfg.watch[0] / "odd.jpg"
+    path.write_bytes(b"odd")
+    odd = pipeline.store.save_indexed(path, 1, 1, "odd", IndexedPhoto(
+        path, 100, 100, pipeline.engine_id, (Face((10.0, 10.0, 80.0, 80.0), (), 0.99, v),)))
+    assert pipeline.assign_incremental(odd) == 1 and _persons(pipeline, odd) == [a]
+    # The full clustering (made stricter here) keeps the person but calls that face
+    # noise: given at once, it leaves the person (not sticky, as a clustered face is).
+    strict = with_eps(pipeline.cluster_params(), 0.25)
+    monkeypatch.setattr(People, "cluster_params", lambda self: strict)
+    pipeline.recluster()
+    assert _persons(pipeline, known) == [a] * 4
+    assert _persons(pipeline, odd) == [None]
 
 
 def test_recluster_keeps_person_ids_stable(pipeline: Pipeline) -> None:

@@ -189,6 +189,7 @@ def anchored_ids(
     anchored: Mapping[int, int],
     group_of: Mapping[int, Hashable],
     photos: Mapping[int, int] | None = None,
+    provisional: Set[int] = frozenset(),
 ) -> AnchoredResult:
     """:func:`stable_ids` with anchored faces standing in for lost previous persons.
 
@@ -202,5 +203,6 @@ def anchored_ids(
     merged.update(previous)
     steering = {f: p for f, p in merged.items() if p in group_of and (f, p) not in excluded}
     cut, shared = separate_shared(face_ids, labels, vectors, steering, group_of)
-    result = stable_ids(face_ids, cut, merged, named, excluded, new_id, photos=photos)
+    result = stable_ids(face_ids, cut, merged, named, excluded, new_id, photos=photos,
+                        provisional=provisional)
     return AnchoredResult(result.assignment, result.retired, shared)

@@ -14,7 +14,8 @@ Rules of :func:`stable_ids` (in order of precedence):
    person goes to at most one cluster; larger overlaps are matched first, ties go to the
    older (smaller) id. A cluster matching nobody gets ``new_id()``.
 4. *Noise is sticky*: a face DBSCAN now calls noise keeps its previous person if that
-   person still exists after this run. A density change at the edge of a cluster (a few
+   person still exists after this run (unless that person was only given at once,
+   between two clusterings: ``provisional``). A density change at the edge of a cluster (a few
    faces added elsewhere, a slightly different eps) should not make photos vanish from
    albums and come back; a face whose person dissolved entirely becomes unassigned.
 5. Previous people left with no face are *retired*; their ids are never reused (the
@@ -53,6 +54,7 @@ def stable_ids(
     excluded: Set[tuple[int, int]],
     new_id: Callable[[], int],
     photos: Mapping[int, int] | None = None,
+    provisional: Set[int] = frozenset(),
 ) -> StableResult:
     """Map fresh cluster labels onto existing person ids (rules in the module docstring).
 
@@ -65,6 +67,11 @@ def stable_ids(
     of one photo: when pinning, clustering and sticky noise would do that, the pinned
     face wins, then the clustered one, then the smaller face id; the others are
     unassigned.
+
+    ``provisional`` faces got their previous person at once, between two clusterings
+    (:func:`assign_new`, :mod:`.local`): they count for matching clusters to persons but
+    are not sticky noise -- the full clustering's word is final for them, so a hasty
+    decision cannot outlive it.
     """
     face_ids = [int(f) for f in face_ids]
     labels = [int(c) for c in np.asarray(labels).ravel()]
@@ -112,7 +119,8 @@ def stable_ids(
     for f, c in zip(face_ids, labels, strict=True):
         if c == NOISE and f not in pinned:
             p = previous.get(f)
-            keep = p is not None and p in alive and (f, p) not in excluded
+            keep = (p is not None and p in alive and (f, p) not in excluded
+                    and f not in provisional)
             assignment[f] = p if keep else None
 
     if photos is not None:

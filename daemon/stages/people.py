@@ -40,6 +40,10 @@ class People:
         self.identity = identity
         self._neighbours: cluster.FaceIndex | None = None
         self._neighbour_ids: set[int] = set()
+        # Faces given a person at once since the last full clustering: that clustering
+        # decides them afresh (not sticky; see cluster.stable_ids). Kept in memory only:
+        # after a restart they count as clustered.
+        self._provisional: set[int] = set()
         self.labels = labels.Labels()
         self.labels_error: str | None = None
         self.reload_labels()
@@ -106,7 +110,9 @@ class People:
         result = self.identity.assign(
             ids, groups, vecs, previous, named, self._excluded(), self.store.new_person_id,
             self.labels, photos=dict(zip(ids.tolist(), photos.tolist(), strict=True)),
+            provisional=self._provisional,
         )
+        self._provisional = set()
         self._neighbours = None  # people changed: the neighbour index is rebuilt on demand
         with self.store.batch():
             self.identity.restore(self.store, result)
@@ -187,6 +193,7 @@ class People:
         self._neighbour_ids.update(f.id for f in faces)
         if assignment:
             self.store.set_persons(assignment)
+            self._provisional.update(assignment)
         return len(assignment)
 
     def _decide_locally(self, faces: list[FaceRecord], vecs: np.ndarray,
