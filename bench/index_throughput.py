@@ -5,6 +5,7 @@ Usage (the quiet-machine run; see bench/THROUGHPUT.md for the exact commands)::
     .venv/bin/python bench/index_throughput.py [--photos 40] [--repeat 3] [--workers 1,2]
         [--max-side 960] [--no-baseline] [--allow-load] [--quick] [--stages-only]
         [--fr-site DIR] [--recall] [--profile] [--formats jpeg,heic,raw]
+        [--compare-scan OLD_CHECKOUT]
 
 It refuses to start when the 1-minute load average is above 0.5 (wall-clock ratios of a
 shared machine are worthless); ``--allow-load`` runs anyway and says so loudly in the
@@ -639,14 +640,14 @@ def _scan_config(folder: Path, work: Path) -> Path:
     return cfg
 
 
-def scan_command(folder: Path) -> tuple[float, float]:
+def scan_command(folder: Path, repo: Path = REPO) -> tuple[float, float]:
     """Wall and CPU seconds (all processes) of a whole ``facecluster scan`` of ``folder``,
     default settings, fresh state: interpreter start, imports, engine, index, cluster,
-    albums."""
+    albums. ``repo``: the checkout whose code runs (another commit, for a before/after)."""
     work = Path(tempfile.mkdtemp(prefix="fc-bench-scan-"))
     try:
         cfg = _scan_config(folder, work)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(repo)}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         subprocess.run([sys.executable, "-m", "daemon", "--config", str(cfg), "scan"],
@@ -657,6 +658,24 @@ def scan_command(folder: Path) -> tuple[float, float]:
         shutil.rmtree(work, ignore_errors=True)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
+
+
+def compare_scan(args: argparse.Namespace, corpus: list[CorpusPhoto]) -> None:
+    """The whole ``scan`` command, this checkout against ``args.compare_scan``, interleaved."""
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    folders = (("corpus", corpus[0].path.parent), ("one photo", one_photo_folder(corpus)))
+    code = (("other checkout", args.compare_scan), ("this checkout", REPO))
+    for _ in range(args.repeat):
+        for name, repo in code:
+            for label, folder in folders:
+                runs.setdefault((name, label), []).append(scan_command(folder, repo))
+    print(f"\nwhole `scan` command, medians of {args.repeat} [min-max]; other checkout = "
+          f"{args.compare_scan}")
+    for (name, label), got in runs.items():
+        walls, cpus = [w for w, _ in got], [c for _, c in got]
+        n = len(corpus) if label == "corpus" else 1
+        print(f"  {name:15s} {label:10s} wall {_median(walls):.2f} s {_spread(walls)}, "
+              f"CPU {_median(cpus):.2f} s, {n / _median(walls):.2f} photos/s")
 
 
 def one_photo_folder(corpus: list[CorpusPhoto]) -> Path:
@@ -821,6 +840,10 @@ def main() -> None:
                     help="comma-separated: jpeg, heic (12 MP HEIC), raw (DNG + JPEG preview)")
     ap.add_argument("--profile", action="store_true",
                     help="cProfile one in-process pass over the corpus and print the top")
+    ap.add_argument("--compare-scan", type=Path, metavar="CHECKOUT",
+                    help="only the whole `scan` command (corpus and one photo), this code "
+                    "against another checkout (e.g. `git worktree add /tmp/old <commit>`), "
+                    "interleaved --repeat times")
     args = ap.parse_args()
     if not (SHARED / "photos").is_dir():
         raise SystemExit(f"shared test data not found at {SHARED} (set FACECLUSTER_TESTDATA)")
@@ -860,6 +883,10 @@ def main() -> None:
         return
     if args.stages_only:
         stages_only(args, corpus, detection)
+        return
+    if args.compare_scan:
+        compare_scan(args, corpus)
+        print(f"\n{load_note}\nload average at end {os.getloadavg()[0]:.2f}")
         return
     if args.formats != "jpeg":
         formats_table(args, corpus, detection)
