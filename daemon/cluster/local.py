@@ -8,9 +8,11 @@ million faces) before it reached an album. The full re-clustering would decide i
 its neighbourhood; so this does the same on that neighbourhood alone: the new faces,
 the known faces near them, the same :func:`.dbscan.cluster_faces` with the same
 settings and constraints. Its result only ever *adds*: a new face joins the person its
-local cluster clearly belongs to, or a local cluster of faces nobody was given becomes
-a new person. Known people keep their faces, so the next full re-clustering maps its
-clusters onto the same ids (:func:`.identity.stable_ids`) and nothing flips back.
+local cluster clearly belongs to, or a tight local cluster of faces nobody was given
+becomes a new person. Known people keep their faces. What it decides is provisional:
+the next full re-clustering maps its clusters onto the same ids but decides these
+faces afresh (:func:`.identity.stable_ids`, ``provisional``), so a hasty decision
+cannot outlive it.
 """
 
 from __future__ import annotations
