@@ -14,10 +14,11 @@ Rules of :func:`stable_ids` (in order of precedence):
    person goes to at most one cluster; larger overlaps are matched first, ties go to the
    older (smaller) id. A cluster matching nobody gets ``new_id()``.
 4. *Noise is sticky*: a face DBSCAN now calls noise keeps its previous person if that
-   person still exists after this run (unless that person was only given at once,
-   between two clusterings: ``provisional``). A density change at the edge of a cluster (a few
+   person still exists after this run. A density change at the edge of a cluster (a few
    faces added elsewhere, a slightly different eps) should not make photos vanish from
-   albums and come back; a face whose person dissolved entirely becomes unassigned.
+   albums and come back; a face whose person dissolved entirely becomes unassigned. Not
+   so a face given its person at once, between two clusterings (``provisional``): the
+   clustering's word is final for it.
 5. Previous people left with no face are *retired*; their ids are never reused (the
    store hands out ids) so a retired ``person-0007`` can never come back as a stranger.
 """
@@ -174,6 +175,8 @@ class FaceIndex:
     def _append(self, n: int, person_ids: Sequence[int | None],
                 photo_ids: Sequence[int] | None, face_ids: Sequence[int] | None) -> None:
         def column(values: Iterable[int | None] | None) -> np.ndarray:
+            if isinstance(values, np.ndarray):  # no None in it: no Python loop (1M faces)
+                return values.astype(np.int64)
             out = np.full(n, NOISE, np.int64)
             if values is not None:
                 out[:] = [NOISE if x is None else int(x) for x in values]

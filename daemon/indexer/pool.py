@@ -157,7 +157,7 @@ class IndexPool:
         try:
             self.start()
             while not any(w.ready for w in self._pool):
-                self._wait_starting(self._pool)
+                self._wait_starting()
         except BaseException:
             for w in self._pool:
                 self._stop(w, grace=0)
@@ -172,7 +172,7 @@ class IndexPool:
     def wait_loaded(self) -> None:
         """Wait until every worker has loaded the models (to time the steady state)."""
         while not all(w.ready for w in self._pool):
-            self._wait_starting(self._pool)
+            self._wait_starting()
 
     def close(self) -> None:
         """Stop the workers (each finishes nothing new; a stuck one is killed)."""
@@ -193,13 +193,12 @@ class IndexPool:
         child.close()
         return _Worker(process, parent, started=time.monotonic())
 
-    def _wait_starting(self, workers: list[_Worker], timeout: float | None = None) -> None:
-        """Wait (up to ``timeout``, None: the start deadline) for loading workers to report."""
-        starting = [w for w in workers if not w.ready]
+    def _wait_starting(self) -> None:
+        """Wait (up to the start deadline) until a loading worker reports or dies."""
+        starting = [w for w in self._pool if not w.ready]
         deadline = min(w.started for w in starting) + self.start_timeout
-        wait_for = max(0.0, deadline - time.monotonic())
         wait([w.conn for w in starting] + [w.process.sentinel for w in starting],
-             wait_for if timeout is None else min(timeout, wait_for))
+             max(0.0, deadline - time.monotonic()))
         for w in starting:
             self._check_started(w)
 
@@ -259,7 +258,7 @@ class IndexPool:
                 if not busy:
                     if not more:
                         return
-                    self._wait_starting(self._pool)  # every worker is (re)loading
+                    self._wait_starting()  # every worker is (re)loading
                     continue
                 yield from self._collect(busy)
         finally:
@@ -286,7 +285,7 @@ class IndexPool:
             idle = [w for w in self._pool if w.ready and w.path is None]
             if idle:
                 return idle[0]
-            self._wait_starting(self._pool)
+            self._wait_starting()
 
     def _collect(self, busy: list[_Worker]) -> Iterator[Result]:
         """Wait until a busy worker answers, dies or times out, or a loading one is ready;
