@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import tomlkit
-from tomlkit.items import InlineTable, Item, Table
+from tomlkit.items import Comment, InlineTable, Item, Table, Whitespace
 
 from daemon.fsutil import atomic_writer
 from daemon.labels import (
@@ -303,18 +303,21 @@ def _as_value(options: dict[str, object], old: Item | None) -> object | None:
 
 
 def _append(table: Table, key: str, value: object) -> None:
-    """Add ``key`` right after the last person line (not after a closing comment)."""
-    last = None
-    for existing in table:
-        if not isinstance(table[existing], Table) or isinstance(table[existing], InlineTable):
-            last = existing
-    if last is not None:
-        try:
-            table.value._insert_after(last, key, value)  # no public API for this
-            return
-        except Exception:  # noqa: BLE001 - any tomlkit change: fall back to appending
-            pass
+    """Add ``key`` right after the last person line, above a closing comment block.
+
+    tomlkit keeps comments and blank lines that follow the last key as items of the
+    table, so a plain ``add`` would land below them; and it offers no public insert
+    (0.13 had a private ``_insert_after``, 0.15 dropped it). The trailing trivia is lifted
+    off the table's item list, the key added, and the trivia put back after it: only
+    ``body``, ``add`` and ``append``, which every tomlkit since 0.7 has.
+    """
+    body = table.value.body
+    tail: list[Item] = []
+    while body and body[-1][0] is None and isinstance(body[-1][1], (Comment, Whitespace)):
+        tail.append(body.pop()[1])
     table.add(key, value)
+    for item in reversed(tail):
+        table.value.append(None, item)
 
 
 def _dedupe_ids(person_ids: Sequence[int]) -> list[int]:
