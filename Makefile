@@ -6,12 +6,18 @@ PY := $(VENV)/bin/python
 # with them); config.toml is the project's documented defaults. Or: make run CONFIG=x.toml
 CONFIG ?= $(if $(wildcard config.local.toml),config.local.toml,config.toml)
 
-.PHONY: run test install lint bench clean status people
+.PHONY: run test install lint bench clean status people lock test-latest
 
-$(VENV)/.installed: pyproject.toml
+# Installs are pinned: requirements-dev.lock holds every package (the application's,
+# the optional Dask extra's and the tests') at one exact version with its hashes, so a
+# release made today cannot change what `make test` or a user's `make run` gets.
+# pyproject.toml keeps the ranges the code supports; `make lock` turns them into pins.
+LOCK ?= requirements-dev.lock
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -34,8 +40,28 @@ people: install
 test: install
 	$(PY) -m pytest -q
 
+# The newest release of every dependency, in a venv of its own, so a breaking release
+# shows up here before users meet it. Not part of CI, which stays on the lock files.
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip setuptools
+	.venv-latest/bin/python -m pip install --quiet --upgrade -e '.[test,cluster]'
+	.venv-latest/bin/python -m pytest -q -p no:cacheprovider
+
+# Re-pin after changing pyproject.toml: requirements.lock is what the container image
+# installs, requirements-dev.lock what `make install` does. uv resolves for every
+# platform and Python the project supports (--universal), with hashes for each wheel.
+lock: install
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra cluster --universal --python-version 3.10 \
+		--generate-hashes --quiet -o requirements.lock
+	printf 'setuptools>=77\n' | $(VENV)/bin/uv pip compile pyproject.toml - --extra cluster \
+		--extra test --universal --python-version 3.10 --generate-hashes --quiet \
+		-o requirements-dev.lock
+
 lint: install
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-latest .pytest_cache .ruff_cache *.egg-info
