@@ -40,8 +40,8 @@ from family_corpus import HOW_TO_GET, FiwFaces, embed_fiw, fiw_root  # noqa: E40
 from daemon.config import from_dict  # noqa: E402
 from daemon.indexer.types import Face, IndexedPhoto  # noqa: E402
 from daemon.log import configure  # noqa: E402
-from daemon.scan import Pipeline  # noqa: E402
 from daemon.stages.people import People  # noqa: E402
+from daemon.stages.pipeline import Pipeline  # noqa: E402
 
 
 def _store_photo(p: Pipeline, photo: str, rows: list[int], faces: FiwFaces

@@ -154,8 +154,8 @@ def memory_child(root: Path) -> None:
     import urllib.request
     from dataclasses import replace
 
-    import daemon.scan  # noqa: F401 - what `facecluster run` has loaded before the page
-    import daemon.service  # noqa: F401
+    import daemon.service.loop  # noqa: F401
+    import daemon.stages.pipeline  # noqa: F401 - what `facecluster run` has loaded before the page
     from daemon.web.server import WebThread
 
     before = _rss()

@@ -1,7 +1,7 @@
 """Turn file-system events under the watched folders into a short queue of changes.
 
 watchdog reports raw events from its own threads; this module filters them (photos
-only, nothing :func:`daemon.photos.is_ignored` rejects), holds created/modified files
+only, nothing :func:`daemon.library.photos.is_ignored` rejects), holds created/modified files
 back until they have *settled* (size and mtime unchanged for ``settle_seconds``, or a
 shorter confirmation after a close-after-write), de-duplicates by path, and bounds the
 memory used: past ``queue_limit`` paths, new events are dropped and a full rescan is
@@ -44,8 +44,8 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from daemon.config import Config
-from daemon.photos import is_ignored, is_photo
-from daemon.roots import MountPoints, root_present, root_watchable
+from daemon.library.photos import is_ignored, is_photo
+from daemon.library.roots import MountPoints, root_present, root_watchable
 
 log = structlog.get_logger(__name__)
 
@@ -457,7 +457,7 @@ class Watcher:
 
     def root_present(self, path: Path) -> bool:
         """True if the root holding ``path`` is really there right now (checked, not
-        cached; see :func:`daemon.roots.root_present`)."""
+        cached; see :func:`daemon.library.roots.root_present`)."""
         root = self.root_of(path)
         return root is not None and root_present(root, self._mounts)
 

@@ -37,7 +37,7 @@ from daemon.albums.pictures import (
     rank_faces,
     thumbnail_names,
 )
-from daemon.labels import Labels, parse_labels, person_key
+from daemon.people.labels import Labels, parse_labels, person_key
 
 
 def _photo(path: Path, seed: int, size: tuple[int, int] = (120, 160)) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
+from daemon.cli.commands import main
 from daemon.config import ConfigError, from_dict, load_config
 
 
@@ -97,7 +97,7 @@ def test_local_config_is_preferred_and_searched_paths_named(tmp_path, monkeypatc
 def test_config_watch_notices_edits_and_replacements(tmp_path) -> None:
     import os
 
-    from daemon.filewatch import FileWatch
+    from daemon.service.filewatch import FileWatch
 
     f = tmp_path / "config.toml"
     f.write_text("workers = 1\n")

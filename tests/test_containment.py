@@ -29,7 +29,7 @@ import structlog
 
 from daemon.albums import AlbumError, AlbumPlan, export_zip, write_albums, write_pictures
 from daemon.albums.export import ExportError
-from daemon.cli import main
+from daemon.cli.commands import main
 from daemon.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

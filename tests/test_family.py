@@ -28,7 +28,7 @@ from daemon.cluster.constraints import constrained_average_linkage, enforce
 from daemon.cluster.rejoin import rejoin
 from daemon.config import from_dict
 from daemon.indexer.types import Face, IndexedPhoto
-from daemon.scan import Pipeline
+from daemon.stages.pipeline import Pipeline
 
 DLIB = "yunet-2023mar+dlib-resnet-v1"
 PARAMS = default_params(DLIB)

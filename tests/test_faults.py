@@ -22,9 +22,9 @@ import structlog
 from daemon.albums import AlbumPlan, read_manifest, write_albums
 from daemon.albums import entries as entries_mod
 from daemon.albums import manifest as manifest_mod
-from daemon.cli import main
+from daemon.cli.commands import main
 from daemon.config import Config, load_config
-from daemon.scan import Pipeline
+from daemon.stages.pipeline import Pipeline
 from daemon.store import Store, StoreError
 from daemon.store import vectors as vectors_mod
 

@@ -22,8 +22,8 @@ from daemon.config import DetectionConfig, EngineConfig, from_dict
 from daemon.indexer import PhotoError, index_photo, load_upright, open_engine
 from daemon.indexer import heif as heif_mod
 from daemon.indexer import image as image_mod
-from daemon.photos import is_wanted, raw_twin, walk_photos
-from daemon.scan import Pipeline
+from daemon.library.photos import is_wanted, raw_twin, walk_photos
+from daemon.stages.pipeline import Pipeline
 
 BOX_TOLERANCE = 8.0
 LIMIT = 100_000_000

@@ -21,7 +21,7 @@ import structlog
 from daemon.config import DetectionConfig, EngineConfig, from_dict
 from daemon.indexer import PhotoError, index_photo, load_upright, open_engine
 from daemon.indexer import image as image_mod
-from daemon.scan import Pipeline
+from daemon.stages.pipeline import Pipeline
 from daemon.stages.sync import MAX_TRANSIENT_ATTEMPTS
 
 FACE_PHOTO = Path("known") / "obama" / "obama_small.jpg"  # 320x240, one face

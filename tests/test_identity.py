@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.cluster.anchors import (
+from daemon.config import from_dict
+from daemon.indexer.types import Face, IndexedPhoto
+from daemon.people.anchors import (
     FaceKey,
     PlacedFace,
     anchored_ids,
     box_distance,
     match_keys,
 )
-from daemon.config import from_dict
-from daemon.indexer.types import Face, IndexedPhoto
-from daemon.scan import Pipeline
+from daemon.stages.pipeline import Pipeline
 from daemon.store import anchors as anchors_file
 from daemon.store.anchors import Anchors, AnchorsError
 
@@ -287,7 +287,7 @@ def test_a_broken_anchors_file_is_set_aside_not_fatal(tmp_path: Path) -> None:
 
 
 def test_rebuild_anchors_names_written_since_the_last_clustering(tmp_path: Path) -> None:
-    from daemon.rebuild import rebuild
+    from daemon.cli.rebuild import rebuild
 
     cfg = _config(tmp_path)
     with Pipeline(cfg, create=True) as p:

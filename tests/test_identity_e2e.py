@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
+from daemon.cli.commands import main
 from daemon.store import Store
 
 pytestmark = pytest.mark.slow

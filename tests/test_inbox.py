@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.inbox import ArchiveError, import_zip
+from daemon.cli.inbox import ArchiveError, import_zip
 
 
 def _zip(path: Path, entries: dict[str, bytes]) -> Path:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.labels import (
+from daemon.people.labels import (
     Labels,
     LabelsError,
     PersonLabel,
@@ -237,7 +237,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_unknown_people_named_with_their_line() -> None:
-    from daemon.labels import unknown_people
+    from daemon.people.labels import unknown_people
 
     labels = parse_labels("[people]\nperson-0001 = 'a'\n\nperson-0099 = 'typo'\n")
     assert unknown_people(labels, [1, 2]) == [
@@ -248,7 +248,7 @@ def test_unknown_people_named_with_their_line() -> None:
 
 def test_live_labels_fall_back_to_the_last_good_ones(tmp_path: Path) -> None:
     """Bug 4 (issue 10): while labels.toml is broken, every process uses the last good."""
-    from daemon.labels import LAST_GOOD_NAME, load_live_labels
+    from daemon.people.labels import LAST_GOOD_NAME, load_live_labels
 
     state = tmp_path / "state"
     f = tmp_path / "labels.toml"
@@ -271,7 +271,7 @@ def test_the_service_logs_every_labels_problem_and_unknown_ids(tmp_path: Path) -
     from structlog.testing import capture_logs
 
     from daemon.config import from_dict
-    from daemon.scan import Pipeline
+    from daemon.stages.pipeline import Pipeline
 
     f = tmp_path / "labels.toml"
     f.write_text("[people]\nperson-0001 = 3\nbob = 'x'\n")

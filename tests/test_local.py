@@ -6,7 +6,7 @@ import numpy as np
 from synthetic import DIM, unit
 
 from daemon.cluster import NOISE, assign_new, decide_locally, default_params
-from daemon.cluster.identity import FaceIndex
+from daemon.cluster.stable import FaceIndex
 
 PARAMS = default_params("yunet-2023mar+dlib-resnet-v1")  # eps 0.37
 RNG = np.random.default_rng(3)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import lock
+from daemon.service import lock
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -19,7 +19,7 @@ HOLD_SCRIPT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from daemon import lock
+    from daemon.service import lock
     l = lock.acquire(Path(sys.argv[1]))
     print("locked", flush=True)
     time.sleep(60)
@@ -30,7 +30,7 @@ TRY_SCRIPT = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from daemon import lock
+    from daemon.service import lock
     try:
         lock.acquire(Path(sys.argv[1]))
     except lock.AlreadyRunning as e:

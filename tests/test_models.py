@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon import models
-from daemon.cli import main
-from daemon.models import FetchError, ManifestError, MissingModelError
+from daemon.cli.commands import main
+from daemon.indexer import models
+from daemon.indexer.models import FetchError, ManifestError, MissingModelError
 
 REPO = Path(__file__).resolve().parent.parent
 

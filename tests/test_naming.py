@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import daemon.naming as naming
-from daemon.labels import PersonLabel, load_labels
-from daemon.naming import (
+import daemon.people.naming as naming
+from daemon.people.labels import PersonLabel, load_labels
+from daemon.people.naming import (
     LabelsConflict,
     NamingError,
     exclude,

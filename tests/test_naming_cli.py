@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
-from daemon.labels import LAST_GOOD_NAME
+from daemon.cli.commands import main
+from daemon.people.labels import LAST_GOOD_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ def test_reading_commands_never_create_a_store(
 
 
 def test_first_run_creates_the_photo_folder_and_says_so_once(tmp_path: Path) -> None:
-    from daemon import firstrun
+    from daemon.cli import firstrun
     from daemon.config import from_dict
 
     cfg = from_dict({"watch": ["photos"], "albums_dir": "albums"}, tmp_path)
@@ -252,8 +252,8 @@ def test_naming_with_a_taken_name_says_it_merges(lib, capsys) -> None:
 
 def test_last_scan_while_the_service_indexes() -> None:
     """Bug 9: `status` said "last scan: never" while the service was busy indexing."""
-    from daemon.cli import _last_scan
-    from daemon.status import ServiceStatus
+    from daemon.cli.commands import _last_scan
+    from daemon.service.status import ServiceStatus
 
     def svc(phase: str, message: str) -> ServiceStatus:
         return ServiceStatus(1, "t", "t", phase, message, 0, None, None, "e")

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.cli import main
+from daemon.cli.commands import main
 from daemon.config import load_config
-from daemon.scan import Pipeline
+from daemon.stages.pipeline import Pipeline
 from tests.test_identity import _add, _build, _person_of
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemon.config import from_dict
-from daemon.photos import is_ignored, is_photo, walk_photos
+from daemon.library.photos import is_ignored, is_photo, walk_photos
 
 
 def _cfg(tmp_path: Path):

@@ -10,8 +10,8 @@ import pytest
 from daemon.cluster import with_eps
 from daemon.config import from_dict
 from daemon.indexer.types import Face, IndexedPhoto
-from daemon.scan import Pipeline
 from daemon.stages.people import People
+from daemon.stages.pipeline import Pipeline
 
 RNG = np.random.default_rng(7)
 

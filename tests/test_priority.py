@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_lower_priority_in_a_child(tmp_path: Path) -> None:
     code = (
-        "import os; from daemon.priority import lower_priority; "
+        "import os; from daemon.service.priority import lower_priority; "
         "before = os.nice(0); lower_priority(before + 3); print(before, os.nice(0))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from daemon.progress import Progress, format_duration, format_line
+from daemon.cli.progress import Progress, format_duration, format_line
 
 
 class FakeTTY(io.StringIO):

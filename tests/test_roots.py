@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.roots import MountPoints, root_present, root_watchable
+from daemon.library.roots import MountPoints, root_present, root_watchable
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
+from daemon.cli.commands import main
 
 pytestmark = pytest.mark.slow
 

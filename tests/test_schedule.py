@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from daemon.config import DaemonConfig
-from daemon.schedule import ALBUM_BURST_INTERVAL, CONFIG_POLL, LABELS_POLL, Schedule
+from daemon.service.schedule import ALBUM_BURST_INTERVAL, CONFIG_POLL, LABELS_POLL, Schedule
 
 RULES = DaemonConfig(
     recluster_after_faces=10, recluster_quiet_seconds=20.0, recluster_interval=3600.0,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon import sdnotify
+from daemon.service import sdnotify
 
 
 @pytest.fixture()

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon import status as status_mod
-from daemon.status import read_service_status
+from daemon.service import status as status_mod
+from daemon.service.status import read_service_status
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import structlog
 
-from daemon import sdnotify
-from daemon.stages.reports import IndexReport, PipelineStatus
-from daemon.status import (
+from daemon.service import sdnotify
+from daemon.service.status import (
     STATUS_EVERY,
     STATUS_NAME,
     Counters,
@@ -27,6 +26,7 @@ from daemon.status import (
     read_service_status,
     write_service_status,
 )
+from daemon.stages.reports import IndexReport, PipelineStatus
 
 # -- the status file ---------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from daemon.cli import main
+from daemon.cli.commands import main
 from daemon.config import load_config
 from daemon.web.app import create_app
 from daemon.web.auth import SignInLimiter, set_password
@@ -61,7 +61,7 @@ def lib(scanned: Path) -> Iterator[Path]:
 
 def write_albums(root: Path) -> None:
     """What the service does within seconds of a labels edit."""
-    from daemon.scan import Pipeline
+    from daemon.stages.pipeline import Pipeline
 
     with Pipeline(load_config(root / "config.toml")) as pipeline:
         assert pipeline.reload_labels() is None

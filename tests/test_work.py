@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from daemon.service.work import Work, work_from
 from daemon.watcher import Change, RootBack, RootGone
-from daemon.work import Work, work_from
 
 P = Path("/p")
 

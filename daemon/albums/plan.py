@@ -5,7 +5,7 @@ photos and faces belong to which person id) and the user's labels into one
 :class:`AlbumPlan` per album folder.
 
 Folder names. An unnamed person's album is ``person-0007``; a named person's is
-:func:`~daemon.labels.safe_folder_name` of the name; people with the same name share one
+:func:`~daemon.people.labels.safe_folder_name` of the name; people with the same name share one
 album. When two albums would get the same folder (two names that sanitise alike, names
 differing only in case - Windows, macOS and SMB compare case-insensitively - or a name
 that equals another person's ``person-NNNN``), the folder is claimed in this order:
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.config import NoFacePolicy
-from daemon.labels import (
+from daemon.people.labels import (
     MAX_FOLDER_BYTES,
     Labels,
     PersonLabel,

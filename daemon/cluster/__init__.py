@@ -7,7 +7,7 @@
 - :mod:`.quality` keeps poor faces from seeding or bridging people;
 - :mod:`.blobs` re-cuts clusters of many look-alike people;
 - :mod:`.similar` lists, per person, the people they may be the same as;
-- :mod:`.identity` keeps person ids stable and assigns new faces by a neighbour vote;
+- :mod:`.stable` keeps person ids stable and assigns new faces by a neighbour vote;
 - :mod:`.local` decides a new face the vote left open from its neighbourhood alone;
 - :mod:`.metrics` scores a clustering against ground truth (pairwise and BCubed).
 """
@@ -20,11 +20,11 @@ from daemon.cluster.dbscan import (
     default_params,
     with_eps,
 )
-from daemon.cluster.identity import FaceIndex, StableResult, assign_new, stable_ids
 from daemon.cluster.local import LocalDecision, decide_locally
 from daemon.cluster.metrics import Scores, bcubed_scores, pairwise_scores
 from daemon.cluster.neighbours import IndexParams, eps_graph
 from daemon.cluster.similar import LookAlike, nearest_people
+from daemon.cluster.stable import FaceIndex, StableResult, assign_new, stable_ids
 
 __all__ = [
     "NOISE",

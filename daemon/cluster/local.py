@@ -1,6 +1,6 @@
 """Decide a new face the neighbour vote left open by re-clustering its neighbourhood.
 
-Why: the vote (:func:`.identity.assign_new`) only places a face that is within ``eps``
+Why: the vote (:func:`.stable.assign_new`) only places a face that is within ``eps``
 of a known person's faces. A face that is not -- a second photo of somebody new, or of
 a known person far from their other photos but close to a face nobody was given yet --
 used to wait for the next full re-clustering (10 s of quiet at least, minutes at a
@@ -11,7 +11,7 @@ settings and constraints. Its result only ever *adds*: a new face joins the pers
 local cluster clearly belongs to, or a tight local cluster of faces nobody was given
 becomes a new person. Known people keep their faces. What it decides is provisional:
 the next full re-clustering maps its clusters onto the same ids but decides these
-faces afresh (:func:`.identity.stable_ids`, ``provisional``), so a hasty decision
+faces afresh (:func:`.stable.stable_ids`, ``provisional``), so a hasty decision
 cannot outlive it.
 """
 

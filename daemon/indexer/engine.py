@@ -24,8 +24,8 @@ from daemon.config import DetectionConfig, EngineConfig
 from daemon.indexer.detect import Detection, Detector, DlibHogDetector, YuNetDetector
 from daemon.indexer.embed import DlibEmbedder, Embedder, SFaceEmbedder
 from daemon.indexer.image import PhotoBytes, decode, jpeg_reduction, read_photo
+from daemon.indexer.models import ManifestError, MissingModelError, require_model, verified_model
 from daemon.indexer.types import EngineError, Face, IndexedPhoto
-from daemon.models import ManifestError, MissingModelError, require_model, verified_model
 
 log = structlog.get_logger(__name__)
 

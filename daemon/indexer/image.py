@@ -32,7 +32,7 @@ import numpy as np
 
 from daemon.indexer import heif, raw
 from daemon.indexer.types import PhotoError
-from daemon.photos import RAW_EXTENSIONS
+from daemon.library.photos import RAW_EXTENSIONS
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Magic numbers of formats that are never a RAW container: a file with a RAW name and one

@@ -1,6 +1,6 @@
 """People: group the store's faces into people, steered by ``labels.toml``.
 
-A full re-clustering keeps person ids stable (the identity anchors, :mod:`daemon.identity`,
+A full re-clustering keeps person ids stable (the identity anchors, :mod:`daemon.people.identity`,
 give labelled ids back to their humans even in a re-derived store); between two, new faces
 join a known person at once when their neighbours agree. Names and "not this person" marks
 from the labels steer both; the labels are re-read on request, and an invalid file keeps
@@ -17,10 +17,11 @@ from dataclasses import replace
 import numpy as np
 import structlog
 
-from daemon import cluster, labels
+from daemon import cluster
 from daemon.config import Config
 from daemon.fsutil import utc_now
-from daemon.identity import Identity
+from daemon.people import labels
+from daemon.people.identity import Identity
 from daemon.stages.reports import ClusterReport
 from daemon.store import FaceRecord, Store
 

@@ -2,7 +2,7 @@
 
 Plans say what the album tree should hold (people, labels, config); the album writer
 makes the tree match them. The person rows (``facecluster people``) count each person's
-own faces, after exclusions (:mod:`daemon.roster`). ``state_dir/people.toml`` lists the
+own faces, after exclusions (:mod:`daemon.people.roster`). ``state_dir/people.toml`` lists the
 unnamed people as ready-to-copy lines, so an album update never writes the user's
 ``labels.toml``, and the identity conflicts of the last clustering; people newly named are
 anchored before each update.
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import structlog
 
-from daemon import albums, cluster, labels, roster
+from daemon import albums, cluster
 from daemon.config import Config
 from daemon.fsutil import atomic_write, utc_now
-from daemon.identity import Identity
+from daemon.people import labels, roster
+from daemon.people.identity import Identity
 from daemon.stages.reports import PersonRow
 from daemon.store import Store
 
@@ -167,7 +168,7 @@ class Reflect:
             "# copy a line into labels.toml (under [people]) and write the person's name.",
             "",
         ]
-        for c in self.identity.conflicts:  # see daemon.identity.conflict
+        for c in self.identity.conflicts:  # see daemon.people.identity.conflict
             lines += [f"# CONFLICT: {c['message']}", ""]
         for r in sorted(rows, key=lambda r: -r.faces):
             if r.name or r.hidden or not r.sample:

@@ -62,7 +62,7 @@ class PipelineStatus:
     last_recluster: str | None
     labels_error: str | None
     identity_conflicts: list[dict] = field(default_factory=list)
-    """See :func:`daemon.identity.conflict`."""
+    """See :func:`daemon.people.identity.conflict`."""
 
     def as_dict(self) -> dict:
         """Plain JSON-ready form."""

@@ -3,7 +3,7 @@
 Discover the photos under the watched folders, classify each by ``stat`` and content hash
 (unchanged, touched, moved, copied, or new), index what is new in the worker processes,
 and forget what vanished, never under a watched folder that is not really there
-(:func:`daemon.roots.root_present`).
+(:func:`daemon.library.roots.root_present`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import structlog
 
-from daemon import photos
 from daemon.config import Config
 from daemon.indexer import IndexedPhoto, IndexPool, PhotoError
-from daemon.roots import MountPoints, root_present, root_watchable
+from daemon.library import photos
+from daemon.library.roots import MountPoints, root_present, root_watchable
 from daemon.stages.reports import IndexReport
 from daemon.store import PhotoRecord, Store
 

@@ -1,8 +1,11 @@
 """The identity anchors file, ``state_dir/identity.json``: its format, reading and writing.
 
+Identity, part 2 of 3 (its file); the rules are :mod:`daemon.people.anchors`,
+the use :mod:`daemon.people.identity`.
+
 It lives beside the store but is not part of it: ``rebuild`` and a deleted or corrupt
 database leave it alone, which is what lets a re-derived store give every person-NNNN
-and face-N of labels.toml back to the same human (see :mod:`daemon.identity`).
+and face-N of labels.toml back to the same human (see :mod:`daemon.people.identity`).
 
 Format (version 1)::
 
@@ -24,11 +27,23 @@ from pathlib import Path
 
 import structlog
 
-from daemon.cluster.anchors import FaceKey
 from daemon.fsutil import atomic_write
-from daemon.labels import LabelsError, parse_face_key, parse_person_key, person_key
+from daemon.people.labels import LabelsError, parse_face_key, parse_person_key, person_key
 
 log = structlog.get_logger(__name__)
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, order=True)
+class FaceKey:
+    """A face as the photo shows it, independent of store numbering and engine."""
+
+    photo: str
+    """SHA-256 of the photo's bytes."""
+    box: Box
+    """x, y, width, height in pixels of the upright photo at full resolution."""
+
 
 FILE_NAME = "identity.json"
 VERSION = 1
@@ -53,7 +68,7 @@ class Anchors:
     face_ids_above: int = 0
     person_ids_above: int = 0
     conflicts: tuple[dict, ...] = ()
-    """The last clustering's identity conflicts (see :func:`daemon.identity.conflict`)."""
+    """The last clustering's identity conflicts (see :func:`daemon.people.identity.conflict`)."""
 
 
 def _key(value: object, where: str) -> FaceKey:

@@ -843,7 +843,7 @@ class Store:
             for r in rows
         ]
 
-    # -- identity anchors (see daemon/identity.py) ---------------------------------------
+    # -- identity anchors (see daemon/people/identity.py) ---------------------------------------
 
     def face_keys(
         self,

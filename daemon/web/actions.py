@@ -1,6 +1,6 @@
 """The edits: name, merge, hide, "not this person" and undo, each a change to labels.toml.
 
-Every edit goes through :mod:`daemon.naming`, the one writer of ``labels.toml``, with the
+Every edit goes through :mod:`daemon.people.naming`, the one writer of ``labels.toml``, with the
 digest of the file the page was drawn from: an edit against a file that changed
 meanwhile (a hand edit) is refused with a page saying so, and nothing is written.
 """
@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from daemon import labels, naming
+from daemon.people import labels, naming
 from daemon.web.forms import back, number, person_ids, read_form, text
 from daemon.web.library import NotFound
 from daemon.web.render import render

@@ -1,7 +1,7 @@
 """The web page's app: its routes, the session gate in front of them, and error pages.
 
 Reading goes through :class:`~daemon.web.library.Library` (a read-only store) and every
-edit through :mod:`daemon.naming`, the one writer of ``labels.toml``; nothing else is
+edit through :mod:`daemon.people.naming`, the one writer of ``labels.toml``; nothing else is
 written except the picture cache under the state dir. The routes live by job: pages
 (:mod:`daemon.web.pages`), pictures (:mod:`daemon.web.pictures`), edits
 (:mod:`daemon.web.actions`) and sign-in (:mod:`daemon.web.signin`).

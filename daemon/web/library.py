@@ -18,12 +18,12 @@ from typing import TypeVar
 
 import structlog
 
-from daemon import labels, roster
 from daemon.albums.pictures import rank_faces
 from daemon.albums.plan import FaceRef
 from daemon.cluster.similar import LookAlike, nearest_people
 from daemon.config import Config
-from daemon.naming import labels_digest
+from daemon.people import labels, roster
+from daemon.people.naming import labels_digest
 from daemon.store import FaceRecord, PhotoRecord, Store, StoreError
 
 log = structlog.get_logger(__name__)
@@ -84,7 +84,7 @@ class LabelsState:
     """The file's labels, or the last good ones while it is broken."""
     error: str | None
     digest: str
-    """:func:`daemon.naming.labels_digest` of the file taken before it was read."""
+    """:func:`daemon.people.naming.labels_digest` of the file taken before it was read."""
 
 
 class Library:
@@ -159,7 +159,7 @@ class Library:
     def _own(self, state: LabelsState) -> dict[int, roster.PersonContent]:
         """What is really theirs, for the people with "not this person" entries.
 
-        The album planner's own rules (:mod:`daemon.roster`) decide; only these people's
+        The album planner's own rules (:mod:`daemon.people.roster`) decide; only these people's
         faces are read, since everyone else's counts are the store's.
         """
         def build() -> dict[int, roster.PersonContent]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from daemon.status import read_service_status
+from daemon.service.status import read_service_status
 from daemon.web.forms import number
 from daemon.web.library import paginate
 from daemon.web.render import render

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from daemon import naming
 from daemon.config import Config
+from daemon.people import naming
 from daemon.web.auth import Session, Sessions, SignInLimiter
 from daemon.web.images import FaceImages
 from daemon.web.library import LabelsState, Library

@@ -5,14 +5,14 @@ watcher, tell the service manager it is ready, rescan the folders for what chang
 it was down, then follow events. New photos are indexed in small batches and their faces
 joined to known people at once, so a new photo of a known person reaches the album within
 seconds; a full re-clustering runs after enough new faces, after a quiet spell, and on a
-schedule (:mod:`daemon.schedule`). ``labels.toml`` is live, and so is the config file: a
+schedule (:mod:`daemon.service.schedule`). ``labels.toml`` is live, and so is the config file: a
 change to it applies as a SIGHUP would. SIGTERM/SIGINT stop between two small batches;
 SIGHUP re-reads the configuration and labels.
 
 READY=1 is sent *before* the first rescan rather than after: on a large library the
 first scan takes hours, and systemd would kill a ``Type=notify`` service that stays in
 "activating" past ``TimeoutStartSec``. Progress is visible in STATUS= meanwhile, and in
-``state_dir/service.json`` (:mod:`daemon.status`).
+``state_dir/service.json`` (:mod:`daemon.service.status`).
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from daemon import lock, sdnotify
 from daemon.config import Config, ConfigError, load_config
-from daemon.filewatch import FileWatch
-from daemon.priority import lower_priority
-from daemon.roots import MountPoints
-from daemon.schedule import Schedule
+from daemon.library.roots import MountPoints
+from daemon.service import lock, sdnotify
+from daemon.service.filewatch import FileWatch
+from daemon.service.priority import lower_priority
+from daemon.service.schedule import Schedule
+from daemon.service.status import StatusReporter, Surroundings, idle_message
+from daemon.service.work import work_from
 from daemon.stages.reports import IndexReport
-from daemon.status import StatusReporter, Surroundings, idle_message
 from daemon.watcher import Watcher, WatchEvent
-from daemon.work import work_from
 
 if TYPE_CHECKING:
-    from daemon.scan import Pipeline
+    from daemon.stages.pipeline import Pipeline
     from daemon.web.server import WebThread
 
 log = structlog.get_logger(__name__)
@@ -302,7 +302,7 @@ class Service:
         self.schedule.want_rescan()
 
     def _open(self) -> None:
-        from daemon.scan import Pipeline
+        from daemon.stages.pipeline import Pipeline
 
         # Shared, so the pipeline never forgets photos of a share the watcher saw unmounted.
         mounts = MountPoints()

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import structlog
 
-from daemon.photos import PHOTO_EXTENSIONS
+from daemon.library.photos import PHOTO_EXTENSIONS
 
 log = structlog.get_logger(__name__)
 

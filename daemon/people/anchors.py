@@ -1,5 +1,8 @@
 """Rules that keep the people and faces a user referred to on the same humans.
 
+Identity, part 1 of 3 (its rules); the file is :mod:`daemon.store.anchors`,
+the use :mod:`daemon.people.identity`.
+
 Face and person numbers are regenerated whenever the store is (``rebuild``, a deleted
 store, an engine change that re-detects every face). What does not change is the photo
 itself and where a face sits in it, so a face is anchored by a :class:`FaceKey`: the
@@ -10,7 +13,7 @@ photo's content hash plus the face box in full-resolution pixels of the upright 
   one face differently (dlib's HOG box is tighter than YuNet's: centre offsets up to a
   quarter of the face size on the shared photos), while neighbouring faces in a group
   photo sit at least about 0.7 face sizes apart, hence :data:`CENTRE_TOLERANCE`.
-- :func:`anchored_ids` wraps :func:`daemon.cluster.identity.stable_ids`: anchored faces
+- :func:`anchored_ids` wraps :func:`daemon.cluster.stable.stable_ids`: anchored faces
   count as their person's previous faces (so an anchored person that splits keeps its id
   in the part with most anchored faces), and a cluster holding anchored faces of two
   different people (different names) is first cut between them, each face going to the
@@ -28,27 +31,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from daemon.cluster.dbscan import NOISE
-from daemon.cluster.identity import stable_ids
 from daemon.cluster.neighbours import as_unit_float32
+from daemon.cluster.stable import stable_ids
+from daemon.store.anchors import Box, FaceKey
 
 CENTRE_TOLERANCE = 0.4
 """Largest centre distance, in mean face sizes, between two boxes of one face."""
 SIZE_RATIO = 2.0
 """Largest ratio between the sizes (square root of area) of two boxes of one face."""
 _ROWS = 4096  # faces per block when finding nearest anchored faces
-
-Box = tuple[float, float, float, float]
-
-
-@dataclass(frozen=True, order=True)
-class FaceKey:
-    """A face as the photo shows it, independent of store numbering and engine."""
-
-    photo: str
-    """SHA-256 of the photo's bytes."""
-    box: Box
-    """x, y, width, height in pixels of the upright photo at full resolution."""
-
 
 @dataclass(frozen=True)
 class PlacedFace:

@@ -92,9 +92,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.cli.progress import Progress
     from daemon.indexer.pool import IndexPool
-    from daemon.lock import hold
-    from daemon.progress import Progress
+    from daemon.service.lock import hold
 
     bar: list[Progress] = []
 
@@ -109,7 +109,7 @@ def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
         # store: a small scan's start-up is mostly that loading (issue 15).
         workers = IndexPool(cfg).start()
         try:
-            from daemon.scan import Pipeline
+            from daemon.stages.pipeline import Pipeline
 
             pipeline = Pipeline(cfg, create=True, workers=workers)
         except BaseException:
@@ -135,7 +135,8 @@ def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_run(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon import firstrun, service
+    from daemon.cli import firstrun
+    from daemon.service import loop as service
 
     if args.create_folders:
         message = firstrun.prepare(cfg)
@@ -159,7 +160,7 @@ def _reader(cfg: Config):  # noqa: ANN202 - a Pipeline, imported lazily
     It describes the store as it is: the engine is the one the store was indexed with
     (a model file that appeared since changes the engine only at the next start).
     """
-    from daemon.scan import Pipeline, _has_traces
+    from daemon.stages.pipeline import Pipeline, _has_traces
     from daemon.store.db import DB_NAME
 
     db = cfg.state_dir / DB_NAME
@@ -210,7 +211,7 @@ def _last_scan(status: dict, svc) -> str:  # noqa: ANN001
 
 
 def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon.status import read_service_status
+    from daemon.service.status import read_service_status
 
     with _reader(cfg) as pipeline:
         status = pipeline.status().as_dict()
@@ -237,7 +238,7 @@ def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     ]
     for problem in problems:
         lines.append(("labels.toml", f"ERROR {problem}"))
-    for c in status.get("identity_conflicts") or []:  # see daemon.identity.conflict
+    for c in status.get("identity_conflicts") or []:  # see daemon.people.identity.conflict
         lines.append(("CONFLICT", c["message"]))
     if svc is None:
         lines.append(("service", "not running"))
@@ -257,7 +258,7 @@ def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
 
 def _labels_problems(pipeline) -> list[str]:  # noqa: ANN001
     """Every problem of labels.toml: each broken line, then ids the store never had."""
-    from daemon import labels
+    from daemon.people import labels
 
     problems: list[str] = []
     if pipeline.labels_error:
@@ -273,7 +274,7 @@ def _labels_problems(pipeline) -> list[str]:  # noqa: ANN001
 
 
 def _cmd_people(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon import naming_cli
+    from daemon.cli import naming as naming_cli
 
     with _reader(cfg) as pipeline:
         if args.faces or args.person:
@@ -304,7 +305,7 @@ def _cmd_people(cfg: Config, args: argparse.Namespace) -> int:
 
 def _naming(command: str):  # noqa: ANN202
     def run(cfg: Config, args: argparse.Namespace) -> int:
-        from daemon import naming_cli
+        from daemon.cli import naming as naming_cli
 
         with _reader(cfg) as pipeline:
             return getattr(naming_cli, f"cmd_{command}")(pipeline, args)
@@ -325,7 +326,7 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_import(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon.inbox import ArchiveError, import_zip
+    from daemon.cli.inbox import ArchiveError, import_zip
 
     try:
         report = import_zip(args.archive, cfg.watch[0])
@@ -338,7 +339,7 @@ def _cmd_import(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_rebuild(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon.rebuild import rebuild
+    from daemon.cli.rebuild import rebuild
 
     aside = rebuild(cfg)
     print(f"old store kept at {aside}; rebuilt from the photos")
@@ -355,7 +356,7 @@ def _cmd_web(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_models(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon import models
+    from daemon.indexer import models
 
     mdir = cfg.engine.models_dir
     if args.models_command == "fetch":
@@ -402,12 +403,12 @@ COMMANDS = {
 def _known_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean "tell the user", gathered lazily from each stage."""
     from daemon.albums import AlbumError
+    from daemon.cli.naming import PersonNotFound
     from daemon.indexer import EngineError
-    from daemon.labels import LabelsError
-    from daemon.lock import AlreadyRunning
-    from daemon.models import ManifestError, MissingModelError
-    from daemon.naming import LabelsConflict, NamingError
-    from daemon.naming_cli import PersonNotFound
+    from daemon.indexer.models import ManifestError, MissingModelError
+    from daemon.people.labels import LabelsError
+    from daemon.people.naming import LabelsConflict, NamingError
+    from daemon.service.lock import AlreadyRunning
     from daemon.store import StoreError
 
     return (

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import structlog
 
-from daemon import albums, cluster, labels
+from daemon import albums, cluster
 from daemon.config import Config
 from daemon.fsutil import utc_now
-from daemon.identity import Identity
 from daemon.indexer import IndexPool, engine_id_for
-from daemon.roots import MountPoints
+from daemon.library.roots import MountPoints
+from daemon.people import labels
+from daemon.people.identity import Identity
 from daemon.stages.people import People
 from daemon.stages.reflect import Reflect
 from daemon.stages.reports import (
@@ -67,7 +68,7 @@ class Pipeline:
         a missing database where there are traces of an earlier one (vector caches, an
         album tree) is an error: the store was deleted, and reading commands must say so
         rather than report an empty library. ``mounts`` shares what a watcher learnt
-        about mount points (see :mod:`daemon.roots`). ``as_indexed`` describes the store
+        about mount points (see :mod:`daemon.library.roots`). ``as_indexed`` describes the store
         with the engine it was indexed with rather than the one the config picks now (a
         model file that appeared since changes the engine only at the next start): for
         reading commands. ``workers``: index workers the caller already started (they load

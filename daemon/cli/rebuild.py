@@ -44,8 +44,8 @@ def anchor_old_store(cfg: Config) -> bool:
     Covers names written since the last clustering. A store too broken to read is
     logged and skipped: the anchors last written still hold. Returns whether it was read.
     """
-    from daemon.identity import Identity
-    from daemon.labels import Labels, LabelsError, load_labels
+    from daemon.people.identity import Identity
+    from daemon.people.labels import Labels, LabelsError, load_labels
     from daemon.store import Store, StoreError
 
     if not (cfg.state_dir / DB_NAME).exists():
@@ -72,7 +72,7 @@ def anchor_old_store(cfg: Config) -> bool:
 
 def rebuild(cfg: Config) -> Path:
     """Anchor and set the store aside under the lock; the caller then runs a scan."""
-    from daemon.lock import hold
+    from daemon.service.lock import hold
 
     with hold(cfg.state_dir):
         anchor_old_store(cfg)

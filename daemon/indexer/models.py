@@ -37,7 +37,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 log = structlog.get_logger(__name__)
 
 MANIFEST_NAME = "manifest.toml"
-PACKAGED_MANIFEST = Path(__file__).resolve().parent.parent / "models" / MANIFEST_NAME
+PACKAGED_MANIFEST = Path(__file__).resolve().parents[2] / "models" / MANIFEST_NAME
 """The manifest shipped in the repository, used when a models folder has none of its own."""
 HASH_CACHE_NAME = ".verified.json"
 _CHUNK = 1 << 20

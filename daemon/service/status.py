@@ -21,8 +21,8 @@ from typing import Protocol
 
 import structlog
 
-from daemon import sdnotify
 from daemon.fsutil import atomic_write, utc_now
+from daemon.service import sdnotify
 from daemon.stages.reports import IndexReport, PipelineStatus
 
 log = structlog.get_logger(__name__)
@@ -142,7 +142,7 @@ def idle_message(library: PipelineStatus | None, missing_roots: int) -> str:
 
 
 class ServiceManager(Protocol):
-    """Who hears the service's life-cycle lines: :mod:`daemon.sdnotify` (systemd)."""
+    """Who hears the service's life-cycle lines: :mod:`daemon.service.sdnotify` (systemd)."""
 
     def ready(self, status: str | None = None) -> bool: ...
     def status(self, text: str) -> bool: ...

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from daemon.albums import AlbumPlan, FaceRef, plan_albums
-from daemon.labels import Labels
+from daemon.people.labels import Labels
 
 
 @dataclass(frozen=True)

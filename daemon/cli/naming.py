@@ -1,7 +1,7 @@
 """The naming commands: ``name``, ``merge``, ``hide``, ``not`` and ``people PERSON --faces``.
 
 They find who PERSON means in the store (an id like ``person-0007``, a name, or an
-album folder), then change ``labels.toml`` through :mod:`daemon.naming`, which keeps the
+album folder), then change ``labels.toml`` through :mod:`daemon.people.naming`, which keeps the
 user's comments and layout. The running service applies the change as it does a hand
 edit; the commands never touch the store or the albums themselves.
 """
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from daemon import labels, naming
+from daemon.people import labels, naming
 
 if TYPE_CHECKING:
-    from daemon.scan import Pipeline
+    from daemon.stages.pipeline import Pipeline
 
 
 class PersonNotFound(Exception):
@@ -55,7 +55,7 @@ def resolve(pipeline: Pipeline, who: str) -> list[int]:
 
 
 def _service_note(state_dir: Path) -> str:
-    from daemon.status import read_service_status
+    from daemon.service.status import read_service_status
 
     if read_service_status(state_dir) is not None:
         return "the running service applies it within seconds"

@@ -4,7 +4,7 @@ The command line (``facecluster name`` ...) and the web page change the user's l
 file through these functions, so that nobody has to hand-edit TOML for the common
 things. The file stays the user's: comments, key order, quoting and blank lines are
 kept byte for byte outside the lines an edit touches (tomlkit round-trips them), the
-result must parse with :func:`daemon.labels.parse_labels` and mean exactly the intended
+result must parse with :func:`daemon.people.labels.parse_labels` and mean exactly the intended
 labels (else nothing is written), and the file is replaced atomically with its mode kept.
 
 Two editors (a terminal and a browser, or a text editor) can race. Every edit reads the
@@ -28,7 +28,7 @@ import tomlkit
 from tomlkit.items import Comment, InlineTable, Item, Table, Whitespace
 
 from daemon.fsutil import atomic_writer
-from daemon.labels import (
+from daemon.people.labels import (
     MAX_LABELS_BYTES,
     UNLABELLED,
     LabelsError,

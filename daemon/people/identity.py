@@ -1,7 +1,10 @@
 """Names that stay on the right person: the identity anchors, applied to the store.
 
+Identity, part 3 of 3 (its use by the pipeline); the rules are :mod:`daemon.people.anchors`,
+the file :mod:`daemon.store.anchors`.
+
 Every ``person-NNNN`` and ``face-N`` that labels.toml refers to is anchored to faces as
-the photos show them (content hash + box, see :mod:`daemon.cluster.anchors`) in
+the photos show them (content hash + box, see :mod:`daemon.people.anchors`) in
 ``state_dir/identity.json`` (see :mod:`daemon.store.anchors`). :class:`Identity` keeps
 that file current and uses it so that, whatever the store goes through — a re-clustering,
 ``rebuild`` (even of a corrupt or deleted store), an engine change that re-detects and
@@ -32,7 +35,8 @@ import structlog
 
 from daemon.albums.dirs import AlbumError
 from daemon.albums.spare import keep_spare, read_spare
-from daemon.cluster.anchors import (
+from daemon.fsutil import utc_now
+from daemon.people.anchors import (
     AnchoredResult,
     FaceKey,
     PlacedFace,
@@ -40,8 +44,7 @@ from daemon.cluster.anchors import (
     anchored_ids,
     match_keys,
 )
-from daemon.fsutil import utc_now
-from daemon.labels import Labels, parse_face_key, person_key
+from daemon.people.labels import Labels, parse_face_key, person_key
 from daemon.store import Store
 from daemon.store import anchors as anchors_file
 from daemon.store.anchors import Anchors, AnchorsError
@@ -223,7 +226,7 @@ class Identity:
         photos: Mapping[int, int] | None = None,
         provisional: Set[int] = frozenset(),
     ) -> AnchoredResult:
-        """Person ids for a fresh clustering (:func:`daemon.cluster.anchors.anchored_ids`).
+        """Person ids for a fresh clustering (:func:`daemon.people.anchors.anchored_ids`).
 
         Uses the matches of the last :meth:`rematch`; records the conflicts found.
         """
