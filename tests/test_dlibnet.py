@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 
 from daemon.indexer import dlibnet
+from daemon.indexer.engine import EngineError, dlib_model_files
 from daemon.indexer.onnxpb import Graph
 
 dlib = pytest.importorskip("dlib")
-frm = pytest.importorskip("face_recognition_models")
-
-RESNET = Path(frm.face_recognition_model_location())
-PREDICTOR = Path(frm.pose_predictor_five_point_model_location())
+# Found the way the engine finds them: importing face_recognition_models needs
+# pkg_resources, which setuptools 81+ no longer ships.
+try:
+    PREDICTOR, RESNET = dlib_model_files()
+except EngineError as e:
+    pytest.skip(str(e), allow_module_level=True)
 
 
 @pytest.fixture(scope="module", params=["onnxruntime", "opencv"])

@@ -73,14 +73,19 @@ def test_unknown_backend_is_refused(yunet_file: Path) -> None:
 def test_without_onnxruntime_both_networks_fall_back_to_opencv(
     yunet_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    frm = pytest.importorskip("face_recognition_models")
     from daemon.indexer import dlibnet
+    from daemon.indexer.engine import EngineError, dlib_model_files
+
+    try:
+        resnet_file = dlib_model_files()[1]
+    except EngineError as e:
+        pytest.skip(str(e))
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
     assert YuNetDetector(yunet_file).backend == "opencv"
-    resnet = dlibnet.open_resnet(Path(frm.face_recognition_model_location()))
+    resnet = dlibnet.open_resnet(resnet_file)
     assert resnet.backend == "opencv"
     with pytest.raises(ImportError):
         YuNetDetector(yunet_file, backend="onnxruntime")
     with pytest.raises(dlibnet.DlibNetError, match="onnxruntime"):
-        dlibnet.open_resnet(Path(frm.face_recognition_model_location()), "onnxruntime")
+        dlibnet.open_resnet(resnet_file, "onnxruntime")

@@ -126,7 +126,8 @@ def engine_id_for(engine_cfg: EngineConfig) -> str:
     return _plan(engine_cfg).id
 
 
-def _dlib_files() -> tuple[Path, Path]:
+def dlib_model_files() -> tuple[Path, Path]:
+    """The 5-point predictor and the ResNet of face-recognition-models (EngineError if absent)."""
     # Located without importing the package: its __init__ imports pkg_resources, ~0.15 s
     # of every start for two file names.
     spec = importlib.util.find_spec("face_recognition_models")
@@ -155,7 +156,7 @@ def open_engine(engine_cfg: EngineConfig) -> Engine:
         if plan.sface:
             embedder: Embedder = SFaceEmbedder(plan.sface)
         else:
-            embedder = DlibEmbedder(*_dlib_files())
+            embedder = DlibEmbedder(*dlib_model_files())
     except (cv2.error, RuntimeError) as e:
         raise EngineError(f"cannot load the {plan.id} models: {e}") from e
     log.info(
