@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import _parser
+from daemon.cli.commands import _parser
 from daemon.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
