@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -89,6 +90,13 @@ def build_image(base: str, tag: str = "localhost/facecluster:test") -> str:
 def image_size(tag: str) -> int:
     """The image's size in bytes, as podman reports it (uncompressed layers)."""
     return int(podman("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the containers share the host's network)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 180,

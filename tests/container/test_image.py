@@ -7,22 +7,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from podman import image_size, podman, wait_for
+from podman import free_port, image_size, podman, wait_for
 
 PUID = 1234  # not root and not the image's default, so the id switch is what is tested
 PASSWORD = "a family password"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
@@ -34,7 +27,7 @@ def folders(tmp_path: Path, image: str) -> dict[str, Path]:
     d["photos"].chmod(0o755)  # tmp_path's 0700 would hide the photos from PUID
     config = podman("run", "--rm", "--entrypoint", "cat", image,
                     "/etc/facecluster/config.toml").stdout
-    port = _free_port()
+    port = free_port()
     d["config"].joinpath("config.toml").write_text(config.replace("port = 8765", f"port = {port}"))
     d["secret"] = tmp_path / "web-password"
     d["secret"].write_text(PASSWORD + "\n")
@@ -86,6 +79,18 @@ def test_image_has_no_compiler_and_reports_its_size(image: str):
                    "command -v gcc cc c++ clang make || true").stdout.split()
     assert found == []
     print(f"\nimage {image}: {image_size(image) / 1e6:.0f} MB")
+
+
+def test_photos_the_user_cannot_read_are_reported_at_start(tmp_path: Path, image: str):
+    hidden = tmp_path / "photos"
+    hidden.mkdir(mode=0o700)  # root's only: PUID may not look inside
+    ids = ["-e", f"PUID={PUID}", "-e", f"PGID={PUID}"]
+    done = podman("run", "--rm", *ids, "-v", f"{hidden}:/photos:ro", image, "--version",
+                  check=False)
+    assert f"user {PUID}:{PUID} cannot read /photos" in done.stderr
+    hidden.chmod(0o755)
+    done = podman("run", "--rm", *ids, "-v", f"{hidden}:/photos:ro", image, "--version")
+    assert "cannot read" not in done.stderr and "facecluster" in done.stdout
 
 
 def test_container_names_people_and_keeps_them(container: str, folders: dict,

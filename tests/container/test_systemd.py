@@ -8,21 +8,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from podman import HOST_CA, REPO, base_image, podman, wait_for
+from podman import HOST_CA, REPO, base_image, free_port, podman, wait_for
 
 LABELS = "/var/lib/facecluster/labels.toml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +57,7 @@ def _name_from_page(port: int, name: str) -> None:
 
 def test_unit_as_installed_serves_names_reloads_and_stops(box: str):
     _sh(box, "sh /src/systemd/install.sh", check=True, timeout=1200)
-    port = _free_port()
+    port = free_port()
     _sh(box, f"sed -i 's/^port = 8765/port = {port}/' /etc/facecluster/config.toml", check=True)
     # Type=notify: start returns once the service said READY=1 (or fails).
     _sh(box, "systemctl start facecluster", check=True, timeout=300)
