@@ -62,3 +62,21 @@ def test_shipped_configs_are_valid(path: str):
     assert cfg.web.enabled
     if cfg.web.listen == "0.0.0.0":  # reachable from outside: the password is required
         assert cfg.web.password_file is not None
+
+
+def test_compose_file_mounts_what_the_image_config_expects_and_holds_no_password():
+    yaml = pytest.importorskip("yaml")  # PyYAML comes with the cluster extra (Dask)
+    text = (REPO / "compose.yaml").read_text()
+    service = yaml.safe_load(text)["services"]["facecluster"]
+    mounts = {v.split(":")[1]: v for v in service["volumes"]}
+    cfg = load_config(REPO / "container" / "config.toml")
+    assert mounts[str(cfg.watch[0])].endswith(":ro")  # originals are only read
+    for path in (cfg.albums_dir, cfg.state_dir, cfg.labels_file.parent):
+        assert not mounts[str(path)].endswith(":ro"), path
+    assert {"PUID", "PGID"} <= set(service["environment"])
+    secret = service["secrets"][0]
+    assert cfg.web.password_file == Path("/run/secrets") / secret
+    assert "password" not in " ".join(str(v) for v in service["environment"].values())
+    port = str(cfg.web.port)
+    assert any(p.endswith(f":{port}") for p in service["ports"])
+    assert service["stop_grace_period"] == "10s"
