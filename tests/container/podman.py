@@ -81,9 +81,17 @@ def build_args() -> list[str]:
 
 
 def build_image(base: str, tag: str = "localhost/facecluster:test") -> str:
-    """Build the project's Containerfile on ``base``; docker format keeps the HEALTHCHECK."""
+    """Build the project's Containerfile on ``base``; docker format keeps the HEALTHCHECK.
+
+    The image this replaces is removed, so repeated CI runs on one machine do not pile
+    up images (the build cache is kept).
+    """
+    before = podman("image", "inspect", "--format", "{{.Id}}", tag, check=False).stdout.strip()
     podman("build", "--format", "docker", *build_args(), "--build-arg", f"BASE={base}",
            "-t", tag, "-f", str(REPO / "Containerfile"), str(REPO), timeout=1800)
+    after = podman("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
+    if before and before != after:
+        podman("rmi", before, check=False)
     return tag
 
 
