@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 # with them); config.toml is the project's documented defaults. Or: make run CONFIG=x.toml
 CONFIG ?= $(if $(wildcard config.local.toml),config.local.toml,config.toml)
 
-.PHONY: run test install lint bench clean status people lock test-latest
+.PHONY: run test install lint bench clean status people lock test-latest test-container \
+	install-service
 
 # Installs are pinned: requirements-dev.lock holds every package (the application's,
 # the optional Dask extra's and the tests') at one exact version with its hashes, so a
@@ -39,6 +40,17 @@ people: install
 # FACECLUSTER_TESTDATA and skip, saying why, when it is absent.
 test: install
 	$(PY) -m pytest -q
+
+# The container image and the systemd unit, each tested as installed (tests/container):
+# builds a local Debian base with mmdebstrap (no registry is reachable from CI), the
+# project's image on it, and runs them with podman. Skips, saying why, without podman.
+test-container: install
+	FACECLUSTER_CONTAINER_TESTS=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/container
+
+# The systemd service as documented (README "Install: systemd"): the facecluster user,
+# its folders, /opt/facecluster with its venv, and the unit. Run as root.
+install-service:
+	sh systemd/install.sh
 
 # The newest release of every dependency, in a venv of its own, so a breaking release
 # shows up here before users meet it. Not part of CI, which stays on the lock files.

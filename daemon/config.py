@@ -100,6 +100,9 @@ class WebConfig:
     """Address to bind: an IP address or ``localhost``. Any non-loopback address requires
     sign-in with the password set by ``facecluster web passwd``."""
     port: int = 8765
+    password_file: Path | None = None
+    """A file holding the password itself (a container or systemd secret), used instead
+    of the one ``facecluster web passwd`` stores; read again at every sign-in."""
     behind_https: bool = False
     """True when a TLS reverse proxy serves the page: session cookies get ``Secure``."""
 
@@ -170,6 +173,9 @@ def _check_value(key: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
+    if get_args(hint) and type(None) in get_args(hint):  # ``Path | None``: absent is None
+        (inner,) = (a for a in get_args(hint) if a is not type(None))
+        return _check_value(key, inner, value)
     if hint is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key}: expected a path string, got {value!r}")
@@ -249,6 +255,8 @@ def from_dict(table: dict[str, Any], base_dir: Path, config_path: Path | None = 
         state_dir=_resolve(cfg.state_dir, base),
         labels_file=_resolve(cfg.labels_file, base),
         engine=replace(cfg.engine, models_dir=_resolve(cfg.engine.models_dir, base)),
+        web=replace(cfg.web, password_file=cfg.web.password_file
+                    and _resolve(cfg.web.password_file, base)),
         config_path=config_path,
     )
     for w in cfg.watch:

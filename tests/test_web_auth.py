@@ -118,6 +118,33 @@ def test_lan_bind_without_password_refuses_to_start(tmp_path: Path):
         create_app(_cfg(tmp_path, listen="0.0.0.0"))
 
 
+def test_password_file_is_the_password_and_must_be_usable(tmp_path: Path):
+    secret = tmp_path / "secret"
+    cfg = _cfg(tmp_path, listen="0.0.0.0", password_file="secret")
+    assert cfg.web.password_file == secret  # relative to the config file's folder
+    with pytest.raises(PasswordError, match="password_file"):
+        create_app(cfg)  # missing
+    secret.write_text("short\n")
+    with pytest.raises(PasswordError, match="shorter than 8"):
+        create_app(cfg)
+    secret.write_text("a container secret\n")  # secrets usually end in a newline
+    app = create_app(cfg)
+
+    def sign_in(password: str) -> int:
+        client = TestClient(app, base_url="http://127.0.0.1")
+        csrf = client.get("/signin").text.split('name="csrf" value="')[1].split('"')[0]
+        r = client.post("/signin", data={"csrf": csrf, "password": password},
+                        follow_redirects=False)
+        return r.status_code
+
+    assert sign_in("a container secre") == 403
+    assert not (tmp_path / "state" / PASSWORD_FILE).exists()  # nothing stored or hashed
+    assert sign_in("a container secret") == 303
+    secret.write_text("a rotated secret\n")  # read at each sign-in: no restart needed
+    assert sign_in("a container secret") == 403
+    assert sign_in("a rotated secret") == 303
+
+
 def test_no_store_is_a_clear_page_and_none_is_created(tmp_path: Path):
     cfg = _cfg(tmp_path)
     client = TestClient(create_app(cfg), base_url="http://127.0.0.1")

@@ -31,8 +31,8 @@ from daemon.web.auth import (
     PasswordError,
     Sessions,
     SignInLimiter,
+    current_password_hash,
     is_loopback,
-    read_password_hash,
 )
 from daemon.web.images import FaceImages
 from daemon.web.library import Library, NotFound
@@ -114,10 +114,13 @@ def create_app(cfg: Config, *, sessions: Sessions | None = None,
     ``sessions`` and ``limiter`` may be given with an injected clock (tests).
     """
     sign_in = not is_loopback(cfg.web.listen)
-    if sign_in and read_password_hash(cfg.state_dir) is None:
+    if sign_in and current_password_hash(cfg.state_dir, cfg.web.password_file) is None:
+        how = (f"web.password_file {cfg.web.password_file} is missing, unreadable or "
+               "shorter than 8 characters" if cfg.web.password_file
+               else "run `facecluster web passwd` first")
         raise PasswordError(
             f"web.listen = {cfg.web.listen!r} reaches other machines, so the page needs a "
-            "password: run `facecluster web passwd` first"
+            f"password: {how}"
         )
     app = Starlette(
         routes=ROUTES,

@@ -94,6 +94,22 @@ def read_password_hash(state_dir: Path) -> str | None:
     return text or None
 
 
+def current_password_hash(state_dir: Path, password_file: Path | None) -> str | None:
+    """The hash sign-ins are checked against, or None when there is no usable password.
+
+    With ``web.password_file`` set it is that file's content (a container or systemd
+    secret, so the password sits in no config file; a changed secret applies at the next
+    sign-in); else the hash ``facecluster web passwd`` stored.
+    """
+    if password_file is None:
+        return read_password_hash(state_dir)
+    try:
+        password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return hash_password(password) if len(password) >= MIN_PASSWORD_LENGTH else None
+
+
 class SignInLimiter:
     """Few failed sign-ins per client, and few in all, per time window.
 

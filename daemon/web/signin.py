@@ -6,7 +6,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from daemon.web.auth import TooManyAttempts, read_password_hash, verify_password
+from daemon.web.auth import TooManyAttempts, current_password_hash, verify_password
 from daemon.web.forms import read_form, text
 from daemon.web.render import render
 from daemon.web.state import COOKIE, session_of, set_session_cookie, web_state
@@ -29,7 +29,7 @@ async def signin_action(request: Request) -> Response:
     except TooManyAttempts as e:
         log.warning("web_signin_limited", client=client)
         return render(request, "signin.html", {"error": str(e)}, status=429)
-    stored = read_password_hash(st.cfg.state_dir)
+    stored = current_password_hash(st.cfg.state_dir, st.cfg.web.password_file)
     if not stored or not verify_password(text(form, "password") or "", stored):
         st.limiter.failed(client)
         log.warning("web_signin_failed", client=client)
