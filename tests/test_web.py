@@ -27,6 +27,8 @@ pytestmark = pytest.mark.slow
 
 KNOWN = ["alex_lacamoire", "biden", "kit_harington", "obama", "rose_leslie"]
 BASE = "http://127.0.0.1"
+LOCAL = ("127.0.0.1", 50000)
+"""A browser on this machine (the test client's own default is no address)."""
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def client_for(root: Path, **web) -> TestClient:
     cfg = load_config(root / "config.toml")
     if web:
         cfg = replace(cfg, web=replace(cfg.web, **web))
-    return TestClient(create_app(cfg), base_url=BASE)
+    return TestClient(create_app(cfg), base_url=BASE, client=LOCAL)
 
 
 def form_tokens(client: TestClient, url: str = "/") -> dict[str, str]:
@@ -306,7 +308,7 @@ def test_posts_without_the_csrf_token_are_refused(lib: Path):
     for data in ({"digest": tokens["digest"]}, {**tokens, "csrf": "forged"}):
         r = client.post("/name", data={**data, "person": str(pid), "name": "Evil"})
         assert r.status_code == 403
-    stranger = TestClient(client.app, base_url=BASE)  # no session cookie at all
+    stranger = TestClient(client.app, base_url=BASE, client=LOCAL)  # no session cookie at all
     r = stranger.post("/name", data={**tokens, "person": str(pid), "name": "Evil"})
     assert r.status_code == 403
     _nothing_written(lib)
