@@ -31,6 +31,7 @@ import structlog
 from daemon.albums.dirs import AlbumError, open_dir
 from daemon.albums.pictures import crop_face, load_image, make_montage, scaled
 from daemon.fsutil import atomic_write
+from daemon.indexer.image import load_reduced
 from daemon.store import FaceRecord
 
 log = structlog.get_logger(__name__)
@@ -40,6 +41,8 @@ CACHE_MAX_BYTES = 256 * 1024 * 1024
 """About 25,000 face crops: a few people's worth of browsing; the rest is redrawn."""
 CROP_SIZE = 160
 MONTAGE_CELL = 80
+RENDITION_SIDE = 2560
+"""Longest side of the JPEG shown for a photo a browser cannot show (a 4K screen's)."""
 _READ = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -132,6 +135,20 @@ class FaceImages:
         data = _encode(self._crop(face, real_path))
         self._store(*key, data)
         return data
+
+    def rendition(self, real_path: str) -> bytes:
+        """A JPEG of a whole photo a browser cannot show itself (HEIC, AVIF, TIFF, RAW),
+        upright, its longer side at most RENDITION_SIDE. Drawn anew each time: the
+        browser keeps it, and only a few such photos are opened at once."""
+        try:
+            image, _ = load_reduced(Path(real_path), self.max_pixels, 1.0)
+            side = max(image.shape[:2])
+            if side > RENDITION_SIDE:
+                f = RENDITION_SIDE / side
+                image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        except Exception as e:  # PhotoError, OSError, cv2.error: show none
+            raise NoPicture(f"{real_path}: {e}") from e
+        return _encode(image)
 
     def montage(self, faces: Sequence[tuple[FaceRecord, str]]) -> bytes:
         """JPEG grid of these faces (each with its checked photo path)."""
