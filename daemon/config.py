@@ -101,7 +101,8 @@ class WebConfig:
     sign-in with the password set by ``facecluster web passwd``."""
     port: int = 8765
     behind_https: bool = False
-    """True when a TLS reverse proxy serves the page: session cookies get ``Secure``."""
+    """True when a TLS reverse proxy serves the page: session cookies get ``Secure``, and
+    everyone must sign in (the page needs a password to start)."""
 
 
 @dataclass(frozen=True)

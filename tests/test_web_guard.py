@@ -134,6 +134,16 @@ def test_a_proxied_request_needs_sign_in_on_a_loopback_bind(tmp_path: Path, head
     assert client.get("/", headers=headers, follow_redirects=False).status_code == 503
 
 
+def test_a_proxy_may_pass_on_the_sites_host_name_but_a_stranger_may_not(tmp_path: Path):
+    cfg = _cfg(tmp_path)
+    set_password(cfg.state_dir, PASSWORD)
+    client = _client(cfg)
+    site = {"host": "photos.example", "x-forwarded-for": "203.0.113.9"}
+    r = client.get("/", headers=site, follow_redirects=False)
+    assert (r.status_code, r.headers.get("location")) == (303, "/signin")
+    assert client.get("/", headers={"host": "photos.example"}).status_code == 421
+
+
 def test_a_client_from_another_machine_needs_sign_in_on_a_loopback_bind(tmp_path: Path):
     cfg = _cfg(tmp_path)
     set_password(cfg.state_dir, PASSWORD)

@@ -16,6 +16,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from daemon.web.auth import is_forwarded
+
 MAX_BODY_BYTES = 64 * 1024
 BODY_TIMEOUT = 20.0
 """Seconds a request body may take to arrive (a form is a few hundred bytes): a body
@@ -87,7 +89,10 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.loopback_only and _host_name(scope) not in LOOPBACK_HOSTS:
+        # A proxied request keeps the site's own Host name; it must sign in (see
+        # daemon.web.app.needs_sign_in), which a rebinding page cannot.
+        if self.loopback_only and _host_name(scope) not in LOOPBACK_HOSTS \
+                and not is_forwarded(k.decode("latin-1") for k, _ in scope.get("headers", [])):
             await _plain(send, 421, "this page answers only on localhost")
             return
         try:
