@@ -40,9 +40,14 @@ def scanned(tmp_path_factory, shared_photos: Path, yunet_file: Path) -> Path:
         shutil.copytree(shared_photos / "known" / person, photos / person)
     (photos / "groups").mkdir()
     shutil.copy2(shared_photos / "groups" / "obama_and_biden.jpg", photos / "groups")
+    (root / "secret.txt").write_text("top secret outside every watched folder\n")
+    return scan(root, yunet_file)
+
+
+def scan(root: Path, yunet_file: Path) -> Path:
+    """Scan ``root/photos`` with YuNet + dlib, as a user's config would."""
     (root / "models").mkdir()
     shutil.copy2(yunet_file, root / "models" / yunet_file.name)
-    (root / "secret.txt").write_text("top secret outside every watched folder\n")
     (root / "config.toml").write_text(
         'watch = ["photos"]\nalbums_dir = "albums"\nstate_dir = "state"\n'
         'labels_file = "labels.toml"\nworkers = 1\n'
@@ -55,10 +60,15 @@ def scanned(tmp_path_factory, shared_photos: Path, yunet_file: Path) -> Path:
 @pytest.fixture()
 def lib(scanned: Path) -> Iterator[Path]:
     """The scanned library with empty labels and albums written from them."""
-    (scanned / "labels.toml").unlink(missing_ok=True)
-    write_albums(scanned)
-    yield scanned
-    (scanned / "labels.toml").unlink(missing_ok=True)
+    yield from unlabelled(scanned)
+
+
+def unlabelled(root: Path) -> Iterator[Path]:
+    """``root`` with no labels.toml and albums to match, for one test."""
+    (root / "labels.toml").unlink(missing_ok=True)
+    write_albums(root)
+    yield root
+    (root / "labels.toml").unlink(missing_ok=True)
 
 
 def write_albums(root: Path) -> None:

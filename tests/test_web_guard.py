@@ -8,29 +8,17 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from test_web_auth import FakeClock, _cfg
 
-from daemon.config import from_dict
 from daemon.web.app import create_app
 from daemon.web.auth import PasswordError, SignInLimiter, TooManyAttempts, set_password
 
 LOCAL = ("127.0.0.1", 50000)
+"""A browser on this machine (the test client's own default is no address)."""
 PASSWORD = "a long enough password"
 PROXIED = [{"x-forwarded-for": "203.0.113.9"}, {"x-real-ip": "203.0.113.9"},
            {"forwarded": "for=203.0.113.9;proto=https"}, {"x-forwarded-proto": "https"},
            {"X-Forwarded-Host": "photos.example"}, {"via": "1.1 nas"}]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _cfg(tmp_path: Path, **web):
-    return from_dict({"watch": [str(tmp_path / "photos")], "state_dir": str(tmp_path / "state"),
-                      "labels_file": str(tmp_path / "labels.toml"), "web": web}, tmp_path)
 
 
 def _client(cfg, client=LOCAL) -> TestClient:

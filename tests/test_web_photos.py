@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 from formats import heic_bytes
 from starlette.testclient import TestClient
-from test_web import LOCAL, albums, form_tokens, labels_text, write_albums
+from test_web import LOCAL, albums, form_tokens, labels_text, scan, unlabelled, write_albums
 
-from daemon.cli import main
 from daemon.config import load_config
 from daemon.store import FaceRecord, Store
 from daemon.web.app import create_app
@@ -37,23 +36,12 @@ def library(tmp_path_factory, shared_photos: Path, yunet_file: Path) -> Path:
     (photos / "obama.jpg").unlink()
     again = cv2.imread(str(photos / "obama2.jpg"))
     cv2.imwrite(str(photos / NEWLINE_NAME), again, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    (root / "models").mkdir()
-    shutil.copy2(yunet_file, root / "models" / yunet_file.name)
-    (root / "config.toml").write_text(
-        'watch = ["photos"]\nalbums_dir = "albums"\nstate_dir = "state"\n'
-        'labels_file = "labels.toml"\nworkers = 1\n'
-        '[engine]\ndetector = "yunet"\nembedder = "dlib"\nmodels_dir = "models"\n'
-    )
-    assert main(["--config", str(root / "config.toml"), "scan"]) == 0
-    return root
+    return scan(root, yunet_file)
 
 
 @pytest.fixture()
 def lib(library: Path) -> Iterator[Path]:
-    (library / "labels.toml").unlink(missing_ok=True)
-    write_albums(library)
-    yield library
-    (library / "labels.toml").unlink(missing_ok=True)
+    yield from unlabelled(library)
 
 
 def _face_in(root: Path, name: str) -> FaceRecord:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from daemon.config import from_dict
-from daemon.service import restart_web
+from daemon.service.loop import restart_web
 
 
 def _free_port() -> int:

@@ -21,6 +21,9 @@ from daemon.web.connections import ConnectionLimits, guarded_protocol
 
 log = structlog.get_logger(__name__)
 
+MAX_HEAD_BYTES = 16 * 1024
+"""A request head larger than this is refused (400): the page's are under 1 KiB."""
+
 
 class PortInUse(OSError):
     """The page's address and port are taken (by the service's page, or anything else)."""
@@ -57,6 +60,7 @@ def _server(cfg: Config, limits: ConnectionLimits) -> uvicorn.Server:
         # No limit_concurrency: it counts unfinished connections too (a few slow
         # sockets would turn everyone away); the guarded protocol bounds them instead.
         http=guarded_protocol(limits),
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
     return uvicorn.Server(config)
 
