@@ -201,3 +201,15 @@ def test_labels_errors_are_shown_only_to_signed_in_users(tmp_path: Path):
     assert r.status_code == 303
     page = client.get("/signin").text
     assert "labels.toml has a problem" in page and str(tmp_path) in page
+
+
+def test_addresses_that_stopped_guessing_are_forgotten():
+    from daemon.web import auth
+
+    clock = FakeClock()
+    limiter = SignInLimiter(per_client=5, overall=10**9, clock=clock)
+    for i in range(auth.MAX_TRACKED + 1):
+        limiter.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+    clock.now += 301
+    limiter.failed("192.0.2.1")
+    assert len(limiter._failures) == 2  # that one and the overall count

@@ -147,6 +147,10 @@ def read_password_hash(state_dir: Path) -> str | None:
     return text or None
 
 
+MAX_TRACKED = 10_000
+"""Addresses with failures kept before the ones that aged out are dropped."""
+
+
 class SignInLimiter:
     """Few failed sign-ins per address; a short pause for everyone after many in all.
 
@@ -190,6 +194,9 @@ class SignInLimiter:
         """Count a failed attempt."""
         now = self._clock()
         with self._lock:
+            if len(self._failures) > MAX_TRACKED:  # addresses that stopped trying
+                for key in list(self._failures):
+                    self._recent(key, now)
             for key in (address_key(client), "*"):
                 self._failures.setdefault(key, []).append(now)
 

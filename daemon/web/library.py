@@ -254,14 +254,18 @@ class Library:
         except NotFound:
             return (person_id,)
 
-    def person_faces(self, person: PersonView, offset: int, limit: int) -> list[FaceRecord]:
-        """A page of a person's faces (of each member in turn, for merged people)."""
+    def person_faces(self, person_id: int, offset: int, limit: int) -> list[FaceRecord]:
+        """A page of one id's faces."""
+        return self.store.person_faces(person_id, offset, limit)
+
+    def shown_faces(self, person: PersonView, offset: int, limit: int) -> list[FaceRecord]:
+        """A page of a person's faces as listed: each member's in turn, for merged people."""
         out: list[FaceRecord] = []
         for pid, count in zip(person.members, person.member_faces, strict=True):
             if offset >= count:
                 offset -= count
                 continue
-            out += self.store.person_faces(pid, offset, limit - len(out))
+            out += self.person_faces(pid, offset, limit - len(out))
             offset = 0
             if len(out) >= limit:
                 break

@@ -42,7 +42,7 @@ def person_page(request: Request) -> Response:
         return RedirectResponse(f"/person/{person.id}{query}", status_code=303)
     pages = max(1, -(-person.stored // FACES_PER_PAGE))
     page = min(max(1, number(request.query_params.get("page"), "page", 1)), pages)
-    faces = st.library.person_faces(person, (page - 1) * FACES_PER_PAGE, FACES_PER_PAGE)
+    faces = st.library.shown_faces(person, (page - 1) * FACES_PER_PAGE, FACES_PER_PAGE)
     return render(request, "person.html", {
         "person": person, "faces": faces, "number": page, "pages": pages,
         "similar": st.library.similar_people(person, lab), "label": lab.labels.label(pid),
