@@ -108,7 +108,9 @@ def test_an_unfinished_request_head_is_cut_off_at_its_deadline(tmp_path: Path):
 
 
 def test_one_address_cannot_hold_more_than_its_share(tmp_path: Path):
-    limits = ConnectionLimits(header_timeout=30.0, per_address=8, total=16)
+    # every address on this machine is loopback: count them per address here
+    limits = ConnectionLimits(header_timeout=30.0, per_address=8, total=16,
+                              loopback_shares=True)
     with _page(tmp_path, limits) as url:
         slow = _slow(url, 20, addresses=1)
         others = _slow(url, 6, addresses=6, first=20)
@@ -150,6 +152,13 @@ def test_the_book_drops_waiting_connections_before_busy_ones():
     v6 = [_Conn(waiting=True) for _ in range(3)]
     book = ConnectionBook(ConnectionLimits(per_address=2, total=10))
     assert [book.admit(c, f"2001:db8::{i + 1}") for i, c in enumerate(v6)] == [[], [], [v6[0]]]
+
+
+def test_a_proxy_on_this_machine_is_held_only_to_the_total():
+    book = ConnectionBook(ConnectionLimits(per_address=2, total=5))
+    proxied = [_Conn(waiting=False) for _ in range(6)]
+    assert [book.admit(c, "127.0.0.1") for c in proxied[:5]] == [[]] * 5
+    assert book.admit(proxied[5], "::1") == [proxied[5]]  # the total still holds
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,8 @@ three rules added (see :func:`guarded_protocol`):
 
 - a request head must be complete within ``header_timeout`` seconds of the connection
   opening, or of the previous response ending (a hard deadline, not reset by data);
-- one address (an IPv6 /64 counts as one) holds at most ``per_address`` connections;
+- one address (an IPv6 /64 counts as one) holds at most ``per_address`` connections
+  (this machine's own, a reverse proxy's, are not held to it);
 - at most ``total`` connections in all.
 
 A connection over a limit does not turn the newcomer away while a connection that is
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 import structlog
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from daemon.web.auth import address_key
+from daemon.web.auth import address_key, is_loopback
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +43,11 @@ class ConnectionLimits:
     per_address: int = 16
     """Browsers open six per site; a NAS page has a few users."""
     total: int = 128
+    loopback_shares: bool = False
+    """Whether this machine's own addresses count per address too. Off: a reverse proxy
+    on this machine opens one connection per request it forwards (dozens at once for
+    a page of pictures over HTTP/2), and it reads request heads itself before it
+    forwards them, so slow heads do not come through it; the total still applies."""
 
 
 class Connection(Protocol):
@@ -68,7 +74,8 @@ class ConnectionBook:
         key = address_key(address)
         drop: list[Connection] = []
         same = [c for c, a in self._address.items() if a == key]
-        if len(same) >= self.limits.per_address:
+        shares = self.limits.loopback_shares or not is_loopback(key)
+        if shares and len(same) >= self.limits.per_address:
             drop.append(self._oldest_waiting(same) or conn)
         if conn not in drop and len(self._address) - len(drop) >= self.limits.total:
             others = [c for c in self._address if c not in drop]
