@@ -44,6 +44,8 @@ from daemon.config import from_dict  # noqa: E402
 from daemon.log import configure  # noqa: E402
 from daemon.store import Store  # noqa: E402
 
+LOCAL = ("127.0.0.1", 50000)
+
 
 def person_sizes(n_people: int, n_assigned: int, rng: np.random.Generator) -> np.ndarray:
     """Faces per person, Zipf-like (a^-1.1), each at least 2, summing to ``n_assigned``."""
@@ -109,7 +111,7 @@ def time_pages(cfg, runs: int) -> None:
     from daemon.web.app import create_app
 
     app = create_app(cfg)
-    client = TestClient(app, base_url="http://127.0.0.1")
+    client = TestClient(app, base_url="http://127.0.0.1", client=LOCAL)
     library = app.state.web.library
     print(f"{'page':<40} {'warm p50':>9} {'p95':>7}   {'after change p50':>16} {'p95':>7}  (ms)")
     for name, url in pages(cfg).items():

@@ -104,7 +104,8 @@ class WebConfig:
     """A file holding the password itself (a container or systemd secret), used instead
     of the one ``facecluster web passwd`` stores; read again at every sign-in."""
     behind_https: bool = False
-    """True when a TLS reverse proxy serves the page: session cookies get ``Secure``."""
+    """True when a TLS reverse proxy serves the page: session cookies get ``Secure``, and
+    everyone must sign in (the page needs a password to start)."""
 
 
 @dataclass(frozen=True)

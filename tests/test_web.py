@@ -27,6 +27,8 @@ pytestmark = pytest.mark.slow
 
 KNOWN = ["alex_lacamoire", "biden", "kit_harington", "obama", "rose_leslie"]
 BASE = "http://127.0.0.1"
+LOCAL = ("127.0.0.1", 50000)
+"""A browser on this machine (the test client's own default is no address)."""
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +40,14 @@ def scanned(tmp_path_factory, shared_photos: Path, yunet_file: Path) -> Path:
         shutil.copytree(shared_photos / "known" / person, photos / person)
     (photos / "groups").mkdir()
     shutil.copy2(shared_photos / "groups" / "obama_and_biden.jpg", photos / "groups")
+    (root / "secret.txt").write_text("top secret outside every watched folder\n")
+    return scan(root, yunet_file)
+
+
+def scan(root: Path, yunet_file: Path) -> Path:
+    """Scan ``root/photos`` with YuNet + dlib, as a user's config would."""
     (root / "models").mkdir()
     shutil.copy2(yunet_file, root / "models" / yunet_file.name)
-    (root / "secret.txt").write_text("top secret outside every watched folder\n")
     (root / "config.toml").write_text(
         'watch = ["photos"]\nalbums_dir = "albums"\nstate_dir = "state"\n'
         'labels_file = "labels.toml"\nworkers = 1\n'
@@ -53,10 +60,15 @@ def scanned(tmp_path_factory, shared_photos: Path, yunet_file: Path) -> Path:
 @pytest.fixture()
 def lib(scanned: Path) -> Iterator[Path]:
     """The scanned library with empty labels and albums written from them."""
-    (scanned / "labels.toml").unlink(missing_ok=True)
-    write_albums(scanned)
-    yield scanned
-    (scanned / "labels.toml").unlink(missing_ok=True)
+    yield from unlabelled(scanned)
+
+
+def unlabelled(root: Path) -> Iterator[Path]:
+    """``root`` with no labels.toml and albums to match, for one test."""
+    (root / "labels.toml").unlink(missing_ok=True)
+    write_albums(root)
+    yield root
+    (root / "labels.toml").unlink(missing_ok=True)
 
 
 def write_albums(root: Path) -> None:
@@ -81,7 +93,7 @@ def client_for(root: Path, **web) -> TestClient:
     cfg = load_config(root / "config.toml")
     if web:
         cfg = replace(cfg, web=replace(cfg.web, **web))
-    return TestClient(create_app(cfg), base_url=BASE)
+    return TestClient(create_app(cfg), base_url=BASE, client=LOCAL)
 
 
 def form_tokens(client: TestClient, url: str = "/") -> dict[str, str]:
@@ -292,6 +304,75 @@ def test_a_broken_labels_file_shows_the_last_good_names_as_the_albums_do(lib: Pa
     assert tree_state(lib) == untouched  # the last good labels are read, never written
 
 
+def _card(page: str, pid: int) -> str:
+    """The people page's card of ``pid``."""
+    return re.search(rf'<li class="person[^"]*" data-person="{pid}">(.*?)</li>', page,
+                     re.S).group(1)
+
+
+def _faces_listed(client: TestClient, pid: int) -> set[int]:
+    return {int(f) for f in re.findall(r'data-face="(\d+)"', client.get(f"/person/{pid}").text)}
+
+
+def test_people_merged_by_name_are_one_card_and_one_page(lib: Path):
+    client = client_for(lib)
+    a, b = sorted(people(client)[:2])
+    faces = _faces_listed(client, a) | _faces_listed(client, b)
+    union = person_album(lib, a) | person_album(lib, b)
+    for pid in (a, b):  # named one at a time, as a hand edit would
+        r = client.post("/name", data={**form_tokens(client), "person": str(pid),
+                                       "name": "Tony Blair"})
+        assert r.status_code == 200
+    write_albums(lib)
+    assert albums(lib)["Tony Blair"] == union
+    page = client.get("/").text
+    assert page.count(">Tony Blair</a>") == 1
+    assert a in people(client) and b not in people(client)
+    assert f"{len(faces)} faces · {len(union)} photos" in _card(page, a)
+    r = client.get(f"/person/{b}", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, f"/person/{a}")
+    person = client.get(f"/person/{a}").text
+    assert f"{len(faces)} faces · {len(union)} photos" in person
+    assert _faces_listed(client, a) == faces
+    # an edit of the card is an edit of both: rename, hide, show
+    client.post("/name", data={**form_tokens(client), "person": str(a), "name": "Tony"})
+    assert labels_text(lib).count('"Tony"') == 2
+    client.post("/hide", data={**form_tokens(client), "person": str(a), "hidden": "1"})
+    assert labels_text(lib).count("hide = true") == 2
+    client.post("/hide", data={**form_tokens(client), "person": str(a), "hidden": "0"})
+    assert "hide" not in labels_text(lib)
+    # "not this person" on the merged page lands in the face's own person's list
+    fid = max(_faces_listed(client, b))
+    r = client.post("/exclude", data={**form_tokens(client, f"/person/{a}"),
+                                      "person": str(a), "entry": f"face-{fid}"})
+    assert r.status_code == 200
+    assert f'person-{b:04d} = {{name = "Tony", exclude = ["face-{fid}"]}}' in labels_text(lib)
+
+
+def test_a_best_face_in_a_photo_linked_out_of_the_folders_is_left_out(lib: Path):
+    client = client_for(lib)
+    pid = people(client)[0]
+    best = client.get(f"/person/{pid}/face.jpg").content
+    page = client.get(f"/person/{pid}").text
+    shown = re.findall(r'data-face="(\d+)".*?title="([^"]+)"', page, re.S)
+    path = Path(next(p for f, p in shown if client.get(f"/face/{f}.jpg").content == best))
+    outside = lib / "outside"
+    outside.mkdir(exist_ok=True)
+    kept = outside / path.name
+    path.rename(kept)
+    path.symlink_to(kept)  # the same picture, now behind a link out of the watched folders
+    shutil.rmtree(lib / "state" / "web-cache", ignore_errors=True)
+    try:
+        montage = client.get(f"/person/{pid}/montage.jpg")
+        face = client.get(f"/person/{pid}/face.jpg")
+    finally:
+        path.unlink()
+        kept.rename(path)
+    assert montage.status_code == 200 and montage.content[:3] == b"\xff\xd8\xff"
+    assert face.status_code == 200 and face.content[:3] == b"\xff\xd8\xff"
+    assert face.content != best  # the next best face
+
+
 # -- refusals ---------------------------------------------------------------------------
 
 
@@ -306,9 +387,24 @@ def test_posts_without_the_csrf_token_are_refused(lib: Path):
     for data in ({"digest": tokens["digest"]}, {**tokens, "csrf": "forged"}):
         r = client.post("/name", data={**data, "person": str(pid), "name": "Evil"})
         assert r.status_code == 403
-    stranger = TestClient(client.app, base_url=BASE)  # no session cookie at all
+    stranger = TestClient(client.app, base_url=BASE, client=LOCAL)  # no session cookie at all
     r = stranger.post("/name", data={**tokens, "person": str(pid), "name": "Evil"})
     assert r.status_code == 403
+    _nothing_written(lib)
+
+
+def test_ids_that_name_nobody_are_refused_and_nothing_is_written(lib: Path):
+    client = client_for(lib)
+    pid = people(client)[0]
+    fid, _ = _face_of(client, pid)
+    nobody = "999999999999"
+    for url, data in (("/hide", {"person": nobody, "hidden": "1"}),
+                      ("/hide", {"person": nobody, "hidden": "0"}),
+                      ("/name", {"person": nobody, "name": "Ghost"}),
+                      ("/merge", {"person": [str(pid), "999999999998"], "name": "Ghost"}),
+                      ("/exclude", {"person": nobody, "entry": f"face-{fid}"})):
+        r = client.post(url, data={**form_tokens(client), **data})
+        assert r.status_code == 400 and "there is no person-" in r.text, (url, data)
     _nothing_written(lib)
 
 

@@ -23,6 +23,9 @@ from daemon.web.auth import (
     verify_password,
 )
 
+LOCAL = ("127.0.0.1", 50000)
+"""A browser on this machine (the test client's own default is no address)."""
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -82,17 +85,20 @@ def test_limiter_overall_cap_stops_a_spread_out_guesser():
     limiter.check("10.0.1.1")
 
 
-def test_sessions_expire_and_anonymous_ones_go_first():
+def test_sessions_expire_and_anonymous_ones_are_not_kept():
     clock = FakeClock()
     sessions = Sessions(ttl=100, limit=3, clock=clock)
     signed = sessions.new(signed_in=True)
-    anon = [sessions.new() for _ in range(2)]
-    extra = sessions.new()  # over the limit: the oldest anonymous one goes
+    anon = [sessions.new() for _ in range(2000)]  # none of them is stored
     assert sessions.get(signed.id) is signed
-    assert sessions.get(anon[0].id) is None
-    assert sessions.get(extra.id) is extra
+    again = sessions.get(anon[0].id)
+    assert again is not None and again.csrf == anon[0].csrf and not again.signed_in
+    assert sessions.get(anon[1].id).csrf != anon[0].csrf
+    assert sessions.get("forged id") is None
+    more = [sessions.new(signed_in=True) for _ in range(3)]  # over the limit: oldest goes
+    assert not sessions.get(signed.id).signed_in and sessions.get(more[-1].id) is more[-1]
     clock.now += 101
-    assert sessions.get(signed.id) is None
+    assert not sessions.get(more[-1].id).signed_in
 
 
 def test_loopback_addresses():
@@ -147,7 +153,7 @@ def test_password_file_is_the_password_and_must_be_usable(tmp_path: Path):
 
 def test_no_store_is_a_clear_page_and_none_is_created(tmp_path: Path):
     cfg = _cfg(tmp_path)
-    client = TestClient(create_app(cfg), base_url="http://127.0.0.1")
+    client = TestClient(create_app(cfg), base_url="http://127.0.0.1", client=LOCAL)
     r = client.get("/", headers={"accept": "text/html"})
     assert r.status_code == 503
     assert "facecluster scan" in r.text
@@ -155,7 +161,7 @@ def test_no_store_is_a_clear_page_and_none_is_created(tmp_path: Path):
 
 
 def test_foreign_host_header_is_refused_on_a_loopback_bind(tmp_path: Path):
-    client = TestClient(create_app(_cfg(tmp_path)), base_url="http://127.0.0.1")
+    client = TestClient(create_app(_cfg(tmp_path)), base_url="http://127.0.0.1", client=LOCAL)
     r = client.get("/static/style.css", headers={"host": "evil.example:8765"})
     assert r.status_code == 421
     assert client.get("/static/style.css", headers={"host": "localhost:8765"}).status_code == 200
@@ -163,7 +169,8 @@ def test_foreign_host_header_is_refused_on_a_loopback_bind(tmp_path: Path):
 
 def test_security_headers_and_cookie_flags(tmp_path: Path):
     cfg = _cfg(tmp_path, behind_https=True)
-    client = TestClient(create_app(cfg), base_url="http://127.0.0.1")
+    set_password(cfg.state_dir, "a long enough password")  # a proxy in front: sign-in
+    client = TestClient(create_app(cfg), base_url="http://127.0.0.1", client=LOCAL)
     r = client.get("/signin")
     csp = r.headers["content-security-policy"]
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
@@ -173,12 +180,12 @@ def test_security_headers_and_cookie_flags(tmp_path: Path):
     cookie = r.headers["set-cookie"].lower()
     assert cookie.startswith(COOKIE) and "httponly" in cookie and "samesite=strict" in cookie
     assert "secure" in cookie
-    plain = TestClient(create_app(_cfg(tmp_path)), base_url="http://127.0.0.1")
+    plain = TestClient(create_app(_cfg(tmp_path)), base_url="http://127.0.0.1", client=LOCAL)
     assert "secure" not in plain.get("/signin").headers["set-cookie"].lower()
 
 
 def test_no_directory_listing(tmp_path: Path):
-    client = TestClient(create_app(_cfg(tmp_path)), base_url="http://127.0.0.1")
+    client = TestClient(create_app(_cfg(tmp_path)), base_url="http://127.0.0.1", client=LOCAL)
     for url in ("/static/", "/static", "/static/%2e%2e/app.py", "/static/%2e%2e/%2e%2e/cli.py",
                 "/static/../web/app.py", "/static//etc/passwd"):
         r = client.get(url)

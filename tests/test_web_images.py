@@ -50,3 +50,35 @@ def test_the_cache_stays_under_its_size_and_keeps_what_is_shown(tmp_path: Path) 
         assert cache_size(images.root) <= images.max_bytes
     assert crop0.exists()  # shown all along: never pruned
     assert not images._crop_path(1).exists()  # not shown since: pruned
+
+
+def test_a_symlink_planted_in_the_cache_is_never_followed(tmp_path: Path) -> None:
+    path = _photo(tmp_path)
+    secret = tmp_path / "private.txt"
+    secret.write_bytes(b"private data")
+    secret.chmod(0o600)
+    os.utime(secret, (1000, 1000))
+    images = FaceImages(tmp_path / "state", 10**8)
+    good = images.crop(_face(1, path), str(path))
+    cached = images._crop_path(1)
+    cached.unlink()
+    cached.symlink_to(secret)  # the cache file swapped for a link to a private file
+    assert images.crop(_face(1, path), str(path)) == good  # redrawn, not the link's target
+    assert secret.read_bytes() == b"private data" and secret.stat().st_mtime == 1000
+    assert not cached.is_symlink()  # the redrawn crop replaced the link itself
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    folder = cached.parent
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    folder.symlink_to(outside, target_is_directory=True)  # a whole folder swapped
+    (outside / "1.jpg").symlink_to(secret)
+    assert images.crop(_face(1, path), str(path)) == good
+    assert images.crop(_face(2, path), str(path)) != good  # drawn, only not cached
+    assert sorted(p.name for p in outside.iterdir()) == ["1.jpg"]
+    assert secret.read_bytes() == b"private data" and secret.stat().st_mtime == 1000
+    images.max_bytes = 1
+    other = FaceRecord(1001, 1, path, (100.0, 100.0, 200.0, 200.0), (), 0.99, "e", None)
+    images.crop(other, str(path))  # prunes the cache: never through the link
+    assert secret.exists() and (outside / "1.jpg").is_symlink()

@@ -29,13 +29,17 @@ def _page(client: httpx.Client) -> str | None:
     return r.text if r.status_code == 200 and "data-person=" in r.text else None
 
 
-def test_the_service_serves_the_page_and_its_edits_reach_the_albums(
-    tmp_path: Path, yunet_file: Path, shared_photos: Path
-) -> None:
+def _service(tmp_path: Path, yunet_file: Path, shared_photos: Path) -> RunningService:
     models_dir = tmp_path / "models"
     models_dir.mkdir()
     shutil.copy2(yunet_file, models_dir / yunet_file.name)
-    svc = RunningService(tmp_path, models_dir, shared_photos / "known")
+    return RunningService(tmp_path, models_dir, shared_photos / "known")
+
+
+def test_the_service_serves_the_page_and_its_edits_reach_the_albums(
+    tmp_path: Path, yunet_file: Path, shared_photos: Path
+) -> None:
+    svc = _service(tmp_path, yunet_file, shared_photos)
     port = _free_port()
     svc.cfg.write_text(svc.cfg.read_text() + f"[web]\nenabled = true\nport = {port}\n")
     base = f"http://127.0.0.1:{port}"
@@ -57,5 +61,27 @@ def test_the_service_serves_the_page_and_its_edits_reach_the_albums(
         svc.stop()
         with pytest.raises(httpx.TransportError):
             httpx.get(base + "/", timeout=2)
+    finally:
+        svc.close()
+
+
+def test_turning_the_page_on_and_off_in_the_config_applies_while_the_service_runs(
+    tmp_path: Path, yunet_file: Path, shared_photos: Path
+) -> None:
+    svc = _service(tmp_path, yunet_file, shared_photos)
+    plain = svc.cfg.read_text()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    svc.start()
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            assert _page(client) is None
+            svc.cfg.write_text(plain + f"[web]\nenabled = true\nport = {port}\n")
+            svc.wait_for("the page served after the config change",
+                         lambda: _page(client), 90)
+            svc.cfg.write_text(plain + f"[web]\nenabled = false\nport = {port}\n")
+            svc.wait_for("the page stopped after the config change",
+                         lambda: _page(client) is None, 60)
+        svc.stop()
     finally:
         svc.close()

@@ -33,7 +33,8 @@ def open_root(albums_dir: Path, error: type[AlbumError] = AlbumError) -> int:
         raise error(f"cannot use albums folder {albums_dir}: {e.strerror or e}") from e
 
 
-def open_dir(parent_fd: int, name: str, *, create: bool = False) -> tuple[int, bool]:
+def open_dir(parent_fd: int, name: str, *, create: bool = False,
+             mode: int = 0o755) -> tuple[int, bool]:
     """Open directory ``name`` under ``parent_fd`` without following a symlink.
 
     Returns (fd, created). Raises :class:`AlbumError` if ``name`` is a symlink or not a
@@ -46,7 +47,7 @@ def open_dir(parent_fd: int, name: str, *, create: bool = False) -> tuple[int, b
             raise
     created = False
     try:
-        os.mkdir(name, 0o755, dir_fd=parent_fd)
+        os.mkdir(name, mode, dir_fd=parent_fd)
         created = True
     except FileExistsError:
         pass  # made meanwhile; the open below checks what it is

@@ -79,6 +79,24 @@ def start_web(cfg: Config) -> WebThread | None:
     return web
 
 
+def _page_settings(cfg: Config) -> tuple[object, ...]:
+    """What the page is built from: a change to any of it needs a new page."""
+    return (cfg.web, cfg.watch, cfg.labels_file, cfg.detection.max_pixels)
+
+
+def restart_web(web: WebThread | None, old: Config, new: Config) -> WebThread | None:
+    """The page after the config changed from ``old`` to ``new``: started, stopped or
+    restarted as ``[web]`` now says, left alone when nothing it uses changed."""
+    if web is not None and new.web.enabled and _page_settings(old) == _page_settings(new):
+        return web
+    if web is None and not new.web.enabled:
+        return None
+    if web is not None:
+        web.stop()
+        log.info("web_stopped_for_config", enabled=new.web.enabled)
+    return start_web(new)
+
+
 class SignalRequests:
     """What signals ask of the loop: SIGTERM/SIGINT to stop, SIGHUP to reload."""
 
@@ -118,6 +136,7 @@ class Service:
         )
         self._labels_watch = FileWatch(cfg.labels_file, seen_now=False)
         self._config_watch = FileWatch(cfg.config_path)  # a changed config applies itself
+        self._web: WebThread | None = None
         self._errors_in_row = 0
 
     @property
@@ -295,6 +314,7 @@ class Service:
         logsetup.configure(new.log_level)
         log.info("config_reloaded", file=str(new.config_path))
         self._close()
+        self._web = restart_web(self._web, self.cfg, new)
         self.cfg = new
         self.schedule.rules = new.daemon
         self._open()
@@ -371,10 +391,9 @@ class Service:
         """Run until a stop signal; returns the process exit code."""
         self.requests.install()
         code = 0
-        web = None
         try:
             self._open()
-            web = start_web(self.cfg)
+            self._web = start_web(self.cfg)
             self.status.ready("starting: reconciling with the folders")
             log.info("service_started", pid=os.getpid(), engine=self.pipeline.engine_id,
                      roots=[str(r) for r in self.cfg.watch])
@@ -392,8 +411,9 @@ class Service:
                 self.status.keepalive()
         finally:
             self.status.stopping()
-            if web is not None:
-                web.stop()
+            if self._web is not None:
+                self._web.stop()
+                self._web = None
             self._close()
             self.status.stopped()
             log.info("service_stopped", code=code)

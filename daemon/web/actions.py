@@ -54,11 +54,42 @@ async def _edit(request: Request, change: Change, default_back: str = "/") -> Re
     return RedirectResponse(f"{to}{sep}done={done}", status_code=303)
 
 
-def _name(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit, str]:
+def _known(form: FormData, st: WebState) -> list[int]:
+    """The ticked people, each one the store knows (a made-up id names nobody), with
+    everyone who shares a name with them: merged people are one person on the page, and
+    an edit of them is an edit of all (as ``facecluster name`` does with a name)."""
     ids = person_ids(form)
-    name = text(form, "name") or ""
-    edit = naming.name_people(st.cfg.labels_file, ids, name, expected_digest=digest)
-    return edit, "merged" if len(ids) > 1 else "named"
+    known = st.library.known_ids()
+    for pid in ids:
+        if pid not in known:
+            raise naming.NamingError(
+                f"there is no {labels.person_key(pid)}: reload the page to see who there is")
+    state = st.library.labels(naming.labels_digest(st.cfg.labels_file))
+    out: list[int] = []
+    for pid in ids:
+        try:
+            members = st.library.person(pid, state).members
+        except NotFound:  # known, but no faces left: themselves only
+            members = (pid,)
+        out += [m for m in members if m not in out]
+    return out
+
+
+def _each(digest: str, steps: list[Callable[[str], naming.LabelsEdit]]) -> naming.LabelsEdit:
+    """Run edits one after another, each against the file the previous one wrote; the
+    result is one edit (one undo) from the first's before to the last's after."""
+    edits: list[naming.LabelsEdit] = []
+    for step in steps:
+        edits.append(step(edits[-1].digest if edits else digest))
+    return naming.LabelsEdit(edits[0].path, edits[0].before, edits[-1].after)
+
+
+def _name(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit, str]:
+    ticked = len(set(form.getlist("person")))
+    ids = _known(form, st)
+    edit = naming.name_people(st.cfg.labels_file, ids, text(form, "name") or "",
+                              expected_digest=digest)
+    return edit, "merged" if ticked > 1 else "named"
 
 
 def _merge(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit, str]:
@@ -68,35 +99,59 @@ def _merge(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit
 
 
 def _hide(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit, str]:
-    (pid,) = person_ids(form)[:1]
+    ids = _known(form, st)
     hidden = text(form, "hidden") != "0"
-    edit = naming.hide_person(st.cfg.labels_file, pid, hidden, expected_digest=digest)
+    path = st.cfg.labels_file
+    if not hidden:  # hidden together, they are shown together again (and merge again)
+        people = st.library.labels(naming.labels_digest(path)).labels.people
+        names = {people[pid].name for pid in ids if pid in people and people[pid].name}
+        known = st.library.known_ids()
+        ids += sorted(pid for pid, lab in people.items()
+                      if lab.name in names and lab.hidden and pid in known and pid not in ids)
+    edit = _each(digest, [
+        lambda d, pid=pid: naming.hide_person(path, pid, hidden, expected_digest=d)
+        for pid in ids])
     return edit, "hidden" if hidden else "shown"
 
 
-def _exclude_entry(value: object, pid: int, st: WebState) -> str:
-    """The exclude entry for a ticked ``face-N`` or ``photo-N`` (N: a face of ``pid``)."""
+def _exclude_entries(value: object, members: tuple[int, ...],
+                     st: WebState) -> list[tuple[int, str]]:
+    """(whose, entry) for a ticked ``face-N`` or ``photo-N`` (N: a face of ``members``)."""
     kind, _, fid = (value if isinstance(value, str) else "").partition("-")
     face_id = number(fid, "entry")
     try:
         face = st.library.face(face_id)
     except NotFound as e:
         raise naming.NamingError(f"no face {face_id}") from e
-    if face.person_id != pid:
+    owner = face.person_id
+    if owner not in members:
         raise naming.NamingError(f"face {face_id} is not shown as this person any more")
     if kind == "face":
-        return f"face-{face_id}"
-    if kind == "photo":
-        return labels.photo_entry(face.path, st.cfg.watch)
-    raise HTTPException(400, "entry: expected face-N or photo-N")
+        return [(owner, f"face-{face_id}")]
+    if kind != "photo":
+        raise HTTPException(400, "entry: expected face-N or photo-N")
+    entry = labels.photo_entry(face.path, st.cfg.watch)
+    try:
+        return [(owner, naming.check_entry(entry))]
+    except naming.NamingError:
+        # A path labels.toml will not hold (a newline in a file name, say): every face of
+        # theirs in the photo instead, which leaves the photo out of their album alike.
+        return [(owner, f"face-{f.id}") for f in st.library.faces_in_photo(owner, face.path)]
 
 
 def _exclude(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit, str]:
-    (pid,) = person_ids(form)[:1]
-    entries = [_exclude_entry(v, pid, st) for v in form.getlist("entry")]
-    if not entries:
+    members = tuple(_known(form, st))
+    by_owner: dict[int, list[str]] = {}
+    for value in form.getlist("entry"):
+        for owner, entry in _exclude_entries(value, members, st):
+            by_owner.setdefault(owner, []).append(entry)
+    if not by_owner:
         raise naming.NamingError("tick at least one face or photo")
-    edit = naming.exclude(st.cfg.labels_file, pid, entries, expected_digest=digest)
+    path = st.cfg.labels_file
+    edit = _each(digest, [
+        lambda d, pid=pid, entries=entries: naming.exclude(path, pid, entries,
+                                                          expected_digest=d)
+        for pid, entries in by_owner.items()])
     return edit, "excluded"
 
 

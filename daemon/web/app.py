@@ -32,6 +32,7 @@ from daemon.web.auth import (
     Sessions,
     SignInLimiter,
     current_password_hash,
+    is_forwarded,
     is_loopback,
 )
 from daemon.web.images import FaceImages
@@ -65,6 +66,16 @@ ROUTES = [
 ]
 
 
+def needs_sign_in(request: Request) -> bool:
+    """Whether this request must come from a signed-in session: always on a LAN bind;
+    on a loopback one when it came through a reverse proxy (it carries forwarding
+    headers) or from a client that is not this machine."""
+    if web_state(request).sign_in:
+        return True
+    peer = request.client.host if request.client else ""
+    return not is_loopback(peer) or is_forwarded(request.headers.keys())
+
+
 async def _gate(request: Request, call_next: Callable) -> Response:
     """Find the session (a page view starts one: it carries the CSRF token) and, where
     sign-in is required, send anyone not signed in to the sign-in page."""
@@ -78,7 +89,9 @@ async def _gate(request: Request, call_next: Callable) -> Response:
     if session is None and page_view:
         session = fresh = st.sessions.new()
     request.state.session = session
-    if st.sign_in and not (session and session.signed_in) and not path.startswith(_PUBLIC):
+    request.state.sign_in = needs_sign_in(request)
+    if request.state.sign_in and not (session and session.signed_in) \
+            and not path.startswith(_PUBLIC):
         if page_view:
             response: Response = RedirectResponse("/signin", status_code=303)
         else:
@@ -113,14 +126,17 @@ def create_app(cfg: Config, *, sessions: Sessions | None = None,
 
     ``sessions`` and ``limiter`` may be given with an injected clock (tests).
     """
-    sign_in = not is_loopback(cfg.web.listen)
+    # behind_https: a reverse proxy serves the page, so every visitor comes from afar.
+    sign_in = not is_loopback(cfg.web.listen) or cfg.web.behind_https
     if sign_in and current_password_hash(cfg.state_dir, cfg.web.password_file) is None:
+        why = (f"web.listen = {cfg.web.listen!r} reaches other machines"
+               if not is_loopback(cfg.web.listen)
+               else "web.behind_https = true puts it behind a reverse proxy")
         how = (f"web.password_file {cfg.web.password_file} is missing, unreadable or "
                "shorter than 8 characters" if cfg.web.password_file
                else "run `facecluster web passwd` first")
         raise PasswordError(
-            f"web.listen = {cfg.web.listen!r} reaches other machines, so the page needs a "
-            f"password: {how}"
+            f"{why}, so the page needs a password: {how}"
         )
     app = Starlette(
         routes=ROUTES,

@@ -13,10 +13,11 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ MIN_PASSWORD_LENGTH = 8
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # OWASP's minimum scrypt cost; ~50 ms, 16 MiB
 
 Clock = Callable[[], float]
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+"""What :func:`secrets.token_urlsafe` (32 bytes) gives: the only session ids handed out."""
 
 
 class TooManyAttempts(Exception):
@@ -49,6 +52,56 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+FORWARDING_HEADERS = frozenset({
+    "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+    "x-forwarded-port", "x-forwarded-server", "x-forwarded", "forwarded-for", "x-real-ip",
+    "x-client-ip", "x-cluster-client-ip", "true-client-ip", "cf-connecting-ip",
+    "fastly-client-ip", "x-original-forwarded-for", "via",
+})
+"""Headers a reverse proxy adds: a request carrying any came from somewhere else."""
+
+
+def is_forwarded(header_names: Iterable[str]) -> bool:
+    """Whether a request with these (lower-case) header names passed through a proxy."""
+    return any(name in FORWARDING_HEADERS for name in header_names)
+
+
+def _bare_address(value: str) -> str:
+    """``1.2.3.4``, ``"[::1]:80"`` or ``1.2.3.4:80`` as a plain address."""
+    value = value.strip().strip('"')
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def forwarded_client(headers: Mapping[str, str]) -> str | None:
+    """The client a proxy on this machine names: the last hop it added (the one it saw;
+    earlier ones are the client's own say), or None when it names none."""
+    if value := headers.get("x-forwarded-for"):
+        return _bare_address(value.split(",")[-1]) or None
+    if value := headers.get("x-real-ip"):
+        return _bare_address(value) or None
+    for part in reversed(headers.get("forwarded", "").split(",")[-1].split(";")):
+        key, _, val = part.partition("=")
+        if key.strip().lower() == "for" and val.strip():
+            return _bare_address(val)
+    return None
+
+
+def address_key(host: str) -> str:
+    """What counts as one address for rate limits: an IPv6 /64 is one machine's
+    (a host picks any address in its /64 at will); an IPv4-mapped one is its IPv4."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -110,19 +163,26 @@ def current_password_hash(state_dir: Path, password_file: Path | None) -> str | 
     return hash_password(password) if len(password) >= MIN_PASSWORD_LENGTH else None
 
 
-class SignInLimiter:
-    """Few failed sign-ins per client, and few in all, per time window.
+MAX_TRACKED = 10_000
+"""Addresses with failures kept before the ones that aged out are dropped."""
 
-    A client with ``per_client`` failures in the last ``window`` seconds is refused until
-    the oldest of them ages out; so is everyone once ``overall`` failures pile up (a
-    guesser spread over many addresses).
+
+class SignInLimiter:
+    """Few failed sign-ins per address; a short pause for everyone after many in all.
+
+    An address (an IPv6 /64 counts as one) with ``per_client`` failures in the last
+    ``window`` seconds is refused until the oldest of them ages out. Once ``overall``
+    failures pile up from all addresses together (a guesser spread over many), every
+    address waits ``backoff`` seconds after the latest failure: that bounds the guessing
+    rate without locking the owner out, who signs in a few seconds later.
     """
 
     def __init__(
         self, per_client: int = 5, overall: int = 50, window: float = 300.0,
-        clock: Clock = time.monotonic,
+        backoff: float = 3.0, clock: Clock = time.monotonic,
     ) -> None:
         self.per_client, self.overall, self.window = per_client, overall, window
+        self.backoff = backoff
         self._clock = clock
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
@@ -139,22 +199,27 @@ class SignInLimiter:
         """Raise :class:`TooManyAttempts` if ``client`` may not try now."""
         now = self._clock()
         with self._lock:
-            for key, limit in ((client, self.per_client), ("*", self.overall)):
-                recent = self._recent(key, now)
-                if len(recent) >= limit:
-                    raise TooManyAttempts(recent[0] + self.window - now)
+            mine = self._recent(address_key(client), now)
+            if len(mine) >= self.per_client:
+                raise TooManyAttempts(mine[0] + self.window - now)
+            everyone = self._recent("*", now)
+            if len(everyone) >= self.overall and now - everyone[-1] < self.backoff:
+                raise TooManyAttempts(everyone[-1] + self.backoff - now)
 
     def failed(self, client: str) -> None:
         """Count a failed attempt."""
         now = self._clock()
         with self._lock:
-            for key in (client, "*"):
+            if len(self._failures) > MAX_TRACKED:  # addresses that stopped trying
+                for key in list(self._failures):
+                    self._recent(key, now)
+            for key in (address_key(client), "*"):
                 self._failures.setdefault(key, []).append(now)
 
     def succeeded(self, client: str) -> None:
         """Forget the client's failures (the overall count stays)."""
         with self._lock:
-            self._failures.pop(client, None)
+            self._failures.pop(address_key(client), None)
 
 
 @dataclass
@@ -168,39 +233,51 @@ class Session:
 
 
 class Sessions:
-    """Sessions in memory, each valid ``ttl`` seconds; the oldest go past ``limit``."""
+    """Signed-in sessions in memory, each valid ``ttl`` seconds (the oldest go past
+    ``limit``); anonymous ones are not kept at all.
+
+    A visitor who has not signed in gets a random id whose CSRF token is derived from it
+    with this process's secret key: nothing is stored, so no number of anonymous page
+    views can push out another page's session (and its form token).
+    """
 
     def __init__(self, ttl: float = 12 * 3600, limit: int = 1000,
                  clock: Clock = time.monotonic) -> None:
         self.ttl, self.limit = ttl, limit
         self._clock = clock
+        self._key = secrets.token_bytes(32)
         self._by_id: dict[str, Session] = {}
         self._lock = threading.Lock()
 
+    def _anonymous(self, sid: str) -> Session:
+        csrf = hmac.new(self._key, sid.encode(), hashlib.sha256).hexdigest()
+        return Session(sid, csrf, False, float("inf"))
+
     def new(self, signed_in: bool = False) -> Session:
         """A fresh session (a new id on sign-in, so a planted id is worth nothing)."""
-        s = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), signed_in,
-                    self._clock() + self.ttl)
+        sid = secrets.token_urlsafe(32)
+        if not signed_in:
+            return self._anonymous(sid)
+        s = Session(sid, secrets.token_urlsafe(32), True, self._clock() + self.ttl)
         with self._lock:
             if len(self._by_id) >= self.limit:
-                # Drop page views before signed-in people, oldest first: a flood of
-                # anonymous visits must not sign the family out.
-                order = sorted(self._by_id.values(), key=lambda x: (x.signed_in, x.expires))
+                order = sorted(self._by_id.values(), key=lambda x: x.expires)
                 for old in order[: len(self._by_id) - self.limit + 1]:
                     del self._by_id[old.id]
             self._by_id[s.id] = s
         return s
 
     def get(self, sid: str | None) -> Session | None:
-        """The live session with this id, or None."""
-        if not sid:
+        """The session with this id: a live signed-in one, else an anonymous one (None
+        for an id this page never hands out)."""
+        if not sid or not _SESSION_ID.fullmatch(sid):
             return None
         with self._lock:
             s = self._by_id.get(sid)
             if s is not None and s.expires <= self._clock():
                 del self._by_id[sid]
-                return None
-            return s
+                s = None
+        return s or self._anonymous(sid)
 
     def drop(self, sid: str) -> None:
         """End a session (sign-out)."""

@@ -57,6 +57,16 @@ class PersonView:
     stored: int
     """Faces the store gives them, excluded ones too until the next clustering moves
     them: what the person's page lists."""
+    members: tuple[int, ...] = ()
+    """Every id shown as this one person: people who share a name share an album, so
+    the page shows them as one (``id`` is the lowest); just ``(id,)`` otherwise."""
+    member_faces: tuple[int, ...] = ()
+    """Each member's stored faces, in ``members`` order (to page through them)."""
+
+    @property
+    def keys(self) -> str:
+        """The members' keys, e.g. ``person-0003 + person-0007``."""
+        return " + ".join(labels.person_key(i) for i in self.members)
 
 
 @dataclass(frozen=True)
@@ -176,43 +186,103 @@ class Library:
 
         return self._cached(f"own:{state.digest}", build)
 
+    def _photos_of(self, pid: int, state: LabelsState) -> set[Path]:
+        """The photos that are really ``pid``'s (after "not this person")."""
+        mine = self._own(state).get(pid)
+        if mine is not None:
+            return set(mine.photos)
+        return {f.path for f in self.store.faces(person_id=pid)}
+
+    def _single(self, state: LabelsState) -> list[PersonView]:
+        """Every person with faces on their own, largest first."""
+        lab, own = state.labels, self._own(state)
+        out = []
+        for pid, stored, in_photos in self._cached("counts", self._counts):
+            label = lab.label(pid)
+            mine = own.get(pid)
+            faces, photos = (len(mine.faces), len(mine.photos)) if mine else (stored, in_photos)
+            out.append(PersonView(pid, labels.person_key(pid), label.name, label.hidden,
+                                  faces, photos, len(label.exclude), stored, (pid,), (stored,)))
+        return out
+
+    def _merged(self, group: list[PersonView], state: LabelsState) -> PersonView:
+        """One view of people who share a name: counted as their album is (a photo
+        showing two of them counts once)."""
+        photos: set[Path] = set()
+        for p in group:
+            photos |= self._photos_of(p.id, state)
+        first = group[0]
+        return PersonView(first.id, first.key, first.name, False,
+                          sum(p.faces for p in group), len(photos),
+                          sum(p.excluded for p in group), sum(p.stored for p in group),
+                          tuple(p.id for p in group), tuple(p.stored for p in group))
+
     def people(self, state: LabelsState) -> list[PersonView]:
-        """Every person with faces, largest first (built once per store and labels)."""
+        """Everyone with faces, largest first; people who share a name (and are not
+        hidden) are one entry, as they are one album (built once per store and labels)."""
         def build() -> list[PersonView]:
-            lab, own = state.labels, self._own(state)
-            out = []
-            for pid, stored, in_photos in self._cached("counts", self._counts):
-                label = lab.label(pid)
-                mine = own.get(pid)
-                faces, photos = (len(mine.faces), len(mine.photos)) if mine else (stored,
-                                                                                  in_photos)
-                out.append(PersonView(pid, labels.person_key(pid), label.name, label.hidden,
-                                      faces, photos, len(label.exclude), stored))
+            single = self._single(state)
+            groups: dict[str, list[PersonView]] = {}
+            for p in sorted(single, key=lambda p: p.id):
+                if p.name and not p.hidden:
+                    groups.setdefault(p.name, []).append(p)
+            merged = {g[0].id: self._merged(g, state) for g in groups.values() if len(g) > 1}
+            inside = {pid for v in merged.values() for pid in v.members[1:]}
+            out = [merged.get(p.id, p) for p in single if p.id not in inside]
+            out.sort(key=lambda p: (-p.faces, p.id))
             return out
 
         return self._cached(f"people:{state.digest}", build)
 
+    def known_ids(self) -> frozenset[int]:
+        """The ids the store knows (retired ones excluded): the only ones an edit may
+        name, as on the command line."""
+        return self._cached("known", lambda: frozenset(
+            p.id for p in self.store.people() if not p.retired))
+
     def person(self, person_id: int, state: LabelsState) -> PersonView:
-        """One person; :class:`NotFound` if they have no faces."""
+        """The person (or merged people) ``person_id`` belongs to; :class:`NotFound` if
+        they have no faces."""
         for p in self.people(state):
-            if p.id == person_id:
+            if person_id in p.members:
                 return p
         raise NotFound(f"no person {person_id}")
 
+    def _members(self, person_id: int, state: LabelsState) -> tuple[int, ...]:
+        try:
+            return self.person(person_id, state).members
+        except NotFound:
+            return (person_id,)
+
     def person_faces(self, person_id: int, offset: int, limit: int) -> list[FaceRecord]:
-        """A page of a person's faces."""
+        """A page of one id's faces."""
         return self.store.person_faces(person_id, offset, limit)
+
+    def shown_faces(self, person: PersonView, offset: int, limit: int) -> list[FaceRecord]:
+        """A page of a person's faces as listed: each member's in turn, for merged people."""
+        out: list[FaceRecord] = []
+        for pid, count in zip(person.members, person.member_faces, strict=True):
+            if offset >= count:
+                offset -= count
+                continue
+            out += self.person_faces(pid, offset, limit - len(out))
+            offset = 0
+            if len(out) >= limit:
+                break
+        return out
 
     def best_faces(self, person_id: int, state: LabelsState, limit: int = 1) -> list[int]:
         """Ids of the person's best faces (never one they are marked not to be), as the
-        album pictures rank them."""
+        album pictures rank them; all members' for merged people."""
         def rank() -> list[int]:
-            mine = self._own(state).get(person_id)
-            if mine is not None:
-                refs = list(mine.faces)
-            else:
-                faces = self.store.faces(person_id=person_id)
-                refs = [FaceRef(f.id, f.path, f.box, f.score, f.landmarks) for f in faces]
+            refs: list[FaceRef] = []
+            for pid in self._members(person_id, state):
+                mine = self._own(state).get(pid)
+                if mine is not None:
+                    refs += mine.faces
+                else:
+                    refs += [FaceRef(f.id, f.path, f.box, f.score, f.landmarks)
+                             for f in self.store.faces(person_id=pid)]
             return [r.face_id for r in rank_faces(refs)[:limit]]
 
         return self._cached(f"best:{person_id}:{limit}:{state.digest}", rank)
@@ -227,6 +297,26 @@ class Library:
         if not sample:
             return {}
         return nearest_people(owners, self.store.face_vectors(sample), k=LOOK_ALIKES)
+
+    def similar_people(self, person: PersonView,
+                       state: LabelsState) -> list[tuple[PersonView, float]]:
+        """Who may be the same as ``person`` (all its members'), nearest first; others
+        who share a name are one entry, as on the people page."""
+        nearest: dict[int, tuple[PersonView, float]] = {}
+        for pid in person.members:
+            for other, distance in self.similar(pid):
+                try:
+                    view = self.person(other, state)
+                except NotFound:
+                    continue
+                if view.id != person.id and (view.id not in nearest
+                                             or distance < nearest[view.id][1]):
+                    nearest[view.id] = (view, distance)
+        return sorted(nearest.values(), key=lambda vd: (vd[1], vd[0].id))
+
+    def faces_in_photo(self, person_id: int, path: Path) -> list[FaceRecord]:
+        """The person's faces in one photo."""
+        return [f for f in self.store.faces(person_id=person_id) if f.path == path]
 
     def similar(self, person_id: int) -> list[tuple[int, float]]:
         """People who may be the same as this one: (id, distance), nearest first.

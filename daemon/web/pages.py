@@ -7,7 +7,7 @@ on a big library never holds up the event loop (and the pictures behind it).
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from daemon.service.status import read_service_status
 from daemon.web.forms import number
@@ -31,19 +31,21 @@ def people_page(request: Request) -> Response:
 
 
 def person_page(request: Request) -> Response:
-    """One person's faces, a page at a time, and who may be the same."""
+    """One person's faces (all of merged people's), a page at a time, and who may be the
+    same; another member's address leads to the merged page."""
     st = web_state(request)
     pid = request.path_params["pid"]
     _, lab = labels_of(request)
     person = st.library.person(pid, lab)
+    if person.id != pid:
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/person/{person.id}{query}", status_code=303)
     pages = max(1, -(-person.stored // FACES_PER_PAGE))
     page = min(max(1, number(request.query_params.get("page"), "page", 1)), pages)
-    faces = st.library.person_faces(pid, (page - 1) * FACES_PER_PAGE, FACES_PER_PAGE)
-    people = {p.id: p for p in st.library.people(lab)}
-    similar = [(people[i], s) for i, s in st.library.similar(pid) if i in people]
+    faces = st.library.shown_faces(person, (page - 1) * FACES_PER_PAGE, FACES_PER_PAGE)
     return render(request, "person.html", {
         "person": person, "faces": faces, "number": page, "pages": pages,
-        "similar": similar, "label": lab.labels.label(pid),
+        "similar": st.library.similar_people(person, lab), "label": lab.labels.label(pid),
     })
 
 

@@ -21,10 +21,14 @@ def render(request: Request, name: str, context: dict, status: int = 200) -> Res
     st = web_state(request)
     session = session_of(request)
     digest, lab = labels_of(request)
+    signed_in = bool(session and session.signed_in)
+    sign_in = getattr(request.state, "sign_in", st.sign_in)
+    # labels.toml's errors carry its path and the user's keys: not for strangers.
+    trusted = signed_in or not sign_in
     context = {
         "csrf": session.csrf if session else "", "digest": digest,
-        "labels_error": lab.error, "can_undo": bool(st.edits),
-        "signed_in": bool(session and session.signed_in), "sign_in": st.sign_in,
+        "labels_error": lab.error if trusted else None, "can_undo": trusted and bool(st.edits),
+        "signed_in": signed_in, "sign_in": sign_in,
         "message": MESSAGES.get(request.query_params.get("done", "")), **context,
     }
     templates: Jinja2Templates = request.app.state.templates

@@ -6,7 +6,14 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from daemon.web.auth import TooManyAttempts, current_password_hash, verify_password
+from daemon.web.auth import (
+    TooManyAttempts,
+    current_password_hash,
+    forwarded_client,
+    is_forwarded,
+    is_loopback,
+    verify_password,
+)
 from daemon.web.forms import read_form, text
 from daemon.web.render import render
 from daemon.web.state import COOKIE, session_of, set_session_cookie, web_state
@@ -14,23 +21,39 @@ from daemon.web.state import COOKIE, session_of, set_session_cookie, web_state
 log = structlog.get_logger(__name__)
 
 
+NO_PASSWORD = "no password is set for this page: run `facecluster web passwd` first"
+
+
+def client_address(request: Request) -> str:
+    """Who is signing in: the peer, or for a reverse proxy on this machine the client
+    it names (else everyone behind the proxy would share one rate limit)."""
+    peer = request.client.host if request.client else "?"
+    if is_loopback(peer) and is_forwarded(request.headers.keys()):
+        return forwarded_client(request.headers) or peer
+    return peer
+
+
 def signin_page(request: Request) -> Response:
     """The password form."""
-    return render(request, "signin.html", {"error": None})
+    cfg = web_state(request).cfg
+    stored = current_password_hash(cfg.state_dir, cfg.web.password_file)
+    return render(request, "signin.html", {"error": None if stored else NO_PASSWORD})
 
 
 async def signin_action(request: Request) -> Response:
     """Check the password (rate-limited per client) and start a signed-in session."""
     form = await read_form(request)
     st = web_state(request)
-    client = request.client.host if request.client else "?"
+    client = client_address(request)
     try:
         st.limiter.check(client)
     except TooManyAttempts as e:
         log.warning("web_signin_limited", client=client)
         return render(request, "signin.html", {"error": str(e)}, status=429)
     stored = current_password_hash(st.cfg.state_dir, st.cfg.web.password_file)
-    if not stored or not verify_password(text(form, "password") or "", stored):
+    if not stored:
+        return render(request, "signin.html", {"error": NO_PASSWORD}, status=403)
+    if not verify_password(text(form, "password") or "", stored):
         st.limiter.failed(client)
         log.warning("web_signin_failed", client=client)
         return render(request, "signin.html", {"error": "wrong password"}, status=403)
@@ -50,6 +73,7 @@ async def signout_action(request: Request) -> Response:
     session = session_of(request)
     if session is not None:
         st.sessions.drop(session.id)
-    response = RedirectResponse("/signin" if st.sign_in else "/", status_code=303)
+    to = "/signin" if getattr(request.state, "sign_in", st.sign_in) else "/"
+    response = RedirectResponse(to, status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
