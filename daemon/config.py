@@ -109,6 +109,26 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """Indexing on more machines through a Dask scheduler (``[cluster]``; off when absent).
+
+    Validated by :func:`daemon.remote.settings.check` (no Dask import here).
+    """
+
+    scheduler: str = ""
+    """"" (off), ``serve`` (this service runs the scheduler) or ``tcp://``/``tls://host:port``."""
+    listen: str = "127.0.0.1:8786"
+    """Where a served scheduler listens; any non-loopback address requires the tls_* files."""
+    index_here: bool = True
+    """With ``serve``: this machine's ``workers`` processes index as cluster workers too."""
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    path_map: dict[str, str] = field(default_factory=dict)
+    """For ``facecluster worker``: the service's folder → the same folder seen here."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration. Paths are absolute."""
 
@@ -126,6 +146,7 @@ class Config:
     clustering: ClusterConfig = field(default_factory=ClusterConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     config_path: Path | None = None
 
     @property
@@ -177,6 +198,12 @@ def _check_value(key: str, hint: Any, value: Any) -> Any:
     if get_args(hint) and type(None) in get_args(hint):  # ``Path | None``: absent is None
         (inner,) = (a for a in get_args(hint) if a is not type(None))
         return _check_value(key, inner, value)
+    if origin is dict:  # dict[str, str]
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and v for k, v in value.items()
+        ):
+            raise ConfigError(f"{key}: expected a table of non-empty strings, got {value!r}")
+        return dict(value)
     if hint is Path:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key}: expected a path string, got {value!r}")
@@ -249,6 +276,10 @@ def from_dict(table: dict[str, Any], base_dir: Path, config_path: Path | None = 
         )
     _check_web(cfg.web)
     base = base_dir.resolve()
+    if cfg.cluster != ClusterSettings():
+        from daemon.remote.settings import check  # only read when [cluster] is there
+
+        cfg = replace(cfg, cluster=check(cfg.cluster, base))
     cfg = replace(
         cfg,
         watch=tuple(_resolve(p, base) for p in cfg.watch),

@@ -88,12 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     fe.add_argument("keys", nargs="*", metavar="MODEL", help="only these (yunet, sface)")
     msub.add_parser("verify", help="check the model files against the manifest")
     msub.add_parser("list", help="list the known model files and their state")
+    from daemon.remote.commands import add_parsers
+
+    add_parsers(sub)  # worker, cluster
     return p
 
 
 def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
     from daemon.cli.progress import Progress
-    from daemon.indexer.pool import IndexPool
+    from daemon.remote import make_indexer
     from daemon.service.lock import hold
 
     bar: list[Progress] = []
@@ -107,7 +110,7 @@ def _cmd_scan(cfg: Config, args: argparse.Namespace) -> int:
     with hold(cfg.state_dir):
         # The workers load the models while this process imports the rest and opens the
         # store: a small scan's start-up is mostly that loading (issue 15).
-        workers = IndexPool(cfg).start()
+        workers = make_indexer(cfg).start()
         try:
             from daemon.stages.pipeline import Pipeline
 
@@ -244,6 +247,7 @@ def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         lines.append(("service", "not running"))
     else:
         lines.append(("service", f"pid {svc.pid}, {svc.phase}, queue {svc.queue_length}"))
+        lines += _indexing_lines(svc.indexing)
     for key, value in lines:
         print(f"{key + ':':<17}{value}")
     if args.failed:
@@ -254,6 +258,19 @@ def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     elif status["photos"].get("failed"):
         print("(`facecluster status --failed` lists the failed photos and why)")
     return 0
+
+
+def _indexing_lines(indexing: dict) -> list[tuple[str, str]]:
+    """The cluster's part of ``status``: its workers, or why the local pool stands in."""
+    if indexing.get("lost"):
+        return [("cluster", f"LOST, indexing on this machine: {indexing['lost']}")]
+    if indexing.get("mode") != "cluster":
+        return []
+    workers = indexing.get("workers", [])
+    out = [("cluster", f"{indexing.get('scheduler', '?')}, {len(workers)} worker(s)")]
+    out += [("  worker", f"{w['name']}: {w['photos_per_s']} photos/s") for w in workers]
+    out += [("  refused", f"{a}: {why}") for a, why in indexing.get("refused", {}).items()]
+    return out
 
 
 def _labels_problems(pipeline) -> list[str]:  # noqa: ANN001
@@ -397,7 +414,15 @@ COMMANDS = {
     "hide": _naming("hide"),
     "not": _naming("not"),
     "web": _cmd_web,
+    "worker": lambda cfg, args: _remote("cmd_worker", cfg, args),
+    "cluster": lambda cfg, args: _remote("cmd_cluster", cfg, args),
 }
+
+
+def _remote(name: str, cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.remote import commands
+
+    return getattr(commands, name)(cfg, args)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -422,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = load_config(args.config)
-        if args.command == "run":
+        if args.command in ("run", "worker"):
             logsetup.configure("debug" if args.debug else cfg.log_level)
         elif args.debug or cfg.log_level == "debug":
             logsetup.configure("debug")  # asked for everything, machine-readable if piped

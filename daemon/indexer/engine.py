@@ -126,6 +126,15 @@ def engine_id_for(engine_cfg: EngineConfig) -> str:
     return _plan(engine_cfg).id
 
 
+def model_files(engine_cfg: EngineConfig) -> dict[str, Path]:
+    """The model files the engine of ``engine_cfg`` loads, by role (to fingerprint them)."""
+    plan = _plan(engine_cfg)
+    files = {"yunet": plan.yunet, "sface": plan.sface}
+    if not plan.sface:
+        files["dlib-shape"], files["dlib-resnet"] = dlib_model_files()
+    return {k: v for k, v in files.items() if v is not None}
+
+
 def dlib_model_files() -> tuple[Path, Path]:
     """The 5-point predictor and the ResNet of face-recognition-models (EngineError if absent)."""
     # Located without importing the package: its __init__ imports pkg_resources, ~0.15 s

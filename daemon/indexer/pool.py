@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -235,10 +235,16 @@ class IndexPool:
 
     # -- work -----------------------------------------------------------------------------
 
-    def imap(self, paths: Iterable[Path]) -> Iterator[Result]:
+    def describe(self) -> dict:
+        """For ``status``: photos are indexed here."""
+        return {"mode": "local", "workers": self.workers}
+
+    def imap(self, paths: Iterable[Path], digests: Mapping[Path, str] | None = None
+             ) -> Iterator[Result]:
         """Yield ``(path, IndexedPhoto | PhotoError)`` for every path, in completion order.
 
-        ``path`` is the very object given. Paths are pulled from ``paths`` only as workers
+        ``path`` is the very object given; ``digests`` is not needed here (the workers
+        read the very files). Paths are pulled from ``paths`` only as workers
         free up. Abandoning the iterator early waits for the photos already in flight.
         """
         if self._engine is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -63,3 +65,21 @@ class IndexedPhoto:
     engine: str
     """Id of the engine that produced the embeddings, e.g. ``yunet-2023mar+dlib-resnet-v1``."""
     faces: tuple[Face, ...]
+
+
+class Indexer(Protocol):
+    """What sync needs of an indexer: the local pool (:class:`daemon.indexer.IndexPool`) or
+    the cluster (:class:`daemon.remote.indexer.ClusterIndexer`)."""
+
+    engine_id: str | None
+
+    def start(self) -> Indexer: ...
+    def __enter__(self) -> Indexer: ...
+    def close(self) -> None: ...
+    def describe(self) -> dict:
+        """For ``status``: where photos are indexed."""
+        ...
+    def imap(self, paths: Iterable[Path], digests: Mapping[Path, str] | None = None
+             ) -> Iterator[tuple[Path, IndexedPhoto | PhotoError]]:
+        """``(path, result)`` for every path, each once; ``digests``: their content hashes."""
+        ...

@@ -39,6 +39,7 @@ from daemon.stages.reports import IndexReport
 from daemon.watcher import Watcher, WatchEvent
 
 if TYPE_CHECKING:
+    from daemon.remote.indexer import ClusterIndexer
     from daemon.stages.pipeline import Pipeline
     from daemon.web.server import WebThread
 
@@ -65,7 +66,17 @@ def surroundings(pipeline: Pipeline | None, watcher: Watcher | None) -> Surround
         labels_error=p.labels_error if p else None,
         engine=p.engine_id if p else "",
         roots={str(k): v for k, v in (w.modes if w else {}).items()},
+        indexing=p.indexing() if p else {},
     )
+
+
+def _cluster(cfg: Config) -> ClusterIndexer | None:
+    """With ``[cluster]``: connected (or serving) from the start, for workers to join."""
+    if not cfg.cluster.scheduler:
+        return None
+    from daemon.remote.indexer import ClusterIndexer
+
+    return ClusterIndexer(cfg).start()
 
 
 def start_web(cfg: Config) -> WebThread | None:
@@ -326,7 +337,8 @@ class Service:
 
         # Shared, so the pipeline never forgets photos of a share the watcher saw unmounted.
         mounts = MountPoints()
-        self._pipeline = Pipeline(self.cfg, create=True, mounts=mounts)
+        self._pipeline = Pipeline(
+            self.cfg, create=True, mounts=mounts, workers=_cluster(self.cfg))
         self._watcher = Watcher(self.cfg, mounts=mounts)
         self._watcher.start()
         self._labels_watch.mark_seen()  # the Pipeline just read them

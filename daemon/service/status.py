@@ -83,6 +83,9 @@ class ServiceStatus:
     roots: dict[str, str] = field(default_factory=dict)
     """Watched root -> ``events``, ``polling`` or ``gone``."""
     counters: dict[str, int] = field(default_factory=dict)
+    indexing: dict = field(default_factory=dict)
+    """Where photos are indexed: ``mode`` local or cluster, the cluster's workers and
+    photos/s each, why the local pool stands in (``lost``)."""
 
     def as_dict(self) -> dict:
         """Plain JSON-ready form."""
@@ -159,6 +162,7 @@ class Surroundings:
     labels_error: str | None = None
     engine: str = ""
     roots: dict[str, str] = field(default_factory=dict)
+    indexing: dict = field(default_factory=dict)
 
 
 class StatusReporter:
@@ -223,6 +227,7 @@ class StatusReporter:
             engine=parts.engine,
             roots=parts.roots,
             counters=self.counters.as_dict(),
+            indexing=parts.indexing,
         )
         try:
             write_service_status(self.state_dir, status)

@@ -19,7 +19,8 @@ import structlog
 from daemon import albums, cluster
 from daemon.config import Config
 from daemon.fsutil import utc_now
-from daemon.indexer import IndexPool, engine_id_for
+from daemon.indexer import engine_id_for
+from daemon.indexer.types import Indexer
 from daemon.library.roots import MountPoints
 from daemon.people import labels
 from daemon.people.identity import Identity
@@ -60,7 +61,7 @@ class Pipeline:
         create: bool = False,
         mounts: MountPoints | None = None,
         as_indexed: bool = False,
-        workers: IndexPool | None = None,
+        workers: Indexer | None = None,
     ) -> None:
         """Open the pipeline's store.
 
@@ -131,6 +132,10 @@ class Pipeline:
     def remove(self, paths: Iterable[Path]) -> int:
         """Forget photos that were deleted; returns how many were known."""
         return self._sync.remove(paths)
+
+    def indexing(self) -> dict:
+        """Where photos are indexed: here, or the cluster's workers (``status``)."""
+        return self._sync.indexing()
 
     def sync_missing(self) -> int:
         """Forget photos that no longer exist, except under a folder not really there."""

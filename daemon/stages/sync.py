@@ -18,7 +18,8 @@ from pathlib import Path
 import structlog
 
 from daemon.config import Config
-from daemon.indexer import IndexedPhoto, IndexPool, PhotoError
+from daemon.indexer import IndexedPhoto, PhotoError
+from daemon.indexer.types import Indexer
 from daemon.library import photos
 from daemon.library.roots import MountPoints, root_present, root_watchable
 from daemon.stages.reports import IndexReport
@@ -57,7 +58,7 @@ class Sync:
     """
 
     def __init__(self, cfg: Config, store: Store, engine_id: str, mounts: MountPoints,
-                 workers: IndexPool | None = None) -> None:
+                 workers: Indexer | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.engine_id = engine_id
@@ -72,7 +73,11 @@ class Sync:
             self._pool = None
             self._pool_entered = False
 
-    def _workers(self) -> IndexPool:
+    def indexing(self) -> dict:
+        """Where photos are indexed (``status``); empty before the first photo."""
+        return self._pool.describe() if self._pool is not None else {}
+
+    def _workers(self) -> Indexer:
         if not self._pool_entered:
             previous = self.store.get_meta("engine")
             if previous and previous != self.engine_id:
@@ -85,7 +90,9 @@ class Sync:
             self.store.set_meta("engine", self.engine_id)
             # Starting the pool loads the models in every worker: only once work arrives
             # (unless the caller started it early, to load them while it starts up).
-            pool = self._pool or IndexPool(self.cfg)
+            from daemon.remote import make_indexer
+
+            pool = self._pool or make_indexer(self.cfg)
             self._pool = pool.__enter__()
             self._pool_entered = True
         assert self._pool is not None
@@ -247,7 +254,8 @@ class Sync:
         for chunk in self._classified(paths, report, progress):
             known = {p: (st, digest) for p, st, digest in chunk}
             with self.store.batch():
-                for path, result in self._workers().imap([p for p, _, _ in chunk]):
+                digests = {p: d for p, _, d in chunk}
+                for path, result in self._workers().imap(list(digests), digests):
                     st, digest = known[path]
                     self._save(path, st, digest, result, report)
                     if progress:

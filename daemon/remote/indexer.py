@@ -1,0 +1,374 @@
+"""The service side: the pool's interface (:class:`daemon.indexer.types.Indexer`) over Dask.
+
+Photos go out as tasks, a bounded number at a time; faces come back and are yielded to
+the one writer (sync), each path exactly once whatever Dask retried. A worker killed
+mid-photo costs nothing: Dask runs the task again elsewhere. A photo that kills workers
+``allowed-failures`` times ends as a :class:`PhotoError` saying so (Dask's
+``KilledWorker``), never retried for ever. When the scheduler is gone the remaining and
+in-flight photos go to a local :class:`IndexPool`, and :meth:`describe` says so for
+``status``; a later round tries the scheduler again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from daemon.config import Config
+from daemon.indexer.pool import THREAD_ENV, IndexPool, Result
+from daemon.indexer.types import PhotoError
+from daemon.indexer.models import sha256_file
+from daemon.remote.fingerprint import fingerprint
+from daemon.remote.settings import NO_DASHBOARD, listen_address
+
+log = structlog.get_logger(__name__)
+
+LOST_AFTER = 20.0
+"""Seconds without a scheduler (or without any worker) before photos go to the local pool."""
+RETRY_EVERY = 60.0
+"""Seconds between attempts to reach a lost scheduler again (at the start of a round)."""
+MAX_RESENDS = 3
+"""A photo handed back (bytes needed, a refused worker) is sent again at most this often."""
+RATE_WINDOW = 60.0
+"""Seconds over which each worker's photos/s is measured."""
+
+
+
+def security(cfg: Config):  # noqa: ANN201 - distributed.Security, imported lazily
+    """Dask's TLS settings for this service, or None on plain loopback TCP."""
+    c = cfg.cluster
+    if not c.tls_ca:
+        return None
+    from distributed.security import Security
+
+    return Security(tls_ca_file=c.tls_ca, tls_client_cert=c.tls_cert, tls_client_key=c.tls_key,
+                    tls_scheduler_cert=c.tls_cert, tls_scheduler_key=c.tls_key,
+                    tls_worker_cert=c.tls_cert, tls_worker_key=c.tls_key,
+                    require_encryption=True)
+
+
+@dataclass
+class _Sent:
+    path: Path
+    digest: str
+    resends: int = 0
+
+
+class ClusterIndexer:
+    """Index photos on the Dask cluster ``cfg.cluster`` names (or serves); see the module.
+
+    Use as a context manager, like :class:`IndexPool`. Not for use from several threads.
+    """
+
+    def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.engine_id: str | None = None
+        self._clock = clock
+        self._fp = None
+        self._client = None
+        self._cluster = None
+        self._local: IndexPool | None = None
+        self.lost: str | None = None
+        """Why photos go to the local pool now (None while the cluster works)."""
+        self._lost_at = float("-inf")
+        self._done: dict[str, deque[float]] = {}
+        self._refused: dict[str, str] = {}
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> ClusterIndexer:
+        """Connect now (serving the scheduler, for workers to join) rather than at the
+        first photo; sync enters it again, which is then free."""
+        return self.__enter__()
+
+    def __enter__(self) -> ClusterIndexer:
+        if self._fp is None:
+            self._fp = fingerprint(self.cfg.engine)  # EngineError here, like the pool
+            self.engine_id = self._fp.engine
+            self._connect_or_fall_back()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Disconnect (and stop a served scheduler and this machine's workers)."""
+        for part in (self._client, self._cluster):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception as e:  # noqa: BLE001 - closing a broken link is best effort
+                    log.debug("cluster_close_failed", error=f"{type(e).__name__}: {e}")
+        self._client = self._cluster = None
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+        self._fp = None
+
+    def _connect_or_fall_back(self) -> None:
+        try:
+            self._connect()
+            self.lost = None
+        except Exception as e:  # noqa: BLE001 - any failure to reach it means: index here
+            self._fall_back(f"cannot reach the scheduler: {type(e).__name__}: {e}")
+
+    def _connect(self) -> None:
+        from distributed import Client
+
+        c, sec = self.cfg.cluster, security(self.cfg)
+        if c.scheduler == "serve":
+            self._cluster = self._serve(sec)
+            self._client = Client(self._cluster, security=sec, timeout="30s")
+        else:
+            self._client = Client(c.scheduler, security=sec, timeout="30s")
+        assert self._fp is not None
+        self._client.set_metadata(_expected_key(), self._fp.as_dict())
+        log.info("cluster_connected", scheduler=self._client.scheduler.address,
+                 engine=self._fp.as_text(), workers=len(self._workers()))
+        self._refuse_strangers()
+
+    def _serve(self, sec):  # noqa: ANN001, ANN202 - distributed types, imported lazily
+        """A scheduler of our own, with this machine's workers in it (``index_here``)."""
+        from distributed import Nanny, Scheduler, SpecCluster
+
+        from daemon.remote.task import EnginePlugin
+
+        c = self.cfg.cluster
+        where = listen_address(c)
+        n = self.cfg.worker_count if c.index_here else 0
+        protocol = f"{where.scheme}://"
+        scheduler = {"cls": Scheduler, "options": {
+            "host": where.host, "port": where.port, "protocol": protocol, "security": sec,
+            **NO_DASHBOARD}}
+        # This machine's workers talk to the scheduler and this client only: loopback.
+        worker = {"cls": Nanny, "options": {
+            "host": "127.0.0.1", "protocol": protocol, "security": sec, "nthreads": 1,
+            "plugins": {EnginePlugin(self.cfg.engine)}, "env": {k: "1" for k in THREAD_ENV},
+            **NO_DASHBOARD}}
+        cluster = SpecCluster(scheduler=scheduler, workers=dict.fromkeys(range(n), worker),
+                              security=sec, name="facecluster")
+        log.info("cluster_serving", address=cluster.scheduler_address, own_workers=n)
+        return cluster
+
+    def _fall_back(self, why: str) -> None:
+        if self.lost is None:
+            log.error("cluster_lost", reason=why, hint="indexing on this machine meanwhile")
+        self.lost, self._lost_at = why, self._clock()
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close(timeout=5)
+            except Exception as e:  # noqa: BLE001 - it is already broken
+                log.debug("cluster_close_failed", error=f"{type(e).__name__}: {e}")
+
+    def _local_pool(self) -> IndexPool:
+        if self._local is None:
+            self._local = IndexPool(self.cfg).__enter__()
+        return self._local
+
+    # -- workers --------------------------------------------------------------------------
+
+    def _workers(self) -> dict[str, dict]:
+        assert self._client is not None
+        return dict(self._client.scheduler_info(n_workers=-1).get("workers", {}))
+
+    def _refuse_strangers(self) -> None:
+        """Close workers that joined before the service said which engine it uses."""
+        from daemon.remote.task import worker_fingerprint
+
+        assert self._client is not None and self._fp is not None
+        theirs = self._client.run(worker_fingerprint, on_error="return")
+        for address, data in theirs.items():
+            self._check_worker(address, data)
+
+    def _check_worker(self, address: str, data: object) -> None:
+        from daemon.remote.fingerprint import Fingerprint
+        from daemon.remote.task import refusal
+
+        assert self._fp is not None and self._client is not None
+        mine = Fingerprint.from_dict(data)
+        why = "it has no facecluster engine" if mine is None else refusal(self._fp, mine)
+        if why:
+            self._refuse(address, why)
+
+    def _refuse(self, address: str, why: str) -> None:
+        assert self._client is not None
+        log.error("cluster_worker_refused", worker=address, reason=why)
+        self._refused[address] = why
+        try:
+            self._client.retire_workers([address], close_workers=True, remove=True)
+        except Exception as e:  # noqa: BLE001 - it may be gone already
+            log.debug("cluster_retire_failed", worker=address, error=str(e))
+
+    def describe(self) -> dict:
+        """For ``status``: mode, scheduler, and each worker with its photos/s."""
+        now = self._clock()
+        rates = {a: _rate(d, now) for a, d in self._done.items()}
+        out: dict = {"mode": "local" if self.lost else "cluster", "lost": self.lost,
+                     "refused": dict(self._refused)}
+        if self._client is not None:
+            try:
+                out["scheduler"] = self._client.scheduler.address
+                workers = self._workers()
+            except Exception as e:  # noqa: BLE001 - status must not fail the round
+                workers, out["error"] = {}, f"{type(e).__name__}: {e}"
+            out["workers"] = [
+                {"address": a, "name": str(w.get("name", a)),
+                 "photos_per_s": round(rates.get(a, 0.0), 2)}
+                for a, w in sorted(workers.items())
+            ]
+        return out
+
+    # -- work -------------------------------------------------------------------------------
+
+    def imap(self, paths: Iterable[Path], digests: Mapping[Path, str] | None = None
+             ) -> Iterator[Result]:
+        """Yield ``(path, IndexedPhoto | PhotoError)`` for every path, in completion order
+        (see :meth:`IndexPool.imap`). ``digests``: content hashes sync already took."""
+        if self._client is None and self._clock() - self._lost_at >= RETRY_EVERY:
+            self._connect_or_fall_back()
+        if self._client is None:
+            yield from self._local_pool().imap(paths)
+            return
+        source = iter(paths)
+        sent: dict = {}
+        try:
+            yield from self._run(source, sent, digests or {})
+        except _Lost as e:
+            self._fall_back(str(e))
+            rest = [s.path for s in sent.values()]
+            sent.clear()
+            yield from self._local_pool().imap([*rest, *source])
+        finally:
+            for future in sent:
+                future.cancel()
+
+    def _run(self, source: Iterator[Path], sent: dict, digests: Mapping[Path, str]
+             ) -> Iterator[Result]:
+        from distributed import wait
+
+        more, quiet_since = True, self._clock()
+        window, sized_at = max(4, 2 * self._threads()), self._clock()
+        while True:
+            if self._clock() - sized_at > 5.0:  # workers join and leave
+                window, sized_at = max(4, 2 * self._threads()), self._clock()
+            while more and len(sent) < window:
+                path = next(source, None)
+                if path is None:
+                    more = False
+                    break
+                digest = digests.get(path) or _hash(path)
+                if isinstance(digest, PhotoError):
+                    yield path, digest
+                    continue
+                sent[self._submit(path, digest, None)] = _Sent(path, digest)
+            if not sent:
+                return
+            try:
+                done, _ = wait(list(sent), timeout=1.0, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                done = set()
+            if done:
+                quiet_since = self._clock()
+            elif self._clock() - quiet_since > LOST_AFTER:
+                self._check_alive()
+                quiet_since = self._clock()
+            for future in done:
+                yield from self._settle(future, sent.pop(future), sent)
+
+    def _threads(self) -> int:
+        try:
+            return sum(int(w.get("nthreads", 1)) for w in self._workers().values())
+        except Exception:  # noqa: BLE001 - the next wait notices a lost scheduler
+            return 1
+
+    def _check_alive(self) -> None:
+        """After a long quiet spell: is there still a scheduler, with workers?"""
+        assert self._client is not None
+        if self._client.status != "running":
+            raise _Lost(f"the scheduler is gone (client {self._client.status})")
+        try:
+            workers = self._workers()
+        except Exception as e:  # noqa: BLE001
+            raise _Lost(f"the scheduler does not answer: {type(e).__name__}: {e}") from e
+        if not workers:
+            raise _Lost("the cluster has no workers")
+
+    def _submit(self, path: Path, digest: str, data: bytes | None):  # noqa: ANN202
+        from daemon.remote.task import index_task
+
+        assert self._client is not None and self._fp is not None
+        return self._client.submit(index_task, str(path), digest, self.cfg.detection,
+                                   self._fp.as_dict(), data, pure=False)
+
+    def _settle(self, future, item: _Sent, sent: dict) -> Iterator[Result]:  # noqa: ANN001
+        from daemon.remote.task import NeedBytes, Refused
+
+        if future.status == "cancelled":
+            raise _Lost("the scheduler cancelled the work (it restarted or is gone)")
+        if future.status != "finished":
+            yield item.path, _task_error(future.exception())
+            return
+        address, value = future.result()
+        if isinstance(value, (NeedBytes, Refused)):
+            if isinstance(value, Refused) and value.worker not in self._refused:
+                self._refuse(value.worker, value.why)
+            if item.resends >= MAX_RESENDS:
+                yield item.path, PhotoError(f"no cluster worker could index it: {value}")
+                return
+            data = _read(item.path) if isinstance(value, NeedBytes) else None
+            if isinstance(data, PhotoError):
+                yield item.path, data
+                return
+            item.resends += 1
+            sent[self._submit(item.path, item.digest, data)] = item
+            return
+        self._done.setdefault(address, deque()).append(self._clock())
+        yield item.path, value
+
+
+class _Lost(Exception):
+    """The cluster cannot take photos now."""
+
+
+def _expected_key() -> str:
+    from daemon.remote.task import EXPECTED_KEY
+
+    return EXPECTED_KEY
+
+
+def _task_error(exc: BaseException | None) -> PhotoError:
+    from distributed.scheduler import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        return PhotoError(
+            f"indexing it killed {exc.allowed_failures + 1} index workers "
+            "(cluster allowed-failures reached); not tried again until the file changes")
+    return PhotoError(f"cluster task failed: {type(exc).__name__}: {exc}")
+
+
+def _hash(path: Path) -> str | PhotoError:
+    try:
+        return sha256_file(path)
+    except OSError as e:
+        return PhotoError(f"cannot read: {e.strerror or e}", transient=True)
+
+
+def _read(path: Path) -> bytes | PhotoError:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        return PhotoError(f"cannot read: {e.strerror or e}", transient=True)
+
+
+def _rate(done: deque[float], now: float) -> float:
+    while done and done[0] < now - RATE_WINDOW:
+        done.popleft()
+    if len(done) < 2:
+        return 0.0
+    return len(done) / max(now - done[0], 1e-3)
