@@ -65,8 +65,10 @@ class ClusterIndexer:
     Use as a context manager, like :class:`IndexPool`. Not for use from several threads.
     """
 
-    def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg: Config, *, connect_timeout: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
+        self.connect_timeout = connect_timeout
         self.engine_id: str | None = None
         self._clock = clock
         self._fp = None
@@ -123,9 +125,9 @@ class ClusterIndexer:
         c, sec = self.cfg.cluster, security(self.cfg)
         if c.scheduler == "serve":
             self._cluster = self._serve(sec)
-            self._client = Client(self._cluster, security=sec, timeout="30s")
+            self._client = Client(self._cluster, security=sec, timeout=self.connect_timeout)
         else:
-            self._client = Client(c.scheduler, security=sec, timeout="30s")
+            self._client = Client(c.scheduler, security=sec, timeout=self.connect_timeout)
         assert self._fp is not None
         self._client.set_metadata(_expected_key(), self._fp.as_dict())
         log.info("cluster_connected", scheduler=self._client.scheduler.address,
