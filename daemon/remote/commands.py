@@ -13,7 +13,7 @@ from pathlib import Path
 
 from daemon.config import Config
 
-EXTRA_HINT = "Dask is not installed: pip install 'facecluster[cluster]' (or .[cluster])"
+EXTRA_HINT = "the cluster extra is not installed: pip install 'facecluster[cluster]' (or .[cluster])"
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -83,10 +83,17 @@ def cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
 
 def cmd_cluster(cfg: Config, args: argparse.Namespace) -> int:
     """``facecluster cluster certs DIR``."""
-    from daemon.remote.certs import make_certs
-
-    names = args.worker or ["worker-1"]
-    written = make_certs(args.dir, ["service", *names], days=args.days)
+    try:
+        from daemon.remote.certs import make_certs
+    except ImportError:
+        print(f"facecluster: error: {EXTRA_HINT}", file=sys.stderr)
+        return 1
+    try:
+        written = make_certs(args.dir, ["service", *(args.worker or ["worker-1"])],
+                             days=args.days)
+    except ValueError as e:
+        print(f"facecluster: error: {e}", file=sys.stderr)
+        return 2
     for p in written:
         print(p)
     print(f"\nOn the service: [cluster] tls_ca = \"{args.dir / 'ca.pem'}\", tls_cert = "

@@ -193,6 +193,9 @@ class ClusterIndexer:
         from daemon.remote.task import refusal
 
         assert self._fp is not None and self._client is not None
+        if isinstance(data, Exception):  # it could not answer; the task checks again
+            log.warning("cluster_worker_unchecked", worker=address, error=str(data))
+            return
         mine = Fingerprint.from_dict(data)
         why = "it has no facecluster engine" if mine is None else refusal(self._fp, mine)
         if why:

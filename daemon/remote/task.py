@@ -156,8 +156,9 @@ def index_task(path: str, digest: str, detection: DetectionConfig, expected: dic
     return worker.address, result
 
 
-def worker_fingerprint() -> dict | None:
-    """Run on each worker by the service: its engine's fingerprint, as plain data."""
-    plugin = get_worker().plugins.get(PLUGIN_NAME)
+def worker_fingerprint(dask_worker: Worker) -> dict | None:
+    """Run on each worker by the service (``Client.run`` passes ``dask_worker``): its
+    engine's fingerprint, as plain data."""
+    plugin = dask_worker.plugins.get(PLUGIN_NAME)
     fp = getattr(plugin, "fingerprint", None)
     return fp.as_dict() if fp is not None else None
