@@ -13,7 +13,8 @@ from pathlib import Path
 
 from daemon.config import Config
 
-EXTRA_HINT = "the cluster extra is not installed: pip install 'facecluster[cluster]' (or .[cluster])"
+EXTRA_HINT = ("the cluster extra is not installed: "
+              "pip install 'facecluster[cluster]' (or .[cluster])")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

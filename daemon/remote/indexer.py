@@ -11,6 +11,7 @@ in-flight photos go to a local :class:`IndexPool`, and :meth:`describe` says so 
 
 from __future__ import annotations
 
+import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,6 +35,9 @@ RETRY_EVERY = 60.0
 """Seconds between attempts to reach a lost scheduler again (at the start of a round)."""
 MAX_RESENDS = 3
 """A photo handed back (bytes needed, a refused worker) is sent again at most this often."""
+BATCH = 4
+"""Photos per task: Dask's own cost (a few ms of CPU per task) is shared by them. A
+batch that kills workers is split, so a poison photo still ends failed alone."""
 RATE_WINDOW = 60.0
 """Seconds over which each worker's photos/s is measured."""
 
@@ -80,6 +84,7 @@ class ClusterIndexer:
         self._lost_at = float("-inf")
         self._done: dict[str, deque[float]] = {}
         self._refused: dict[str, str] = {}
+        self._done_queue = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -122,6 +127,9 @@ class ClusterIndexer:
     def _connect(self) -> None:
         from distributed import Client
 
+        from daemon.remote.task import quiet_dask
+
+        quiet_dask()
         c, sec = self.cfg.cluster, security(self.cfg)
         if c.scheduler == "serve":
             self._cluster = self._serve(sec)
@@ -246,7 +254,7 @@ class ClusterIndexer:
             yield from self._run(source, sent, digests or {})
         except _Lost as e:
             self._fall_back(str(e))
-            rest = [s.path for s in sent.values()]
+            rest = [s.path for batch in sent.values() for s in batch]
             sent.clear()
             yield from self._local_pool().imap([*rest, *source])
         finally:
@@ -255,42 +263,51 @@ class ClusterIndexer:
 
     def _run(self, source: Iterator[Path], sent: dict, digests: Mapping[Path, str]
              ) -> Iterator[Result]:
-        from distributed import wait
+        from distributed import as_completed
 
+        # Results are fetched in the client's own thread as tasks finish; this thread only
+        # takes them off a thread-safe queue: one wake-up per task, no round trips.
+        self._done_queue = as_completed(with_results=True, raise_errors=False)
         more, quiet_since = True, self._clock()
-        window, sized_at = max(4, 2 * self._threads()), self._clock()
+        window, sized_at = self._window(), self._clock()
         while True:
             if self._clock() - sized_at > 5.0:  # workers join and leave
-                window, sized_at = max(4, 2 * self._threads()), self._clock()
-            while more and len(sent) < window:
-                path = next(source, None)
-                if path is None:
-                    more = False
-                    break
-                digest = digests.get(path) or _hash(path)
-                if isinstance(digest, PhotoError):
-                    yield path, digest
-                    continue
-                sent[self._submit(path, digest, None)] = _Sent(path, digest)
+                window, sized_at = self._window(), self._clock()
+            while more and sum(len(b) for b in sent.values()) < window:
+                batch: list[_Sent] = []
+                while len(batch) < BATCH:
+                    path = next(source, None)
+                    if path is None:
+                        more = False
+                        break
+                    digest = digests.get(path) or _hash(path)
+                    if isinstance(digest, PhotoError):
+                        yield path, digest
+                    else:
+                        batch.append(_Sent(path, digest))
+                if batch:
+                    self._send(sent, batch)
             if not sent:
                 return
             try:
-                done, _ = wait(list(sent), timeout=1.0, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                done = set()
-            if done:
-                quiet_since = self._clock()
-            elif self._clock() - quiet_since > LOST_AFTER:
-                self._check_alive()
-                quiet_since = self._clock()
-            for future in done:
-                yield from self._settle(future, sent.pop(future), sent)
+                future, value = self._done_queue.queue.get(timeout=1.0)
+            except queue.Empty:
+                if self._clock() - quiet_since > LOST_AFTER:
+                    self._check_alive()
+                    quiet_since = self._clock()
+                continue
+            quiet_since = self._clock()
+            batch = sent.pop(future, None)
+            if batch is not None:
+                yield from self._settle(future, value, batch, sent)
 
-    def _threads(self) -> int:
+    def _window(self) -> int:
+        """Photos in flight: enough that each worker has its next batch queued."""
         try:
-            return sum(int(w.get("nthreads", 1)) for w in self._workers().values())
+            threads = sum(int(w.get("nthreads", 1)) for w in self._workers().values())
         except Exception:  # noqa: BLE001 - the next wait notices a lost scheduler
-            return 1
+            threads = 1
+        return BATCH * max(4, 3 * threads)
 
     def _check_alive(self) -> None:
         """After a long quiet spell: is there still a scheduler, with workers?"""
@@ -304,37 +321,49 @@ class ClusterIndexer:
         if not workers:
             raise _Lost("the cluster has no workers")
 
-    def _submit(self, path: Path, digest: str, data: bytes | None):  # noqa: ANN202
+    def _send(self, sent: dict, batch: list[_Sent], data: bytes | None = None) -> None:
         from daemon.remote.task import index_task
 
         assert self._client is not None and self._fp is not None
-        return self._client.submit(index_task, str(path), digest, self.cfg.detection,
-                                   self._fp.as_dict(), data, pure=False)
+        photos = [(str(s.path), s.digest, data) for s in batch]
+        future = self._client.submit(index_task, photos, self.cfg.detection,
+                                     self._fp.as_dict(), pure=False)
+        sent[future] = batch
+        self._done_queue.add(future)
 
-    def _settle(self, future, item: _Sent, sent: dict) -> Iterator[Result]:  # noqa: ANN001
-        from daemon.remote.task import NeedBytes, Refused
-
+    def _settle(self, future, value: object, batch: list[_Sent], sent: dict  # noqa: ANN001
+                ) -> Iterator[Result]:
         if future.status == "cancelled":
             raise _Lost("the scheduler cancelled the work (it restarted or is gone)")
         if future.status != "finished":
-            yield item.path, _task_error(future.exception())
-            return
-        address, value = future.result()
-        if isinstance(value, (NeedBytes, Refused)):
-            if isinstance(value, Refused) and value.worker not in self._refused:
-                self._refuse(value.worker, value.why)
-            if item.resends >= MAX_RESENDS:
-                yield item.path, PhotoError(f"no cluster worker could index it: {value}")
+            if len(batch) > 1:  # find out which photo it was: each alone
+                for item in batch:
+                    self._send(sent, [item])
                 return
-            data = _read(item.path) if isinstance(value, NeedBytes) else None
-            if isinstance(data, PhotoError):
-                yield item.path, data
-                return
-            item.resends += 1
-            sent[self._submit(item.path, item.digest, data)] = item
+            yield batch[0].path, _task_error(future.exception())
             return
-        self._done.setdefault(address, deque()).append(self._clock())
-        yield item.path, value
+        address, results = value
+        for item, result in zip(batch, results, strict=True):
+            yield from self._settle_one(item, result, sent)
+        self._done.setdefault(address, deque()).extend([self._clock()] * len(batch))
+
+    def _settle_one(self, item: _Sent, value: object, sent: dict) -> Iterator[Result]:
+        from daemon.remote.task import NeedBytes, Refused
+
+        if not isinstance(value, (NeedBytes, Refused)):
+            yield item.path, value
+            return
+        if isinstance(value, Refused) and value.worker not in self._refused:
+            self._refuse(value.worker, value.why)
+        if item.resends >= MAX_RESENDS:
+            yield item.path, PhotoError(f"no cluster worker could index it: {value}")
+            return
+        data = _read(item.path) if isinstance(value, NeedBytes) else None
+        if isinstance(data, PhotoError):
+            yield item.path, data
+            return
+        item.resends += 1
+        self._send(sent, [item], data)
 
 
 class _Lost(Exception):

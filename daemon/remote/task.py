@@ -38,6 +38,28 @@ EXPECTED_KEY = "facecluster-engine"
 """Scheduler metadata: the service's engine :class:`Fingerprint` (as plain data)."""
 
 
+QUIET = {
+    # Dask's defaults suit interactive analysis; on a NAS they cost CPU every photo pays
+    # for (bench/cluster_index.py measures it): a sampling profiler every 10 ms and an
+    # event-loop check every 20 ms in each process, memory and system polls.
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+    # Every task is alike and carries no data: nothing to steal or to rebalance.
+    "distributed.scheduler.work-stealing": False,
+    "distributed.scheduler.active-memory-manager.start": False,
+}
+
+
+def quiet_dask() -> None:
+    """Apply :data:`QUIET` to this process (nannies hand it on to their workers)."""
+    import dask
+
+    dask.config.set(QUIET)
+
+
 class EngineRefused(RuntimeError):
     """This worker's engine is not the service's: its faces could not be compared."""
 
@@ -127,33 +149,43 @@ def _index_bytes(path: str, data: bytes, engine: Engine, detection: DetectionCon
         os.unlink(tmp)
 
 
-def index_task(path: str, digest: str, detection: DetectionConfig, expected: dict,
-               data: bytes | None = None) -> tuple[str, object]:
-    """Index one photo on this worker: ``(worker address, IndexedPhoto | PhotoError |
-    NeedBytes | Refused)``. ``data``: the photo's bytes when the worker cannot see it."""
+def _one(plugin: EnginePlugin, path: str, digest: str, data: bytes | None,
+         detection: DetectionConfig, workdir: str) -> object:
+    assert plugin.engine is not None
+    if data is None:
+        local = map_path(path, plugin.path_map)
+        try:
+            same = sha256_file(Path(local)) == digest
+        except OSError as e:
+            return NeedBytes(f"cannot read {local}: {e.strerror or e}")
+        if not same:
+            return NeedBytes(f"{local} holds other bytes")
+        result = index_one(Path(local), plugin.engine, detection)
+    elif hashlib.sha256(data).hexdigest() != digest:
+        result = PhotoError("the photo changed while it was being indexed", transient=True)
+    else:
+        result = _index_bytes(path, data, plugin.engine, detection, workdir)
+    return replace(result, path=Path(path)) if isinstance(result, IndexedPhoto) else result
+
+
+def index_task(photos: list[tuple[str, str, bytes | None]], detection: DetectionConfig,
+               expected: dict) -> tuple[str, list[object]]:
+    """Index a few photos ``(path, content hash, bytes or None)`` on this worker.
+
+    Returns the worker's address and, in order, an ``IndexedPhoto``, ``PhotoError``,
+    ``NeedBytes`` (it cannot see the photo: send ``bytes``) or ``Refused`` for each.
+    """
     worker = get_worker()
     plugin: EnginePlugin = worker.plugins[PLUGIN_NAME]  # type: ignore[assignment]
     assert plugin.engine is not None and plugin.fingerprint is not None
     wanted = Fingerprint.from_dict(expected)
     why = "no engine named" if wanted is None else refusal(wanted, plugin.fingerprint)
     if why:
-        return worker.address, Refused(worker.address, why)
-    if data is None:
-        local = map_path(path, plugin.path_map)
-        try:
-            same = sha256_file(Path(local)) == digest
-        except OSError as e:
-            return worker.address, NeedBytes(f"cannot read {local}: {e.strerror or e}")
-        if not same:
-            return worker.address, NeedBytes(f"{local} holds other bytes")
-        result = index_one(Path(local), plugin.engine, detection)
-    elif hashlib.sha256(data).hexdigest() != digest:
-        result = PhotoError("the photo changed while it was being indexed", transient=True)
-    else:
-        result = _index_bytes(path, data, plugin.engine, detection, worker.local_directory)
-    if isinstance(result, IndexedPhoto):
-        result = replace(result, path=Path(path))
-    return worker.address, result
+        return worker.address, [Refused(worker.address, why)] * len(photos)
+    return worker.address, [
+        _one(plugin, path, digest, data, detection, worker.local_directory)
+        for path, digest, data in photos
+    ]
 
 
 def worker_fingerprint(dask_worker: Worker) -> dict | None:

@@ -87,8 +87,9 @@ async def _precheck(plan: WorkerPlan, address: str) -> None:
 async def _serve(plan: WorkerPlan, address: str) -> None:
     from distributed import Nanny
 
-    from daemon.remote.task import EnginePlugin
+    from daemon.remote.task import EnginePlugin, quiet_dask
 
+    quiet_dask()
     await _precheck(plan, address)
     host = plan.host or ("127.0.0.1" if is_loopback(parse_address(address).host) else None)
     nannies = [

@@ -1,0 +1,206 @@
+"""Indexing through Dask against the local pool: the overhead, and a second machine's share.
+
+Usage::
+
+    FACECLUSTER_FIW=/path/to/train-faces-det .venv/bin/python bench/cluster_index.py \
+        [--photos 120] [--repeat 3] [--quick]
+
+Needs the ``cluster`` extra and ``taskset`` (util-linux). The photos are Families In the
+Wild group shots rebuilt from the train crops (``bench/family_corpus.py``: a grid of a
+photo's faces, 1-8 each), written once to a folder under the system temp dir, never into
+the repository. Four set-ups, each a fresh process, interleaved ``--repeat`` times
+(medians; the machine is shared, so only same-run ratios mean anything):
+
+- ``local2``: the local pool, 2 worker processes, every core;
+- ``dask2``: the service serving a Dask scheduler with 2 workers of its own, every core:
+  the difference to ``local2`` is Dask's overhead per photo (goal <= 15 ms);
+- ``local1``: the service alone on one core (``taskset -c 0``, the pool in-process): a NAS;
+- ``nas+desk``: the service on core 0 serving the scheduler with 1 worker of its own, and
+  ``facecluster worker`` on core 1 (``taskset -c 1``): the NAS + desktop shape
+  (goal >= 1.8x ``local1``).
+
+Each run waits until every worker has loaded the models, indexes a few photos to warm
+up, then times the rest (photos/s, steady state). The 1-minute load average is printed
+beside each run. Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+MODES = ("local2", "dask2", "local1", "nas+desk")
+WARM = 4
+CORPUS = Path(tempfile.gettempdir()) / "facecluster-bench-cluster"
+
+
+def build_corpus(n: int) -> list[Path]:
+    """``n`` group shots from FIW crops, made once (outside the repository)."""
+    import cv2
+    from family_corpus import HOW_TO_GET, compose, fiw_root, list_crops
+
+    out = CORPUS / f"photos-{n}"
+    done = sorted(out.glob("*.jpg"))
+    if len(done) == n:
+        return done
+    root = fiw_root()
+    if root is None or not root.is_dir():
+        sys.exit(f"no FIW photos: {HOW_TO_GET}")
+    by_photo: dict[str, list[Path]] = defaultdict(list)
+    for path, _family, _person, photo in list_crops(root):
+        by_photo[photo].append(path)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (_photo, crops) in enumerate(sorted(by_photo.items())[:n]):
+        cv2.imwrite(str(out / f"group-{i:04d}.jpg"), compose(crops[:8]),
+                    [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return sorted(out.glob("*.jpg"))
+
+
+def _config(mode: str, port: int):  # noqa: ANN202 - daemon.config.Config
+    from daemon.config import load_config
+
+    d = Path(tempfile.mkdtemp(prefix="fc-bench-"))
+    workers = {"local2": 2, "dask2": 2, "local1": 1, "nas+desk": 1}[mode]
+    text = (f'watch = ["{CORPUS}"]\nstate_dir = "{d}/state"\nalbums_dir = "{d}/albums"\n'
+            f'workers = {workers}\n[engine]\nmodels_dir = "{REPO / "models"}"\n')
+    if mode in ("dask2", "nas+desk"):
+        text += f'[cluster]\nscheduler = "serve"\nlisten = "127.0.0.1:{port}"\n'
+    (d / "config.toml").write_text(text)
+    return load_config(d / "config.toml")
+
+
+def _desk_worker(address: str, config: Path) -> subprocess.Popen:
+    cmd = ["taskset", "-c", "1", sys.executable, "-m", "daemon", "--config", str(config),
+           "worker", address, "--processes", "1"]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and every process under it so far."""
+    import psutil  # distributed depends on it
+
+    total = 0.0
+    me = psutil.Process()
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def child(mode: str, photos: list[Path], port: int) -> dict:
+    """One set-up in this process: photos/s in the steady state."""
+    from daemon.models import sha256_file
+    from daemon.remote import make_indexer
+
+    cfg = _config(mode, port)
+    indexer = make_indexer(cfg)
+    desk = None
+    with indexer:
+        if mode in ("local2", "local1"):
+            indexer.wait_loaded()
+        else:
+            client = indexer._client
+            if mode == "nas+desk":
+                desk = _desk_worker(client.scheduler.address, cfg.config_path)
+            client.wait_for_workers(2, timeout=300)
+        digests = {p: sha256_file(p) for p in photos}
+        list(indexer.imap(photos[:WARM], digests))
+        cpu0, t0 = _cpu(), time.perf_counter()
+        results = list(indexer.imap(photos[WARM:], digests))
+        took, cpu = time.perf_counter() - t0, _cpu() - cpu0
+        described = indexer.describe()
+    if desk is not None:
+        desk.terminate()
+        desk.wait(30)
+    faces = sum(len(getattr(r, "faces", ())) for _, r in results)
+    return {"mode": mode, "photos": len(results), "faces": faces, "seconds": took,
+            "rate": len(results) / took, "cpu_ms": 1000 * cpu / len(results),
+            "indexing": described}
+
+
+def _run(mode: str, n: int, port: int) -> dict:
+    pin = ["taskset", "-c", "0"] if mode in ("local1", "nas+desk") else []
+    load = os.getloadavg()[0]
+    cmd = [*pin, sys.executable, __file__, "--child", mode, "--photos", str(n),
+           "--port", str(port)]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    if out.returncode or not lines:
+        sys.exit(f"{mode} failed:\n{out.stderr[-3000:]}")
+    result = json.loads(lines[-1][7:])
+    result["load"] = load
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--photos", type=int, default=120)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="24 photos, one round")
+    ap.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, default=18786)
+    args = ap.parse_args()
+    if args.quick:
+        args.photos, args.repeat = 24, 1
+    photos = build_corpus(args.photos)
+    if args.child:
+        print("RESULT " + json.dumps(child(args.child, photos, args.port), default=str))
+        return
+    runs: dict[str, list[dict]] = defaultdict(list)
+    for rnd in range(args.repeat):
+        for mode in MODES:
+            r = _run(mode, args.photos, args.port + rnd)
+            runs[mode].append(r)
+            print(f"round {rnd + 1} {mode:9s} {r['rate']:6.2f} photos/s "
+                  f"({r['photos']} photos, {r['faces']} faces, {r['seconds']:.1f} s, "
+                  f"CPU {r['cpu_ms']:.0f} ms/photo; "
+                  f"load {r['load']:.1f})", flush=True)
+    report(runs, args.photos)
+
+
+def _ratio(runs: dict[str, list[dict]], a: str, b: str) -> list[float]:
+    return [x["rate"] / y["rate"] for x, y in zip(runs[a], runs[b], strict=True)]
+
+
+def report(runs: dict[str, list[dict]], n: int) -> None:
+    med = {m: statistics.median(r["rate"] for r in runs[m]) for m in MODES}
+    per_round = [1000 / d["rate"] - 1000 / loc["rate"]
+                 for d, loc in zip(runs["dask2"], runs["local2"], strict=True)]
+    print(f"\n{n - WARM} photos timed per run, medians of {len(runs['local2'])} "
+          "interleaved rounds (photos/s):")
+    for m in MODES:
+        print(f"  {m:9s} {med[m]:6.2f}")
+    print(f"Dask overhead, wall ms per photo with 2 workers (dask2 - local2), per round: "
+          f"{', '.join(f'{x:.1f}' for x in per_round)}; median {statistics.median(per_round):.1f}"
+          f" ms (x2 = {2 * statistics.median(per_round):.1f} ms of worker time; goal <= 15)")
+    cpu = [d["cpu_ms"] - loc["cpu_ms"] for d, loc in zip(runs["dask2"], runs["local2"],
+                                                          strict=True)]
+    print(f"Dask overhead, CPU ms per photo (all processes, dask2 - local2), per round: "
+          f"{', '.join(f'{x:.1f}' for x in cpu)}; median {statistics.median(cpu):.1f} ms "
+          "(less sensitive to the other load than wall time)")
+    print("dask2 / local2, per round: "
+          + ", ".join(f"{x:.2f}" for x in _ratio(runs, "dask2", "local2")))
+    share = _ratio(runs, "nas+desk", "local1")
+    print(f"nas+desk / local1 (one-core service alone), per round: "
+          f"{', '.join(f'{x:.2f}' for x in share)}; median {statistics.median(share):.2f}x "
+          "(goal >= 1.8)")
+
+
+if __name__ == "__main__":
+    main()
