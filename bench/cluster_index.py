@@ -105,7 +105,7 @@ def _cpu() -> float:
 
 def child(mode: str, photos: list[Path], port: int) -> dict:
     """One set-up in this process: photos/s in the steady state."""
-    from daemon.models import sha256_file
+    from daemon.indexer.models import sha256_file
     from daemon.remote import make_indexer
 
     cfg = _config(mode, port)

@@ -23,7 +23,7 @@ distributed = pytest.importorskip("distributed")
 
 from daemon.config import Config, load_config  # noqa: E402
 from daemon.remote.indexer import ClusterIndexer  # noqa: E402
-from daemon.scan import Pipeline  # noqa: E402
+from daemon.stages.pipeline import Pipeline  # noqa: E402
 from daemon.stages.sync import given_up  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

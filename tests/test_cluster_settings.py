@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import _indexing_lines
+from daemon.cli.commands import _indexing_lines
 from daemon.config import ConfigError, from_dict
 from daemon.remote.fingerprint import Fingerprint
 from daemon.remote.settings import is_loopback, parse_address, require_safe
@@ -103,7 +103,7 @@ def test_without_the_table_dask_is_never_imported(tmp_path: Path) -> None:
         from daemon.cli import main
         assert main(["--config", "config.toml", "scan"]) == 0
         from daemon.config import load_config
-        from daemon.scan import Pipeline
+        from daemon.stages.pipeline import Pipeline
         with Pipeline(load_config("config.toml")) as p:
             p.index_photos(p.discover())
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed"))

@@ -21,9 +21,9 @@ from pathlib import Path
 import structlog
 
 from daemon.config import Config
+from daemon.indexer.models import sha256_file
 from daemon.indexer.pool import THREAD_ENV, IndexPool, Result
 from daemon.indexer.types import PhotoError
-from daemon.indexer.models import sha256_file
 from daemon.remote.fingerprint import fingerprint
 from daemon.remote.settings import NO_DASHBOARD, listen_address
 

@@ -21,9 +21,9 @@ import structlog
 from distributed import WorkerPlugin, get_worker
 
 from daemon.config import DetectionConfig, EngineConfig
+from daemon.indexer.models import sha256_file
 from daemon.indexer.pool import index_one
 from daemon.indexer.types import IndexedPhoto, PhotoError
-from daemon.indexer.models import sha256_file
 from daemon.remote.fingerprint import Fingerprint, fingerprint
 
 if TYPE_CHECKING:
