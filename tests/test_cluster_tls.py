@@ -34,7 +34,7 @@ def _refused(address: str, security) -> bool:  # noqa: ANN001
     return False
 
 
-def test_certs_make_a_working_tls_cluster_that_refuses_strangers(
+def test_certs_make_a_tls_cluster_that_refuses_strangers_and_outlives_its_scheduler(
     tmp_path: Path, models_dir: Path, testdata: Path
 ) -> None:
     from distributed.security import Security
@@ -52,20 +52,21 @@ def test_certs_make_a_working_tls_cluster_that_refuses_strangers(
 
     photos = tmp_path / "photos"
     photos.mkdir()
-    face = next(iter(sorted((testdata / "faces" / "lfw-dev").iterdir())))
-    shutil.copy2(next(iter(sorted(face.iterdir()))), photos / "one.jpg")
+    people = sorted((testdata / "faces" / "lfw-dev").iterdir())[60:72]
+    for i, person in enumerate(people):
+        shutil.copy2(next(iter(sorted(person.iterdir()))), photos / f"{i:02d}.jpg")
     port = _free_port()
     (tmp_path / "config.toml").write_text(
         f'watch = ["photos"]\nworkers = 1\n[engine]\ndetector = "yunet"\nembedder = "dlib"\n'
         f'models_dir = "{models_dir}"\n[cluster]\nscheduler = "serve"\n'
         f'listen = "127.0.0.1:{port}"\ntls_ca = "certs/ca.pem"\n'
         'tls_cert = "certs/service.pem"\ntls_key = "certs/service.key"\n')
-    with ClusterIndexer(load_config(tmp_path / "config.toml")) as indexer:
+    with ClusterIndexer(load_config(tmp_path / "config.toml"), lost_after=3.0) as indexer:
         assert indexer.lost is None
         address = indexer._client.scheduler.address
         assert address == f"tls://127.0.0.1:{port}"
-        [(path, result)] = list(indexer.imap([photos / "one.jpg"]))
-        assert path == photos / "one.jpg" and len(result.faces) == 1
+        [(path, result)] = list(indexer.imap([photos / "00.jpg"]))
+        assert path == photos / "00.jpg" and len(result.faces) == 1
         described = indexer.describe()  # indexed by its own TLS worker, not a fallback
         assert indexer.lost is None and not described["refused"], described
         assert len(described["workers"]) == 1
@@ -76,3 +77,15 @@ def test_certs_make_a_working_tls_cluster_that_refuses_strangers(
         assert not _refused(address, Security(
             tls_ca_file=str(certs / "ca.pem"), tls_client_cert=str(certs / "desk.pem"),
             tls_client_key=str(certs / "desk.key"), require_encryption=True))
+
+        # The scheduler goes away mid-run: every photo is still indexed, once, here.
+        rest = sorted(photos.iterdir())[1:]
+        got = []
+        for path, result in indexer.imap(rest):
+            got.append(path)
+            assert len(result.faces) >= 1, path
+            if len(got) == 1:
+                indexer._cluster.close()
+        assert sorted(got) == rest
+        described = indexer.describe()
+        assert described["mode"] == "local" and "scheduler" in described["lost"], described

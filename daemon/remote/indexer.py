@@ -11,6 +11,7 @@ in-flight photos go to a local :class:`IndexPool`, and :meth:`describe` says so 
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
 from collections import deque
@@ -70,9 +71,11 @@ class ClusterIndexer:
     """
 
     def __init__(self, cfg: Config, *, connect_timeout: float = 30.0,
+                 lost_after: float = LOST_AFTER,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.connect_timeout = connect_timeout
+        self.lost_after = lost_after
         self.engine_id: str | None = None
         self._clock = clock
         self._fp = None
@@ -259,7 +262,8 @@ class ClusterIndexer:
             yield from self._local_pool().imap([*rest, *source])
         finally:
             for future in sent:
-                future.cancel()
+                with contextlib.suppress(Exception):  # a placeholder, or a closed client
+                    future.cancel()
 
     def _run(self, source: Iterator[Path], sent: dict, digests: Mapping[Path, str]
              ) -> Iterator[Result]:
@@ -292,7 +296,7 @@ class ClusterIndexer:
             try:
                 future, value = self._done_queue.queue.get(timeout=1.0)
             except queue.Empty:
-                if self._clock() - quiet_since > LOST_AFTER:
+                if self._clock() - quiet_since > self.lost_after:
                     self._check_alive()
                     quiet_since = self._clock()
                 continue
@@ -326,14 +330,19 @@ class ClusterIndexer:
 
         assert self._client is not None and self._fp is not None
         photos = [(str(s.path), s.digest, data) for s in batch]
-        future = self._client.submit(index_task, photos, self.cfg.detection,
-                                     self._fp.as_dict(), pure=False)
+        try:
+            future = self._client.submit(index_task, photos, self.cfg.detection,
+                                         self._fp.as_dict(), pure=False)
+        except Exception as e:  # noqa: BLE001 - a closed client: the local pool takes it
+            sent[object()] = batch
+            raise _Lost(f"cannot hand out work: {type(e).__name__}: {e}") from e
         sent[future] = batch
         self._done_queue.add(future)
 
     def _settle(self, future, value: object, batch: list[_Sent], sent: dict  # noqa: ANN001
                 ) -> Iterator[Result]:
         if future.status == "cancelled":
+            sent[future] = batch  # still to do: the local pool takes it
             raise _Lost("the scheduler cancelled the work (it restarted or is gone)")
         if future.status != "finished":
             if len(batch) > 1:  # find out which photo it was: each alone
