@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from daemon.config import Config
@@ -102,8 +101,3 @@ def cmd_cluster(cfg: Config, args: argparse.Namespace) -> int:
           "Copy ca.pem and a worker's NAME.pem and NAME.key to that machine only; "
           "ca.key stays here (it can sign new members).")
     return 0
-
-
-def without_cluster(cfg: Config) -> Config:
-    """``cfg`` indexing on this machine only (for comparisons and the benchmark)."""
-    return replace(cfg, cluster=replace(cfg.cluster, scheduler=""))
