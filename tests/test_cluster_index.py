@@ -229,6 +229,24 @@ def test_a_photo_that_kills_workers_ends_failed_with_its_reason(
     cluster.indexer._client.wait_for_workers(2, timeout=120)  # the nannies restart them
 
 
+def test_a_photo_that_hangs_a_worker_ends_failed_and_the_worker_restarts(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # A FIFO without a writer blocks whoever opens it: a stand-in for a hung native call.
+    stuck = tmp_path / "stuck.jpg"
+    os.mkfifo(stuck)
+    cluster.indexer._client.wait_for_workers(2, timeout=120)
+    before = set(cluster.worker_pids().values())
+    cluster.indexer.task_timeout = 5.0
+    try:
+        [(path, result)] = list(cluster.indexer.imap([stuck], {stuck: "0" * 64}))
+    finally:
+        cluster.indexer.task_timeout = 600.0
+    assert path == stuck and "took over 5 s" in result.reason
+    cluster.indexer._client.wait_for_workers(2, timeout=120)
+    assert len(before - set(cluster.worker_pids().values())) == 1  # the stuck one restarted
+
+
 def test_a_worker_with_another_engine_is_refused(cluster: Cluster) -> None:
     other = cluster.root / "hog"
     other.mkdir()

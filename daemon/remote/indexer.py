@@ -71,11 +71,14 @@ class ClusterIndexer:
     """
 
     def __init__(self, cfg: Config, *, connect_timeout: float = 30.0,
-                 lost_after: float = LOST_AFTER,
+                 lost_after: float = LOST_AFTER, task_timeout: float = 600.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.connect_timeout = connect_timeout
         self.lost_after = lost_after
+        self.task_timeout = task_timeout
+        """Seconds a task may be out (queued or running) before its worker is restarted
+        and its photos are done one by one, or failed (a hung native call)."""
         self.engine_id: str | None = None
         self._clock = clock
         self._fp = None
@@ -88,6 +91,7 @@ class ClusterIndexer:
         self._done: dict[str, deque[float]] = {}
         self._refused: dict[str, str] = {}
         self._done_queue = None
+        self._since: dict = {}
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -293,6 +297,7 @@ class ClusterIndexer:
                     self._send(sent, batch)
             if not sent:
                 return
+            yield from self._overdue(sent)
             try:
                 future, value = self._done_queue.queue.get(timeout=1.0)
             except queue.Empty:
@@ -302,6 +307,7 @@ class ClusterIndexer:
                 continue
             quiet_since = self._clock()
             batch = sent.pop(future, None)
+            self._since.pop(future, None)
             if batch is not None:
                 yield from self._settle(future, value, batch, sent)
 
@@ -337,7 +343,34 @@ class ClusterIndexer:
             sent[object()] = batch
             raise _Lost(f"cannot hand out work: {type(e).__name__}: {e}") from e
         sent[future] = batch
+        self._since[future] = self._clock()
         self._done_queue.add(future)
+
+    def _overdue(self, sent: dict) -> Iterator[Result]:
+        """Tasks out longer than ``task_timeout``: restart the worker holding each (Dask
+        cannot stop a thread), then do a batch's photos one by one; a lone photo fails."""
+        now = self._clock()
+        late = [f for f, t in self._since.items() if now - t > self.task_timeout]
+        if not late:
+            return
+        assert self._client is not None
+        holders = {k: w for w, keys in self._client.processing().items() for k in keys}
+        for future in late:
+            batch = sent.pop(future)
+            del self._since[future]
+            future.cancel()
+            worker = holders.get(future.key)
+            log.error("cluster_task_timeout", photos=[str(s.path) for s in batch],
+                      worker=worker, seconds=self.task_timeout)
+            if worker is not None:
+                self._client.restart_workers([worker], raise_for_error=False)
+            if len(batch) > 1:
+                for item in batch:
+                    self._send(sent, [item])
+                continue
+            yield batch[0].path, PhotoError(
+                f"indexing took over {self.task_timeout:.0f} s on a cluster worker; "
+                "the worker was restarted")
 
     def _settle(self, future, value: object, batch: list[_Sent], sent: dict  # noqa: ANN001
                 ) -> Iterator[Result]:
