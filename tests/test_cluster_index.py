@@ -216,8 +216,10 @@ def test_a_worker_killed_mid_run_loses_and_doubles_no_photo(
 def test_a_photo_that_kills_workers_ends_failed_with_its_reason(
     cluster: Cluster, testdata: Path
 ) -> None:
-    files = _lfw(testdata, 3, skip=40)
-    files["poison.jpg"] = next(iter(_lfw(testdata, 1, skip=43).values()))
+    # Four others fill the first task (names sort before "poison"): the poison photo goes
+    # alone, so it kills two workers, not four (a task of several is split and retried).
+    files = _lfw(testdata, 4, skip=40)
+    files["poison.jpg"] = next(iter(_lfw(testdata, 1, skip=44).values()))
     cfg = cluster.library("poison", files)
     cluster.indexer._client.wait_for_workers(2, timeout=120)
     with _scan(cfg, Borrowed(cluster.indexer)) as p:
