@@ -282,3 +282,21 @@ def test_the_served_scheduler_listens_on_loopback_only(cluster: Cluster) -> None
     for w in info["workers"].values():
         assert w["host"] == "127.0.0.1"
 
+
+
+def test_a_served_scheduler_without_workers_stays_up_while_this_machine_indexes(
+    tmp_path: Path, models_dir: Path, testdata: Path
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, src in _lfw(testdata, 1, skip=55).items():
+        shutil.copy2(src, photos / name)
+    cfg = load_config(_config(tmp_path, models_dir, cluster=(
+        f'[cluster]\nscheduler = "serve"\nlisten = "127.0.0.1:{_free_port()}"\n'
+        "index_here = false\n")))
+    with ClusterIndexer(cfg, lost_after=2.0) as indexer:
+        [(_, result)] = list(indexer.imap(sorted(photos.iterdir())))
+        described = indexer.describe()
+    assert len(result.faces) == 1
+    assert described["lost"] == "the cluster has no workers" and described["mode"] == "local"
+    assert described["scheduler"].startswith("tcp://127.0.0.1:")  # still there to join

@@ -43,7 +43,6 @@ RATE_WINDOW = 60.0
 """Seconds over which each worker's photos/s is measured."""
 
 
-
 def security(cfg: Config):  # noqa: ANN201 - distributed.Security, imported lazily
     """Dask's TLS settings for this service, or None on plain loopback TCP."""
     c = cfg.cluster
@@ -112,13 +111,7 @@ class ClusterIndexer:
 
     def close(self) -> None:
         """Disconnect (and stop a served scheduler and this machine's workers)."""
-        for part in (self._client, self._cluster):
-            if part is not None:
-                try:
-                    part.close()
-                except Exception as e:  # noqa: BLE001 - closing a broken link is best effort
-                    log.debug("cluster_close_failed", error=f"{type(e).__name__}: {e}")
-        self._client = self._cluster = None
+        self._drop_cluster()
         if self._local is not None:
             self._local.close()
             self._local = None
@@ -176,12 +169,16 @@ class ClusterIndexer:
         if self.lost is None:
             log.error("cluster_lost", reason=why, hint="indexing on this machine meanwhile")
         self.lost, self._lost_at = why, self._clock()
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close(timeout=5)
-            except Exception as e:  # noqa: BLE001 - it is already broken
-                log.debug("cluster_close_failed", error=f"{type(e).__name__}: {e}")
+        self._drop_cluster()  # a served scheduler that failed too: the next try serves afresh
+
+    def _drop_cluster(self) -> None:
+        parts, self._client, self._cluster = (self._client, self._cluster), None, None
+        for part in parts:
+            if part is not None:
+                try:
+                    part.close()
+                except Exception as e:  # noqa: BLE001 - closing a broken link is best effort
+                    log.debug("cluster_close_failed", error=f"{type(e).__name__}: {e}")
 
     def _local_pool(self) -> IndexPool:
         if self._local is None:
@@ -260,7 +257,11 @@ class ClusterIndexer:
         try:
             yield from self._run(source, sent, digests or {})
         except _Lost as e:
-            self._fall_back(str(e))
+            if e.keep:  # no workers yet: this round goes local, the scheduler stays up
+                log.warning("cluster_idle", reason=str(e), hint="indexing here this round")
+                self.lost = str(e)
+            else:
+                self._fall_back(str(e))
             rest = [s.path for batch in sent.values() for s in batch]
             sent.clear()
             yield from self._local_pool().imap([*rest, *source])
@@ -329,7 +330,7 @@ class ClusterIndexer:
         except Exception as e:  # noqa: BLE001
             raise _Lost(f"the scheduler does not answer: {type(e).__name__}: {e}") from e
         if not workers:
-            raise _Lost("the cluster has no workers")
+            raise _Lost("the cluster has no workers", keep=True)
 
     def _send(self, sent: dict, batch: list[_Sent], data: bytes | None = None) -> None:
         from daemon.remote.task import index_task
@@ -388,6 +389,7 @@ class ClusterIndexer:
         for item, result in zip(batch, results, strict=True):
             yield from self._settle_one(item, result, sent)
         self._done.setdefault(address, deque()).extend([self._clock()] * len(batch))
+        self.lost = None  # it works (again)
 
     def _settle_one(self, item: _Sent, value: object, sent: dict) -> Iterator[Result]:
         from daemon.remote.task import NeedBytes, Refused
@@ -409,7 +411,11 @@ class ClusterIndexer:
 
 
 class _Lost(Exception):
-    """The cluster cannot take photos now."""
+    """The cluster cannot take photos now; ``keep``: but stay connected (no workers)."""
+
+    def __init__(self, why: str, *, keep: bool = False) -> None:
+        super().__init__(why)
+        self.keep = keep
 
 
 def _expected_key() -> str:
