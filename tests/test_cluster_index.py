@@ -300,3 +300,13 @@ def test_a_served_scheduler_without_workers_stays_up_while_this_machine_indexes(
     assert len(result.faces) == 1
     assert described["lost"] == "the cluster has no workers" and described["mode"] == "local"
     assert described["scheduler"].startswith("tcp://127.0.0.1:")  # still there to join
+
+
+def test_path_mapping_takes_the_longest_matching_folder() -> None:
+    from daemon.remote.task import map_path
+
+    m = {"/volume1/photos": "/mnt/nas/photos", "/volume1/photos/2019": "/mnt/old/2019/"}
+    assert map_path("/volume1/photos/a/b.jpg", m) == "/mnt/nas/photos/a/b.jpg"
+    assert map_path("/volume1/photos/2019/c.jpg", m) == "/mnt/old/2019/c.jpg"
+    assert map_path("/volume1/photos2/d.jpg", m) == "/volume1/photos2/d.jpg"  # not a prefix
+    assert map_path("/elsewhere/e.jpg", {}) == "/elsewhere/e.jpg"
