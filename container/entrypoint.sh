@@ -28,7 +28,7 @@ if [ ! -e /config/config.toml ]; then
     echo "facecluster: wrote /config/config.toml (the defaults for this image; edit it freely)"
 fi
 case "${1:-run}" in
-    -*|run|scan|status|people|name|merge|hide|not|export|import|rebuild|web|models)
+    -*|run|scan|status|people|name|merge|hide|not|export|import|rebuild|web|models|worker|cluster)
         exec /usr/local/bin/facecluster "$@" ;;
     *)  exec "$@" ;;
 esac
