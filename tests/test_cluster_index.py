@@ -310,3 +310,23 @@ def test_path_mapping_takes_the_longest_matching_folder() -> None:
     assert map_path("/volume1/photos/2019/c.jpg", m) == "/mnt/old/2019/c.jpg"
     assert map_path("/volume1/photos2/d.jpg", m) == "/volume1/photos2/d.jpg"  # not a prefix
     assert map_path("/elsewhere/e.jpg", {}) == "/elsewhere/e.jpg"
+
+
+def test_a_task_that_killed_workers_is_split_and_a_lone_photo_fails(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from distributed.scheduler import KilledWorker
+
+    from daemon.remote.indexer import _Sent
+
+    (tmp_path / "config.toml").write_text('[cluster]\nscheduler = "serve"\n')
+    indexer = ClusterIndexer(load_config(tmp_path / "config.toml"))  # never connected
+    resent: list[list[Path]] = []
+    indexer._send = lambda sent, batch, data=None: resent.append([s.path for s in batch])
+    killed = KilledWorker("index_task-1", SimpleNamespace(address="tcp://127.0.0.1:1"), 2)
+    failed = SimpleNamespace(status="error", exception=lambda: killed)
+    batch = [_Sent(Path("/p/a.jpg"), "a"), _Sent(Path("/p/b.jpg"), "b")]
+    assert list(indexer._settle(failed, None, batch, {})) == []
+    assert resent == [[Path("/p/a.jpg")], [Path("/p/b.jpg")]]  # each alone, to find it
+    [(path, error)] = list(indexer._settle(failed, None, batch[:1], {}))
+    assert path == Path("/p/a.jpg") and "killed 3 index workers" in error.reason
