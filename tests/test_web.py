@@ -114,12 +114,13 @@ def person_album(root: Path, pid: int) -> set[str]:
 
 
 def tree_state(root: Path) -> dict[str, tuple[int, int]]:
-    """Size and mtime of every file an action must not touch (all but labels.toml and
-    the picture cache)."""
+    """Size and mtime of every file an action must not touch (all but labels.toml, its
+    writers' lock file and the picture cache)."""
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
-        if p.is_file() and rel != "labels.toml" and not rel.startswith("state/web-cache") \
+        if p.is_file() and rel not in ("labels.toml", ".labels.toml.lock") \
+                and not rel.startswith("state/web-cache") \
                 and not rel.endswith(("-shm", "-wal")):
             out[rel] = (p.stat().st_size, p.stat().st_mtime_ns)
     return out

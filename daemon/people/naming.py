@@ -7,27 +7,33 @@ kept byte for byte outside the lines an edit touches (tomlkit round-trips them),
 result must parse with :func:`daemon.people.labels.parse_labels` and mean exactly the intended
 labels (else nothing is written), and the file is replaced atomically with its mode kept.
 
-Two editors (a terminal and a browser, or a text editor) can race. Every edit reads the
-file, optionally checks the caller's ``expected_digest`` (the :func:`labels_digest` it
-showed the user), and re-reads the file just before replacing it: if it changed in
-between, :class:`LabelsConflict` is raised and nothing is written. The running service
-picks the new file up as it does a hand edit; the service itself never writes it.
+Two editors (a terminal and a browser, or a text editor) can race. Every edit holds one
+lock while it reads, changes and replaces the file (``flock`` on ``.labels.toml.lock``
+beside it: the file itself is replaced by a rename, so it cannot carry the lock), so two
+facecluster writers never interleave. Under the lock the edit reads the file, checks
+the caller's ``expected_digest`` (the :func:`labels_digest` it showed the user), and
+re-reads the file just before replacing it (a text editor takes no lock): if it changed,
+:class:`LabelsConflict` is raised and nothing is written. The file keeps its mode, owner
+and group. The running service picks the new file up as it does a hand edit; the
+service itself never writes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import tomlkit
 from tomlkit.items import Comment, InlineTable, Item, Table, Whitespace
 
-from daemon.fsutil import atomic_writer
+from daemon.fsutil import LockTimeout, atomic_writer, file_lock, remove_stale_temps
 from daemon.people.labels import (
     MAX_LABELS_BYTES,
     UNLABELLED,
@@ -39,6 +45,10 @@ from daemon.people.labels import (
     parse_person_key,
     person_key,
 )
+
+STALE_TEMP_SECONDS = 600.0
+"""A temporary file of ours beside labels.toml older than this is a killed edit's."""
+LOCK_WAIT_SECONDS = 10.0
 
 MAX_PERSON_ID = 10**12 - 1
 """The largest id a ``person-<digits>`` key can hold (labels.toml allows 12 digits)."""
@@ -154,9 +164,35 @@ def check_entry(entry: object) -> str:
 _Change = Callable[[tomlkit.TOMLDocument, dict[int, PersonLabel]], None]
 
 
+def lock_path(target: Path) -> Path:
+    """The file every writer of ``target`` locks (beside it, never replaced)."""
+    return target.with_name(f".{target.name}.lock")
+
+
+@contextmanager
+def _editing(target: Path, shown: Path) -> Iterator[None]:
+    """Hold the one lock of ``target``'s writers; clear what killed edits left."""
+    try:
+        with file_lock(lock_path(target), wait=LOCK_WAIT_SECONDS):
+            remove_stale_temps(target.parent, older_than=STALE_TEMP_SECONDS)
+            yield
+    except LockTimeout as e:
+        raise LabelsConflict(
+            f"{shown} is being edited by another facecluster process; nothing was written. "
+            "Retry in a moment."
+        ) from e
+
+
 def _apply(path: Path, change: _Change, expected_digest: str | None) -> LabelsEdit:
     """Read, change, validate, re-check and atomically replace the labels file."""
     target = Path(os.path.realpath(path))  # a symlinked labels.toml stays a symlink
+    with _editing(target, path):
+        return _apply_locked(path, target, change, expected_digest)
+
+
+def _apply_locked(
+    path: Path, target: Path, change: _Change, expected_digest: str | None
+) -> LabelsEdit:
     data = _read_bytes(target)
     if expected_digest is not None and _digest(data) != expected_digest:
         raise _conflict(path)
@@ -192,19 +228,35 @@ def _meaningful(people: Mapping[int, PersonLabel]) -> dict[int, PersonLabel]:
 
 
 def _replace(target: Path, expected: bytes, data: bytes, shown: Path) -> None:
-    """Write ``data`` over ``target`` unless it no longer holds ``expected``."""
+    """Write ``data`` over ``target`` unless it no longer holds ``expected``.
+
+    Called with the writers' lock held; the last look catches a text editor's save.
+    """
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
+        old = os.stat(target)
     except FileNotFoundError:
-        mode = None
+        old = None
     with atomic_writer(target) as f:
         f.write(data)
-        if mode is not None:
-            os.fchmod(f.fileno(), mode)
+        if old is not None:
+            _keep_owner(f.fileno(), old)
+            os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode))
         f.flush()
         # Last look before the rename: someone saving in between must not be overwritten.
         if _read_bytes(target) != expected:
             raise _conflict(shown)
+
+
+def _keep_owner(fd: int, old: os.stat_result) -> None:
+    """Give the new file the old one's owner and group (root editing a user's file)."""
+    if (old.st_uid, old.st_gid) == (os.geteuid(), os.getegid()):
+        return
+    try:
+        os.fchown(fd, old.st_uid, old.st_gid)
+    except PermissionError:
+        # Not root: the group alone may still be ours to keep.
+        with contextlib.suppress(OSError):
+            os.fchown(fd, -1, old.st_gid)
 
 
 def _people_table(doc: tomlkit.TOMLDocument) -> Table:
@@ -413,11 +465,12 @@ def _written_excludes(item: Item) -> list[str]:
 def undo(path: Path, edit: LabelsEdit) -> LabelsEdit:
     """Put back ``edit.before``, if the file still holds exactly what ``edit`` wrote."""
     target = Path(os.path.realpath(path))
-    data = _read_bytes(target)
-    if data != edit.after.encode("utf-8"):
-        raise LabelsConflict(
-            f"{path} changed after that edit (edited elsewhere?); it was not undone."
-        )
-    if edit.before != edit.after:
-        _replace(target, data, edit.before.encode("utf-8"), Path(path))
+    with _editing(target, Path(path)):
+        data = _read_bytes(target)
+        if data != edit.after.encode("utf-8"):
+            raise LabelsConflict(
+                f"{path} changed after that edit (edited elsewhere?); it was not undone."
+            )
+        if edit.before != edit.after:
+            _replace(target, data, edit.before.encode("utf-8"), Path(path))
     return LabelsEdit(Path(path), edit.after, edit.before)
