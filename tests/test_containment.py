@@ -27,7 +27,14 @@ import hostile
 import pytest
 import structlog
 
-from daemon.albums import AlbumError, AlbumPlan, export_zip, write_albums, write_pictures
+from daemon.albums import (
+    AlbumError,
+    AlbumPlan,
+    KnownPhotos,
+    export_zip,
+    write_albums,
+    write_pictures,
+)
 from daemon.albums.export import ExportError
 from daemon.cli.commands import main
 from daemon.store import Store
@@ -169,6 +176,10 @@ def test_planted_entry_symlink_is_not_overwritten(tmp_path: Path) -> None:
     assert target.read_text() == "keep me"
 
 
+def _known(plan: AlbumPlan, tmp: Path) -> KnownPhotos:
+    return KnownPhotos(frozenset(plan.photos), (tmp / "photos",))
+
+
 def _tamper_manifest(albums: Path, entries: dict) -> None:
     path = albums / ".facecluster" / "manifest.json"
     data = json.loads(path.read_text())
@@ -188,10 +199,10 @@ def test_export_members_stay_inside_the_target(tmp_path: Path) -> None:
     })
     for bad in ("../photos", "person-0001/..", ".facecluster", "/tmp"):
         with pytest.raises(ExportError):
-            export_zip(albums, bad, tmp_path / "out.zip")
+            export_zip(albums, bad, tmp_path / "out.zip", known=_known(plan, tmp_path))
     zpath = tmp_path / "out" / "album.zip"
     zpath.parent.mkdir()
-    assert export_zip(albums, "person-0001", zpath) == 1
+    assert export_zip(albums, "person-0001", zpath, known=_known(plan, tmp_path)) == 1
     with zipfile.ZipFile(zpath) as z:
         names = z.namelist()
     assert all("/" not in n and "\\" not in n and not n.startswith(".") for n in names), names
@@ -199,18 +210,25 @@ def test_export_members_stay_inside_the_target(tmp_path: Path) -> None:
     assert not (tmp_path / "escape.jpg").exists()
 
 
-def test_export_ignores_a_tampered_manifest_source(tmp_path: Path) -> None:
-    plan = _one_plan(tmp_path)
-    albums = tmp_path / "albums"
+def _album_and_secret(tmp: Path) -> tuple[AlbumPlan, Path, Path]:
+    """An album of one photo, and a private file beside it that must never be exported."""
+    plan = _one_plan(tmp)
+    albums = tmp / "albums"
     write_albums(albums, [plan], "symlink")
-    secret = tmp_path / "secret.txt"
+    secret = tmp / "secret.txt"
     secret.write_text("private key material")
+    secret.chmod(0o600)
+    return plan, albums, secret
+
+
+def test_export_ignores_a_tampered_manifest_source(tmp_path: Path) -> None:
+    plan, albums, secret = _album_and_secret(tmp_path)
     manifest = json.loads((albums / ".facecluster" / "manifest.json").read_text())
     for rec in manifest["entries"].values():
         rec["source"] = str(secret)
     (albums / ".facecluster" / "manifest.json").write_text(json.dumps(manifest))
     zpath = tmp_path / "album.zip"
-    export_zip(albums, "person-0001", zpath)
+    export_zip(albums, "person-0001", zpath, known=_known(plan, tmp_path))
     with zipfile.ZipFile(zpath) as z:
         contents = [z.read(n) for n in z.namelist()]
     assert b"private key material" not in contents
@@ -308,3 +326,41 @@ def test_running_service_has_no_network_socket(tmp_path: Path, yunet_file: Path)
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_export_refuses_a_planted_link_with_a_matching_manifest_entry(tmp_path: Path) -> None:
+    """The issue's attack: link and manifest agree, so the inode check alone passes."""
+    plan, albums, secret = _album_and_secret(tmp_path)
+    planted = albums / "person-0001" / "holiday~00000000.jpg"
+    planted.symlink_to(secret)
+    _tamper_manifest(albums, {"person-0001/holiday~00000000.jpg": {
+        "source": str(secret), "mode": "symlink", "ino": planted.lstat().st_ino,
+        "mtime_ns": planted.lstat().st_mtime_ns,
+    }})
+    zpath = tmp_path / "out.zip"
+    assert export_zip(albums, "person-0001", zpath, known=_known(plan, tmp_path)) == 1
+    with zipfile.ZipFile(zpath) as z:
+        assert b"private key material" not in [z.read(n) for n in z.namelist()]
+
+
+def test_export_does_not_follow_a_link_planted_among_the_photos(tmp_path: Path) -> None:
+    """A known photo path whose folder became a link leads outside: it is not read."""
+    plan = _one_plan(tmp_path)
+    albums = tmp_path / "albums"
+    write_albums(albums, [plan], "symlink")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "b.jpg").write_text("private key material")
+    sub = tmp_path / "photos" / "sub"
+    sub.symlink_to(outside)
+    album_link = albums / "person-0001" / "b~00000000.jpg"
+    album_link.symlink_to(sub / "b.jpg")
+    _tamper_manifest(albums, {"person-0001/b~00000000.jpg": {
+        "source": str(sub / "b.jpg"), "mode": "symlink", "ino": album_link.lstat().st_ino,
+        "mtime_ns": album_link.lstat().st_mtime_ns,
+    }})
+    known = KnownPhotos(frozenset([*plan.photos, sub / "b.jpg"]), (tmp_path / "photos",))
+    zpath = tmp_path / "out.zip"
+    assert export_zip(albums, "person-0001", zpath, known=known) == 1
+    with zipfile.ZipFile(zpath) as z:
+        assert b"private key material" not in [z.read(n) for n in z.namelist()]

@@ -265,3 +265,23 @@ def test_last_scan_while_the_service_indexes() -> None:
         "2026-01-01T00:00:00+00:00"
     )
     assert _last_scan({"last_scan": None}, None) == "never"
+
+
+def test_export_into_a_folder_or_a_missing_one(lib, capsys) -> None:
+    """Issue 21 items 13 and 24: `--zip dir/` writes dir/<album>.zip; a missing folder
+    is named, not a bare ENOENT on a temporary file."""
+    cfg, photos, root = lib
+    obama = _who(_people(cfg, capsys), "obama")
+    out = root / "out"
+    out.mkdir()
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "export", obama["key"], "--zip", f"{out}/"]) == 0
+    assert os.listdir(out) == [f"{obama['key']}.zip"]
+    assert main(["--config", str(cfg), "export", obama["key"], "--zip", str(out)]) == 0
+    assert os.listdir(out) == [f"{obama['key']}.zip"]
+    capsys.readouterr()
+    missing = root / "nodir" / "b.zip"
+    assert main(["--config", str(cfg), "export", obama["key"], "--zip", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "nodir" in err and ".facecluster-tmp" not in err
+    assert not (root / "nodir").exists()

@@ -1,7 +1,7 @@
 """Per-person album folders: plan them from people and labels, write them, picture them."""
 
 from daemon.albums.dirs import AlbumError
-from daemon.albums.export import ExportError, export_zip
+from daemon.albums.export import ExportError, KnownPhotos, export_zip, zip_target
 from daemon.albums.manifest import read_manifest
 from daemon.albums.names import entry_name
 from daemon.albums.pictures import PicturesReport, write_pictures
@@ -16,6 +16,7 @@ __all__ = [
     "AlbumReport",
     "ExportError",
     "FaceRef",
+    "KnownPhotos",
     "PicturesReport",
     "entry_name",
     "export_zip",
@@ -23,4 +24,5 @@ __all__ = [
     "read_manifest",
     "write_albums",
     "write_pictures",
+    "zip_target",
 ]

@@ -1,10 +1,12 @@
 """Export one album as a ZIP file of its photos.
 
 Only the album's own entries are exported - the ones the writer recorded in its
-manifest - so a file or symlink planted in an album folder (say, a link to
-``/etc/shadow``) never ends up in a ZIP. A symlink entry is read only if the manifest's
-recorded original and the file the link leads to are one and the same file, so editing
-either the manifest or the link on the share cannot redirect the read.
+manifest - and only those whose original is a photo the store knows (``known``), so a
+file or symlink planted in an album folder (say, a link to ``/etc/shadow``), even with
+a matching manifest entry, never ends up in a ZIP: the manifest lives on the share and
+whoever can write there can edit it. A symlink entry's original is opened by its
+recorded path, walked down from its watched folder one component at a time without
+following any link, and read only if it is the very file the album link leads to.
 
 Members are stored uncompressed (photos are compressed already) under their plain
 entry names, never a path, so unpacking the ZIP cannot write outside its target folder.
@@ -14,11 +16,14 @@ failed export leaves no half-written file.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
 import time
 import zipfile
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -42,7 +47,55 @@ def _zip_time(mtime: float) -> tuple[int, int, int, int, int, int]:
     return (max(1980, t.tm_year), t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
 
 
-def _open_entry(dir_fd: int, name: str, mode: str, source: str) -> int:
+@dataclass(frozen=True)
+class KnownPhotos:
+    """What an export may read: the store's photos of the album, in the watched folders."""
+
+    photos: Collection[Path]
+    """Absolute paths of the album's originals, as the store has them."""
+    roots: Sequence[Path]
+    """The watched folders."""
+
+
+def _under_root(source: Path, roots: Sequence[Path]) -> tuple[Path, tuple[str, ...]] | None:
+    """The watched folder holding ``source`` and the path's parts below it, if any."""
+    norm = Path(os.path.normpath(source))
+    for root in roots:
+        base = Path(os.path.normpath(root))
+        if norm != base and norm.is_relative_to(base):
+            parts = norm.relative_to(base).parts
+            if os.pardir not in parts:
+                return base, parts
+    return None
+
+
+_NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_original(source: str, known: KnownPhotos) -> int:
+    """Open a known photo for reading, following no link below its watched folder."""
+    path = Path(source)
+    found = _under_root(path, known.roots) if path in known.photos else None
+    if found is None:
+        raise ExportError(f"{source}: not a photo facecluster knows in a watched folder")
+    # Watched folders are the user's own setting: a link there is theirs and followed.
+    root, parts = found
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for part in parts[:-1]:
+            nxt = os.open(part, _NOFOLLOW | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        return os.open(parts[-1], _NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise ExportError(f"{source}: a symbolic link on the way; not read") from e
+        raise
+    finally:
+        os.close(fd)
+
+
+def _open_entry(dir_fd: int, name: str, mode: str, source: str, known: KnownPhotos) -> int:
     """Open an album entry for reading: our symlink to its original, or our own file."""
     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     if mode == "symlink":
@@ -50,9 +103,10 @@ def _open_entry(dir_fd: int, name: str, mode: str, source: str) -> int:
             raise ExportError(f"{name}: expected facecluster's link, found something else")
         # Open the original by the recorded path rather than through the link, so a link
         # replaced meanwhile cannot redirect the read; but the manifest lives on the share
-        # and anyone who can write there can edit ``source``, so the file opened must also
-        # be the one the link leads to, or export would read whatever the service can.
-        fd = os.open(source, os.O_RDONLY)
+        # and anyone who can write there can edit ``source``, so the file opened must be a
+        # known photo and also the one the link leads to, or export would read whatever
+        # the service can.
+        fd = open_original(source, known)
         try:
             opened = os.fstat(fd)
             linked = os.stat(name, dir_fd=dir_fd)
@@ -63,15 +117,33 @@ def _open_entry(dir_fd: int, name: str, mode: str, source: str) -> int:
             os.close(fd)
             raise ExportError(f"{name}: the manifest's source is not where the link leads")
         return fd
-    # A copy or hardlink is read as the entry itself: the manifest's source is not used.
-    return os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    # A copy or hardlink is read as the entry itself; it must still be of a known photo.
+    if _under_root(Path(source), known.roots) is None or Path(source) not in known.photos:
+        raise ExportError(f"{name}: not an entry of a photo facecluster knows")
+    return os.open(name, _NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
 
 
-def export_zip(albums_dir: Path, folder: str, zip_path: Path) -> int:
+def zip_target(given: str, folder: str) -> Path:
+    """Where ``--zip given`` writes album ``folder``: a folder gets ``<folder>.zip`` in it.
+
+    Refused with a plain message when the folder to write into does not exist (the
+    temporary file beside the target would otherwise fail with a bare ENOENT).
+    """
+    path = Path(os.path.abspath(os.path.expanduser(given)))
+    if given.endswith(("/", os.sep)) or path.is_dir():
+        if not path.is_dir():
+            raise ExportError(f"cannot write the ZIP: the folder {given} does not exist")
+        return path / f"{arcname(folder)}.zip"
+    if not path.parent.is_dir():
+        raise ExportError(f"cannot write {given}: the folder {path.parent} does not exist")
+    return path
+
+
+def export_zip(albums_dir: Path, folder: str, zip_path: Path, *, known: KnownPhotos) -> int:
     """Write the photos of album ``folder`` to ``zip_path``; returns how many.
 
-    Raises :class:`ExportError` for an unknown or unsafe album; photos that cannot be
-    read are logged and left out.
+    Only entries of ``known`` photos are read. Raises :class:`ExportError` for an unknown
+    or unsafe album; photos that cannot be read are logged and left out.
     """
     if not is_plain_name(folder):
         raise ExportError(f"{folder!r} is not an album folder name")
@@ -95,17 +167,21 @@ def export_zip(albums_dir: Path, folder: str, zip_path: Path) -> int:
                    if known else "")
             )
         try:
-            return _write_zip(album_fd, folder, entries, Path(zip_path))
+            return _write_zip(album_fd, folder, entries, Path(zip_path), known)
         finally:
             os.close(album_fd)
     finally:
         os.close(root_fd)
 
 
-def _write_zip(album_fd: int, folder: str, entries: list, zip_path: Path) -> int:
+def _write_zip(
+    album_fd: int, folder: str, entries: list, zip_path: Path, known: KnownPhotos
+) -> int:
     zip_path = Path(os.path.abspath(zip_path))
+    if zip_path.is_dir():
+        raise ExportError(f"{zip_path} is a folder; give a file name for the ZIP")
     with atomic_writer(zip_path) as raw:
-        count = _add_entries(raw, album_fd, folder, entries)
+        count = _add_entries(raw, album_fd, folder, entries, known)
     log.info("album_exported", folder=folder, photos=count, zip=str(zip_path))
     return count
 
@@ -119,12 +195,14 @@ def arcname(entry: str) -> str:
     return name.lstrip(".") or "_"
 
 
-def _add_entries(raw: BinaryIO, album_fd: int, folder: str, entries: list) -> int:
+def _add_entries(
+    raw: BinaryIO, album_fd: int, folder: str, entries: list, known: KnownPhotos
+) -> int:
     count = 0
     with zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as zf:
         for name, rec in entries:
             try:
-                src_fd = _open_entry(album_fd, name, rec.mode, rec.source)
+                src_fd = _open_entry(album_fd, name, rec.mode, rec.source, known)
             except (OSError, ExportError) as e:
                 log.warning("export_entry_skipped", folder=folder, entry=name, error=str(e))
                 continue

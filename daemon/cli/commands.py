@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from shlex import quote
 
 import structlog
 
@@ -70,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     no.add_argument("what", metavar="PHOTO|face-N", help="a photo path or a face id")
     ex = sub.add_parser("export", help="write one person's album as a ZIP file")
     ex.add_argument("person", help="album folder, name, or id such as person-0007")
-    ex.add_argument("--zip", type=Path, required=True, dest="zip_path", help="ZIP to write")
+    ex.add_argument(
+        "--zip", required=True, dest="zip_path", metavar="FILE",
+        help="ZIP to write (a folder: <album>.zip in it)",
+    )
     im = sub.add_parser("import", help="add a ZIP of photos to the first watched folder")
     im.add_argument("archive", type=Path, help="ZIP archive of photos")
     sub.add_parser(
@@ -335,10 +339,16 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> int:
 
     with _reader(cfg) as pipeline:
         folder = pipeline.find_album(args.person)
+        plans = [p for p in pipeline.plans() if p.folder == folder] if folder else []
     if folder is None:
-        raise UserError(f"no album for {args.person!r}: see `facecluster people`")
-    n = albums.export_zip(cfg.albums_dir, folder, args.zip_path)
-    print(f"wrote {n} photos of {folder} to {args.zip_path}")
+        raise UserError(f"no album for {quote(args.person)}: see `facecluster people`")
+    # Only what the store puts in this album now; the manifest on the share is not proof.
+    known = albums.KnownPhotos(
+        frozenset(photo for plan in plans for photo in plan.photos), cfg.watch
+    )
+    target = albums.zip_target(args.zip_path, folder)
+    n = albums.export_zip(cfg.albums_dir, folder, target, known=known)
+    print(f"wrote {n} photos of {folder} to {target}")
     return 0
 
 
