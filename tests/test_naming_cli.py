@@ -285,3 +285,15 @@ def test_export_into_a_folder_or_a_missing_one(lib, capsys) -> None:
     err = capsys.readouterr().err
     assert "does not exist" in err and "nodir" in err and ".facecluster-tmp" not in err
     assert not (root / "nodir").exists()
+
+
+def test_config_after_the_command_and_hints_that_can_be_pasted(lib, capsys) -> None:
+    """Issue 21 items 16 and 17."""
+    cfg, photos, root = lib
+    obama = _who(_people(cfg, capsys), "obama")
+    assert main(["name", obama["key"], "Joe Biden", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["status", "--config", str(cfg), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"] == str(cfg)
+    assert main(["--config", str(cfg), "not", "Joe Biden", "face-999999"]) == 1
+    assert "`facecluster people 'Joe Biden' --faces`" in capsys.readouterr().err

@@ -31,18 +31,40 @@ class UserError(Exception):
     """A failure to report as one line, without a traceback."""
 
 
+class _Subcommands:
+    """``add_parser`` that gives every command the common options."""
+
+    def __init__(self, action: argparse._SubParsersAction, common: argparse.ArgumentParser):
+        self._action = action
+        self._common = common
+
+    def add_parser(self, name: str, **kwargs: object) -> argparse.ArgumentParser:
+        return self._action.add_parser(name, parents=[self._common], **kwargs)
+
+
+def _common(default: object) -> argparse.ArgumentParser:
+    """--config and --debug, accepted before the command and after it alike."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--config", type=Path, default=default,
+        help="config file (default: ./config.toml, with ./config.local.toml over it)",
+    )
+    p.add_argument("--debug", action="store_true", default=default or False,
+                   help="debug logs and full tracebacks")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="facecluster",
         description="Turn folders of photos into per-person albums.",
+        parents=[_common(None)],
     )
-    p.add_argument(
-        "--config", type=Path,
-        help="config file (default: ./config.local.toml if present, else ./config.toml)",
-    )
-    p.add_argument("--debug", action="store_true", help="debug logs and full tracebacks")
     p.add_argument("--version", action="version", version=f"facecluster {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # SUPPRESS: a command's own --config/--debug set the value only when given, so the
+    # one given before the command is not reset to the default.
+    after = _common(argparse.SUPPRESS)
+    sub = _Subcommands(p.add_subparsers(dest="command", required=True, metavar="COMMAND"), after)
 
     sub.add_parser("scan", help="index the watched folders once, cluster, write albums")
     ru = sub.add_parser("run", help="run the service: watch folders and keep albums current")
@@ -82,11 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     we = sub.add_parser("web", help="serve the page for naming people (see [web] in config)")
-    wsub = we.add_subparsers(dest="web_command", metavar="ACTION")
+    wsub = _Subcommands(we.add_subparsers(dest="web_command", metavar="ACTION"), after)
     wsub.add_parser("passwd", help="set the password for signing in from other machines")
 
     mo = sub.add_parser("models", help="fetch, verify or list the model files")
-    msub = mo.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    msub = _Subcommands(
+        mo.add_subparsers(dest="models_command", required=True, metavar="ACTION"), after
+    )
     fe = msub.add_parser("fetch", help="download (or copy) missing models, verified by sha256")
     fe.add_argument("--from", dest="source", type=Path, help="copy from this folder instead")
     fe.add_argument("keys", nargs="*", metavar="MODEL", help="only these (yunet, sface)")

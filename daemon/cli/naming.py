@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from shlex import quote
 from typing import TYPE_CHECKING
 
 from daemon.people import labels, naming
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
 
 class PersonNotFound(Exception):
     """PERSON on the command line names nobody; the message says where to look."""
+
+
+def faces_hint(person: str) -> str:
+    """The command listing a person's faces, ready to paste (a name with spaces quoted)."""
+    return f"facecluster people {quote(person)} --faces"
 
 
 def resolve(pipeline: Pipeline, who: str) -> list[int]:
@@ -140,7 +146,7 @@ def cmd_not(pipeline: Pipeline, args: argparse.Namespace) -> int:
         if not owners:
             raise PersonNotFound(
                 f"{args.what} is not one of {args.person}'s faces "
-                f"(see `facecluster people {args.person} --faces`)"
+                f"(see `{faces_hint(args.person)}`)"
             )
         targets, entry = [owners[0]], args.what
     else:
@@ -149,7 +155,7 @@ def cmd_not(pipeline: Pipeline, args: argparse.Namespace) -> int:
         if not targets:
             raise PersonNotFound(
                 f"{args.what} shows no face of {args.person} "
-                f"(see `facecluster people {args.person} --faces`)"
+                f"(see `{faces_hint(args.person)}`)"
             )
     edit = None
     for pid in targets:
