@@ -306,3 +306,84 @@ def test_rebuild_anchors_names_written_since_the_last_clustering(tmp_path: Path)
         after = _person_of(p)
         assert {after[(n, 0)] for n in ("a0", "a1", "a2")} == {a}
         assert {r.name for r in p.people() if r.id == a} == {"Ann"}
+
+
+# -- the id counter (issue 21 item 3) -------------------------------------------------------
+
+
+def _new_person(p: Pipeline, names: tuple[str, ...] = ("d0", "d1")) -> int:
+    """Add photos of a stranger (centre 3), re-cluster; their person id."""
+    for name in names:
+        _add(p, name, [3])
+    p.recluster()
+    p.write_albums()
+    ids = {_person_of(p)[(n, 0)] for n in names}
+    assert len(ids) == 1 and None not in ids
+    return ids.pop()
+
+
+def test_a_mention_of_an_unknown_id_does_not_move_the_counter(tmp_path: Path) -> None:
+    from daemon.people.naming import hide_person
+
+    cfg = _config(tmp_path)
+    with Pipeline(cfg, create=True) as p:
+        _build(p)
+        top = p.store.top_ids()[1]
+        # A typo, and a hide of an id that names nobody (the page's POST /hide).
+        cfg.labels_file.write_text('[people]\nperson-0099 = "Typo"\n')
+        hide_person(cfg.labels_file, 999_999_999_999)
+        assert p.reload_labels() is None
+        p.index_photos([])
+        p.recluster()
+        assert p.store.top_ids()[1] == top
+        cfg.labels_file.write_text("[people]\n")  # the typo removed a minute later
+        assert p.reload_labels() is None
+        assert _new_person(p) == top + 1
+    assert anchors_file.read(tmp_path / "state" / "identity.json").person_ids_above == top + 1
+
+
+def test_an_id_written_down_is_stepped_over_not_given_to_a_stranger(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    with Pipeline(cfg, create=True) as p:
+        _build(p)
+        top = p.store.top_ids()[1]
+        cfg.labels_file.write_text(f'[people]\nperson-{top + 1:04d} = "Bob?"\n')
+        assert p.reload_labels() is None
+        assert _new_person(p) == top + 2
+        assert p.unknown_labelled()  # still reported as naming nobody
+
+
+def test_a_poisoned_counter_recovers(tmp_path: Path) -> None:
+    from daemon.albums.spare import read_spare
+
+    cfg = _config(tmp_path)
+    with Pipeline(cfg, create=True) as p:
+        _build(p)
+        top = p.store.top_ids()[1]
+        # What a hide of person-999999999999 did before: the store's counter and the
+        # anchors' high mark at the last id, and the next new person past it.
+        p.store.keep_ids_above(0, 999_999_999_999)
+        poisoned = p.store.new_person_id()
+        assert poisoned == 10**12
+        for name in ("e0", "e1"):
+            path = cfg.watch[0] / name
+            path.write_bytes(name.encode())
+            photo = IndexedPhoto(path, 1000, 100, p.engine_id, (_face(3),))
+            faces = p.store.save_indexed(path, 1, 1, name, photo)
+            p.store.set_persons({f: poisoned for f in faces})
+    state = tmp_path / "state" / "identity.json"
+    anchors_file.write(state, dataclasses.replace(
+        anchors_file.read(state), person_ids_above=10**12))
+    with Pipeline(cfg) as p:
+        p.index_photos([])
+        p.recluster()
+        p.write_albums()
+        ids = {r.id for r in p.store.people() if not r.retired}
+        assert max(ids) <= 999_999_999_999
+        stranger = _person_of(p)[("e0", 0)]
+        assert stranger == top + 1
+        assert p.store.top_ids()[1] < 999_999_999_999
+    assert anchors_file.read(state).person_ids_above == top + 1
+    spare = read_spare(tmp_path / "albums", anchors_file.FILE_NAME, anchors_file.MAX_BYTES)
+    assert spare is not None
+    assert anchors_file.parse(spare.decode()).person_ids_above == top + 1

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -44,7 +44,7 @@ from daemon.people.anchors import (
     anchored_ids,
     match_keys,
 )
-from daemon.people.labels import Labels, parse_face_key, person_key
+from daemon.people.labels import MAX_PERSON_ID, Labels, parse_face_key, person_key
 from daemon.store import Store
 from daemon.store import anchors as anchors_file
 from daemon.store.anchors import Anchors, AnchorsError
@@ -157,11 +157,32 @@ class Identity:
         return list(self._conflicts)
 
     def reserve(self, store: Store, labels_: Labels) -> None:
-        """Keep the store from handing out any id already used (anchored or in labels)."""
+        """Keep the store from handing out any person id already handed out or anchored.
+
+        An id that labels.toml mentions but nobody has (a typo ``person-0099``, a hide of
+        an id that names nobody) does not move the counter: ``new_person_id`` steps over
+        it when it gets there (``skip``), so it is still never
+        given to a stranger. A counter such a mention already pushed to the end of the
+        ids (``person-1000000000000`` can be neither typed nor named) is repaired.
+        """
         a = self.anchors
+        if max(a.person_ids_above, store.top_ids()[1]) >= MAX_PERSON_ID:
+            self._repair_counter(store)
+            a = self.anchors
         faces = max([a.face_ids_above, *a.faces, *_face_refs(labels_)])
-        people = max([a.person_ids_above, *a.people, *labels_.people])
+        people = max([a.person_ids_above, *a.people])
         store.keep_ids_above(faces, people)
+
+    def _repair_counter(self, store: Store) -> None:
+        """Bring the person counter back to the ids really used; people past the last
+        usable id lose it (their faces get a fresh id at the next clustering)."""
+        anchored = max((p for p in self.anchors.people if p < MAX_PERSON_ID), default=0)
+        top = store.repair_person_ids(MAX_PERSON_ID, floor=anchored)
+        log.warning("identity_counter_repaired", was=self.anchors.person_ids_above,
+                    person_ids_above=top)
+        repaired = replace(self.anchors, person_ids_above=top)
+        self._write(repaired)
+        self.anchors = repaired  # in force for this run even if the file could not be written
 
     def rematch(self, store: Store) -> Matches:
         """Find today's faces of every anchored key (call before a clustering)."""

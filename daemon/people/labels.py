@@ -53,6 +53,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 MAX_LABELS_BYTES = 8 * 1024 * 1024
 """A labels file larger than this is refused: it is typed by a person, not generated."""
+MAX_PERSON_ID = 10**12 - 1
+"""The largest id a ``person-<digits>`` key can hold (labels.toml allows 12 digits)."""
 MAX_FOLDER_BYTES = 255
 """The usual file-name limit of ext4, btrfs, ZFS, NTFS and SMB, in UTF-8 bytes."""
 

@@ -36,6 +36,7 @@ from tomlkit.items import Comment, InlineTable, Item, Table, Whitespace
 from daemon.fsutil import LockTimeout, atomic_writer, file_lock, remove_stale_temps
 from daemon.people.labels import (
     MAX_LABELS_BYTES,
+    MAX_PERSON_ID,
     UNLABELLED,
     LabelsError,
     PersonLabel,
@@ -49,10 +50,6 @@ from daemon.people.labels import (
 STALE_TEMP_SECONDS = 600.0
 """A temporary file of ours beside labels.toml older than this is a killed edit's."""
 LOCK_WAIT_SECONDS = 10.0
-
-MAX_PERSON_ID = 10**12 - 1
-"""The largest id a ``person-<digits>`` key can hold (labels.toml allows 12 digits)."""
-
 
 class LabelsConflict(Exception):
     """``labels.toml`` changed since the caller read it; nothing was written."""

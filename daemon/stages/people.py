@@ -68,6 +68,10 @@ class People:
         known = [rec.id for rec in self.store.people()]
         return labels.unknown_people(self.labels, known) if known else []
 
+    def _new_person_id(self) -> int:
+        """A fresh id, stepping over ids labels.toml mentions (see Identity.reserve)."""
+        return self.store.new_person_id(skip=self.labels.people.keys())
+
     def cluster_params(self) -> cluster.ClusterParams:
         """The engine's measured defaults, with the config's overrides."""
         params = cluster.default_params(self.engine_id)
@@ -109,7 +113,7 @@ class People:
         previous = self.store.face_persons(self.engine_id)
         named = {pid for pid, lab in self.labels.people.items() if lab.name}
         result = self.identity.assign(
-            ids, groups, vecs, previous, named, self._excluded(), self.store.new_person_id,
+            ids, groups, vecs, previous, named, self._excluded(), self._new_person_id,
             self.labels, photos=dict(zip(ids.tolist(), photos.tolist(), strict=True)),
             provisional=self._provisional,
         )
@@ -229,7 +233,7 @@ class People:
             out[f.id] = pid
             shown[f.photo_id].add(pid)
         for group in decision.new_people:
-            pid = self.store.new_person_id()
+            pid = self._new_person_id()
             members = [rows[r].id for r in group]
             out.update((face, pid) for face in members)
             self._neighbours.move([face for face in members if face in near], pid)

@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -813,11 +813,40 @@ class Store:
                 ((None if p is None else int(p), int(f)) for f, p in mapping.items()),
             )
 
-    def new_person_id(self) -> int:
-        """A fresh person id, never handed out before (even after retirement)."""
+    def new_person_id(self, skip: Container[int] = ()) -> int:
+        """A fresh person id, never handed out before (even after retirement).
+
+        Ids in ``skip`` (mentioned in labels.toml but nobody's) are stepped over, so a
+        stranger never gets a number the user already wrote down.
+        """
         with self._atomic():
-            cur = self._conn.execute("INSERT INTO people (created_at) VALUES (?)", (time.time(),))
-        return int(cur.lastrowid)
+            while True:
+                cur = self._conn.execute(
+                    "INSERT INTO people (created_at) VALUES (?)", (time.time(),)
+                )
+                pid = int(cur.lastrowid)
+                if pid not in skip:
+                    return pid
+                # AUTOINCREMENT never hands the deleted id out again.
+                self._conn.execute("DELETE FROM people WHERE id = ?", (pid,))
+
+    def repair_person_ids(self, limit: int, floor: int = 0) -> int:
+        """Undo a person counter pushed past ``limit``; returns the new highest id.
+
+        People with ids above ``limit`` are removed and their faces left without a
+        person (the next clustering gives them a fresh id); the counter becomes the
+        highest id left, or ``floor`` if higher.
+        """
+        with self._atomic():
+            self._conn.execute("UPDATE faces SET person_id = NULL WHERE person_id > ?", (limit,))
+            self._conn.execute("DELETE FROM people WHERE id > ?", (limit,))
+            row = self._conn.execute("SELECT MAX(id) FROM people").fetchone()
+            top = max(int(row[0] or 0), floor)
+            self._conn.execute("DELETE FROM sqlite_sequence WHERE name = 'people'")
+            self._conn.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('people', ?)", (top,)
+            )
+        return top
 
     def retire_people(self, ids: Iterable[int]) -> None:
         """Mark people as retired (merged away or empty); their ids stay taken."""
