@@ -114,6 +114,18 @@ def test_unnamed_people_get_their_key(photos: dict[str, Path]) -> None:
     assert len(plans[0].photos) == 3
 
 
+def test_a_name_that_is_an_id_as_a_folder_never_takes_that_id_s_folder(
+    photos: dict[str, Path],
+) -> None:
+    """Issue 21 item 13: "person-0004." became the folder person-0004 while holding 3."""
+    hidden = parse_labels('[people]\nperson-0003 = "person-0004."\nperson-0004 = { hide = true }')
+    shown = parse_labels('[people]\nperson-0003 = "person-0004."')
+    for labels in (hidden, shown):
+        plans = {p.folder: p for p in _plans(photos, labels)}
+        assert plans["person-0004 (person-0003)"].person_ids == (3,)
+        assert plans.get("person-0004") is None or plans["person-0004"].person_ids == (4,)
+
+
 def test_same_name_merges_hide_hides(photos: dict[str, Path]) -> None:
     labels = parse_labels(
         '[people]\nperson-0001 = "Grandma"\nperson-0003 = "Grandma"\nperson-0004 = { hide = true }'

@@ -50,3 +50,36 @@ def test_not_a_zip(tmp_path: Path) -> None:
     bad.write_text("nope")
     with pytest.raises(ArchiveError, match="cannot read"):
         import_zip(bad, tmp_path)
+
+
+def _lying(path: Path, data: bytes, compression: int, factor: float) -> Path:
+    """A ZIP whose central directory lies about the first entry's sizes (times factor)."""
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        zf.writestr("a.jpg", data)
+        zf.writestr("b.jpg", b"\xff\xd8 fine \xff\xd9")
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"PK\x01\x02")  # the first entry's central directory record
+    fields = (20, 24) if compression == zipfile.ZIP_STORED else (20,)
+    for offset in fields:  # compressed size, then full size
+        size = int.from_bytes(raw[at + offset:at + offset + 4], "little")
+        raw[at + offset:at + offset + 4] = int(size * factor).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize(("compression", "factor"), [
+    (zipfile.ZIP_STORED, 3),  # reads past the end of the archive: EOFError
+    (zipfile.ZIP_DEFLATED, 0.5),  # a cut stream: bad CRC
+])
+def test_an_entry_whose_header_lies_is_skipped_with_a_reason(
+    tmp_path: Path, compression: int, factor: float
+) -> None:
+    """Issue 21 item 13: "internal error: EOFError" for a size the header lied about."""
+    import random
+
+    data = random.Random(1).randbytes(200_000)
+    archive = _lying(tmp_path / "lies.zip", data, compression, factor)
+    report = import_zip(archive, tmp_path / "photos")
+    assert report.photos == 1
+    assert (report.folder / "b.jpg").exists() and not (report.folder / "a.jpg").exists()
+    assert len(report.skipped) == 1 and report.skipped[0].startswith("a.jpg: damaged")

@@ -99,7 +99,9 @@ def test_unicode_and_quotes_round_trip(labels_file: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "   ", "Tom\nperson-0002 = 'x'", "tab\there", "person-0003", "PERSON-12", 7, None]
+    "bad",
+    ["", "   ", "Tom\nperson-0002 = 'x'", "tab\there", "person-0003", "PERSON-12",
+     "person-0004.", ".person-0004 .", 7, None],
 )
 def test_invalid_name_refused_and_file_untouched(labels_file: Path, bad: object) -> None:
     with pytest.raises(NamingError):

@@ -29,6 +29,7 @@ from daemon.people.labels import (
     PersonLabel,
     excludes_face,
     excludes_photo,
+    looks_like_person_key,
     person_key,
     safe_folder_name,
     truncate_utf8,
@@ -153,6 +154,10 @@ def plan_albums(
     order = sorted(groups.items(), key=lambda kv: (kv[0][0] == "name", min(kv[1][0])))
     for (kind, value), (ids, photos, faces) in order:
         wanted = person_key(int(value)) if kind == "id" else safe_folder_name(str(value))
+        if kind == "name" and looks_like_person_key(wanted):
+            # A hand-written name like "person-0004." would take person 4's folder
+            # (now, or once they have photos again): it always gets its own tag.
+            taken.add(_fold(wanted))
         folder = _claim(wanted, min(ids), taken)
         faces.sort(key=lambda f: f.face_id)
         plans.append(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -50,6 +51,31 @@ def _safe_member(name: str) -> PurePosixPath | None:
     return p
 
 
+def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, staging: Path) -> str | None:
+    """Unpack one entry into ``staging``; the reason it was skipped, or None."""
+    rel = _safe_member(info.filename)
+    if rel is None:
+        return "path leaves the folder"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symbolic link"
+    if rel.suffix.lower() not in PHOTO_EXTENSIONS:
+        return "not a photo"
+    if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
+        return "suspicious compression ratio"
+    dest = staging.joinpath(*rel.parts)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with zf.open(info) as src, open(dest, "xb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    except (EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
+        # A header that lies about a size (EOFError: the data ends first), a bad CRC,
+        # an unknown compression method, a password: this entry only, never half of it.
+        dest.unlink(missing_ok=True)
+        detail = str(e) or "its data ends before the size its header gives"
+        return f"damaged or unreadable in the archive ({detail})"
+    return None
+
+
 def import_zip(archive: Path, watch_root: Path) -> ImportReport:
     """Unpack the photos of ``archive`` into ``watch_root/imported/<archive name>/``."""
     target = watch_root / "imported" / archive.stem
@@ -72,22 +98,11 @@ def import_zip(archive: Path, watch_root: Path) -> ImportReport:
             for info in infos:
                 if info.is_dir():
                     continue
-                rel = _safe_member(info.filename)
-                mode = info.external_attr >> 16
-                if rel is None:
-                    skipped.append(f"{info.filename}: path leaves the folder")
-                elif stat.S_ISLNK(mode):
-                    skipped.append(f"{info.filename}: symbolic link")
-                elif rel.suffix.lower() not in PHOTO_EXTENSIONS:
-                    skipped.append(f"{info.filename}: not a photo")
-                elif info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
-                    skipped.append(f"{info.filename}: suspicious compression ratio")
-                else:
-                    dest = staging.joinpath(*rel.parts)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as src, open(dest, "xb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
+                reason = _unpack(zf, info, staging)
+                if reason is None:
                     count += 1
+                else:
+                    skipped.append(f"{info.filename}: {reason}")
             # Appear at once, complete: the watcher never sees a half-unpacked folder.
             staging.rename(target)
         except BaseException:

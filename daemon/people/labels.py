@@ -379,6 +379,11 @@ def _is_reserved(name: str) -> bool:
     return name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_RESERVED
 
 
+def looks_like_person_key(name: str) -> bool:
+    """Whether ``name``, as a folder, is an unnamed person's (``person-0004.`` is)."""
+    return _PERSON_KEY.fullmatch(safe_folder_name(name).casefold()) is not None
+
+
 def safe_folder_name(name: str, max_bytes: int = MAX_FOLDER_BYTES) -> str:
     """A folder name for ``name`` that is safe on Linux, macOS and SMB/Windows shares.
 

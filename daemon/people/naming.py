@@ -40,6 +40,7 @@ from daemon.people.labels import (
     UNLABELLED,
     LabelsError,
     PersonLabel,
+    looks_like_person_key,
     normalize_name,
     parse_face_key,
     parse_labels,
@@ -128,12 +129,11 @@ def check_name(name: object) -> str:
         raise NamingError("a name must not be empty")
     if _has_control(clean):
         raise NamingError(f"a name must be one line of text without control characters: {name!r}")
-    try:
-        parse_person_key(clean.lower())
-    except LabelsError:
+    if not looks_like_person_key(clean):
         return clean
     # The album of an unnamed person is the folder person-NNNN: a name of that form
-    # would take another person's folder.
+    # (or one that becomes it as a folder name: "person-0004.") would take another
+    # person's folder.
     raise NamingError(f"{clean!r} looks like a person id; choose a real name")
 
 
