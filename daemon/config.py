@@ -56,6 +56,12 @@ class DetectionConfig:
     """Photos are downscaled so their longer side is at most this before detection."""
     max_pixels: int = 100_000_000
     """Photos whose header claims more pixels are refused before decoding (bomb guard)."""
+    max_file_mb: int = 512
+    """Files larger than this (MiB) are refused unread: far above any photo's size."""
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -267,6 +273,10 @@ def from_dict(table: dict[str, Any], base_dir: Path, config_path: Path | None = 
     if not 0.0 <= cfg.detection.min_score <= 1.0:
         raise ConfigError(
             f"detection.min_score: must be between 0 and 1, got {cfg.detection.min_score}"
+        )
+    if cfg.detection.max_file_mb < 1:
+        raise ConfigError(
+            f"detection.max_file_mb: must be at least 1, got {cfg.detection.max_file_mb}"
         )
     if cfg.detection.max_side < 64:
         raise ConfigError(f"detection.max_side: must be at least 64, got {cfg.detection.max_side}")

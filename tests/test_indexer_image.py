@@ -291,3 +291,46 @@ def test_load_reduced_reads_other_formats_whole(tmp_path: Path) -> None:
     path.write_bytes(encode(".png", quadrants(160, 120)))
     image, scale = load_reduced(path, BIG, 16.0)
     assert image.shape[:2] == (120, 160) and scale == 1.0
+
+
+# -- sniffed before read whole (issue 21 item 10) ----------------------------------------
+
+
+def _sparse(path: Path, head: bytes, size: int) -> Path:
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(size)  # a hole: no disk space, but reading it whole costs `size` bytes
+    return path
+
+
+def _peak_while(fn) -> int:  # noqa: ANN001
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_huge_file_that_is_no_photo_is_refused_from_its_head(tmp_path: Path) -> None:
+    video = _sparse(tmp_path / "holiday-video.jpg", b"\0\0\0\x18ftypqt  \0\0\0\0", 256 << 20)
+
+    def read() -> None:
+        with pytest.raises(PhotoError, match="video"):
+            read_photo(video, 10**8)
+
+    assert _peak_while(read) < 4 << 20  # bytes: the head, not the file
+
+
+def test_a_file_far_above_any_photo_s_size_is_refused_unread(tmp_path: Path) -> None:
+    big = _sparse(tmp_path / "big.jpg", encode(".jpg", quadrants()), 48 << 20)
+
+    def read() -> None:
+        with pytest.raises(PhotoError, match="max_file_mb = 16"):
+            read_photo(big, 10**8, max_bytes=16 << 20)
+
+    assert _peak_while(read) < 4 << 20
+    assert read_photo(big, 10**8, max_bytes=64 << 20).info.format == "jpeg"  # under it: read

@@ -228,7 +228,7 @@ def index_photo(path: Path, engine: Engine, detection: DetectionConfig) -> Index
     :data:`UPSCALE_LIMIT` times into the embedder's chip; then the photo is decoded once
     more, only as sharp as that face needs. Raises :class:`PhotoError`.
     """
-    photo = read_photo(Path(path), detection.max_pixels)
+    photo = read_photo(Path(path), detection.max_pixels, detection.max_file_bytes)
     width, height = photo.info.upright_size
     image, reduction, found = detect_faces(photo, engine.detector, detection)
     decoded_at = reduction

@@ -268,12 +268,59 @@ class PhotoBytes:
         return f"RAW preview ({self.info.format})" if self.origin == "raw" else self.info.format
 
 
-def _read_bytes(path: Path) -> tuple[bytes, os.stat_result]:
-    """The file's bytes and its stat, or a :class:`PhotoError` saying why not."""
+DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024
+"""Above any photo's size (a 150 MP RAW is ~200 MB); ``[detection] max_file_mb``."""
+HEAD_BYTES = 64 * 1024
+"""Read first to decide whether a file can be a photo at all, before reading the rest."""
+WHOLE_READ_BYTES = 4 * 1024 * 1024
+"""Files up to this size are read at once and screened after (one read, no seek)."""
+_PHOTO_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM",
+                b"II*\0", b"MM\0*")
+
+
+def screen_head(path: Path, head: bytes, st: os.stat_result, max_bytes: int) -> None:
+    """Refuse a file that cannot be a photo from its size and first bytes alone.
+
+    A video renamed ``.jpg``, or a file of gigabytes, is refused before it is read whole
+    (a 1.5 GB "photo" once took the scan's memory to 1.77 GB); raises :class:`PhotoError`
+    with the reason, else returns. A camera RAW's own header is LibRaw's to judge.
+    """
+    if st.st_size > max_bytes:
+        raise PhotoError(
+            f"{st.st_size / 2**20:,.0f} MB is far larger than any photo "
+            f"(detection.max_file_mb = {max_bytes // 2**20:,}); not read"
+        )
+    if head.startswith(_PHOTO_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return
+    if heif.heif_kind(head) is not None or _is_raw(path, head):
+        return
+    try:
+        sniff(head)  # says why not: a video's brand, or no known format
+    except (HeaderError, struct.error) as e:
+        raise PhotoError(_maybe_changed(path, st.st_size, st.st_mtime_ns, str(e))) from e
+
+
+def _read_bytes(
+    path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> tuple[bytes, os.stat_result]:
+    """The file's bytes and its stat, or a :class:`PhotoError` saying why not.
+
+    Memory stays bounded by ``max_bytes``: the head is screened first, and a file that
+    grows while being read is left for later (transient).
+    """
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            data = f.read()
+            if st.st_size > WHOLE_READ_BYTES:  # the head first: is it worth reading?
+                screen_head(path, f.read(HEAD_BYTES), st, max_bytes)
+                f.seek(0)
+            # Its size as stat saw it, plus one byte to tell a file still growing (being
+            # copied in); never read(max_bytes), which allocates that much for any photo.
+            data = f.read(st.st_size + 1)
+            if not data:
+                raise PhotoError("empty file (still being written?)", transient=True)
+            if st.st_size <= WHOLE_READ_BYTES:
+                screen_head(path, data, st, max_bytes)
     except FileNotFoundError as e:
         raise PhotoError("file vanished before it could be read", transient=True) from e
     except PermissionError as e:
@@ -282,8 +329,8 @@ def _read_bytes(path: Path) -> tuple[bytes, os.stat_result]:
         raise PhotoError("is a directory, not a photo") from e
     except OSError as e:
         raise PhotoError(f"cannot read the file: {e.strerror or e}", transient=True) from e
-    if not data:
-        raise PhotoError("empty file (still being written?)", transient=True)
+    if len(data) > st.st_size:
+        raise PhotoError("the file grew while being read (still being copied?)", transient=True)
     return data, st
 
 
@@ -301,12 +348,15 @@ def _is_raw(path: Path, data: bytes) -> bool:
     return path.suffix.lower() in RAW_EXTENSIONS and not data.startswith(_NOT_RAW_MAGIC)
 
 
-def read_photo(path: Path, max_pixels: int) -> PhotoBytes:
+def read_photo(
+    path: Path, max_pixels: int, max_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> PhotoBytes:
     """Read ``path`` once, check its header and refuse it if it claims over ``max_pixels``.
 
+    A file over ``max_bytes``, or whose first bytes are no photo's, is refused unread.
     Raises :class:`PhotoError` (transient for a vanished, unreadable or empty file).
     """
-    data, st = _read_bytes(path)
+    data, st = _read_bytes(path, max_bytes)
     kind = heif.heif_kind(data)
     if kind is not None:
         try:
