@@ -180,6 +180,15 @@ def _editing(target: Path, shown: Path) -> Iterator[None]:
         ) from e
 
 
+def clear_leftovers(path: Path) -> int:
+    """Remove temporary files killed edits left beside ``path`` (the service's start)."""
+    target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        return 0
+    with file_lock(lock_path(target), wait=LOCK_WAIT_SECONDS):
+        return len(remove_stale_temps(target.parent, older_than=STALE_TEMP_SECONDS))
+
+
 def _apply(path: Path, change: _Change, expected_digest: str | None) -> LabelsEdit:
     """Read, change, validate, re-check and atomically replace the labels file."""
     target = Path(os.path.realpath(path))  # a symlinked labels.toml stays a symlink

@@ -432,8 +432,25 @@ class Service:
         return code
 
 
+def clear_leftovers(cfg: Config) -> None:
+    """Remove the temporary files of writes killed mid-way (kill -9, a power cut) beside
+    labels.toml and in the state dir; the album writer clears its own tree."""
+    from daemon.fsutil import remove_stale_temps
+    from daemon.people import naming
+
+    try:
+        edits = naming.clear_leftovers(cfg.labels_file)
+    except OSError as e:  # a read-only folder or a held lock: only litter is left
+        log.warning("labels_leftovers_kept", folder=str(cfg.labels_file.parent), error=str(e))
+        edits = 0
+    state = remove_stale_temps(cfg.state_dir, older_than=naming.STALE_TEMP_SECONDS)
+    if edits or state:
+        log.info("leftovers_cleared", beside_labels=edits, in_state=len(state))
+
+
 def run(cfg: Config) -> int:
     """Entry point of ``facecluster run``. Raises ``lock.AlreadyRunning`` if one runs."""
     with lock.hold(cfg.state_dir):
         lower_priority(cfg.daemon.nice)
+        clear_leftovers(cfg)
         return Service(cfg).run()
