@@ -297,3 +297,30 @@ def test_config_after_the_command_and_hints_that_can_be_pasted(lib, capsys) -> N
     assert json.loads(capsys.readouterr().out)["config"] == str(cfg)
     assert main(["--config", str(cfg), "not", "Joe Biden", "face-999999"]) == 1
     assert "`facecluster people 'Joe Biden' --faces`" in capsys.readouterr().err
+
+
+def _run(cfg: Path, *command: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "--config", str(cfg), *command],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+
+
+def test_every_labels_problem_is_reported_once(lib, capsys) -> None:
+    """Issue 21 item 20: a `hidden = true` typo and an unknown id, both, each once."""
+    cfg, photos, root = lib
+    obama = _who(_people(cfg, capsys), "obama")
+    (root / "labels.toml").write_text(
+        f"[people]\n{obama['key']} = {{ name = 'Barack', hidden = true }}\n"
+        "person-0099 = 'Typo'\n"
+    )
+    status = _run(cfg, "status")
+    assert status.returncode == 0, status.stderr
+    both = status.stdout + status.stderr
+    assert both.count("unknown option 'hidden'") == 1, both
+    assert both.count("person-0099 is not a known person") == 1, both
+    assert "labels_invalid" not in both and status.stderr == ""
+    people = _run(cfg, "people")
+    assert people.returncode == 0, people.stderr
+    assert (people.stdout + people.stderr).count("unknown option 'hidden'") == 1

@@ -201,7 +201,7 @@ def _reader(cfg: Config):  # noqa: ANN202 - a Pipeline, imported lazily
             f"no photos indexed yet: there is no store at {db} ({_config_note(cfg)}); "
             "start the service (`make run`) or run `facecluster scan`"
         )
-    return Pipeline(cfg, as_indexed=True)
+    return Pipeline(cfg, as_indexed=True, report_labels=False)
 
 
 def _engine_lines(cfg: Config, store_engine: str, svc) -> list[tuple[str, str]]:  # noqa: ANN001
@@ -246,7 +246,8 @@ def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
 
     with _reader(cfg) as pipeline:
         status = pipeline.status().as_dict()
-        problems = _labels_problems(pipeline)
+        problems = pipeline.labels_problems()
+        broken = pipeline.labels_error is not None
         failed = _failed_photos(pipeline) if args.failed or args.json else []
     svc = read_service_status(cfg.state_dir)
     status["service"] = svc.as_dict() if svc is not None else None
@@ -267,8 +268,7 @@ def _cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         ("last scan", _last_scan(status, svc)),
         ("last clustering", status["last_recluster"] or "never"),
     ]
-    for problem in problems:
-        lines.append(("labels.toml", f"ERROR {problem}"))
+    lines += _labels_lines(problems, broken)
     for c in status.get("identity_conflicts") or []:  # see daemon.people.identity.conflict
         lines.append(("CONFLICT", c["message"]))
     if svc is None:
@@ -301,21 +301,16 @@ def _indexing_lines(indexing: dict) -> list[tuple[str, str]]:
     return out
 
 
-def _labels_problems(pipeline) -> list[str]:  # noqa: ANN001
-    """Every problem of labels.toml: each broken line, then ids the store never had."""
-    from daemon.people import labels
-
-    problems: list[str] = []
-    if pipeline.labels_error:
-        try:
-            labels.load_labels(pipeline.cfg.labels_file)
-        except labels.LabelsError as e:
-            problems += [f"{pipeline.cfg.labels_file}: {p}" for p in e.problems] \
-                if len(e.problems) > 1 else [str(e)]
-        if problems:
-            problems.append("(the last good labels stay in force until it is fixed)")
-    problems += [f"{pipeline.cfg.labels_file}: {p}" for p in pipeline.unknown_labelled()]
-    return problems
+def _labels_lines(problems: list[str], broken: bool) -> list[tuple[str, str]]:
+    """labels.toml's problems as status rows: one row, each problem on a line of its own."""
+    if not problems:
+        return []
+    note = " (the last good labels stay in force until it is fixed)" if broken else ""
+    if len(problems) == 1:
+        return [("labels.toml", f"ERROR {problems[0]}{note}")]
+    indent = "\n" + " " * 19
+    return [("labels.toml", f"ERROR {len(problems)} problems{note}:"
+             + "".join(indent + p for p in problems))]
 
 
 def _cmd_people(cfg: Config, args: argparse.Namespace) -> int:

@@ -76,14 +76,21 @@ class LabelsError(ValueError):
     """``labels.toml`` cannot be used; ``line`` is the 1-based line at fault, if known.
 
     ``problems`` lists every problem found (each naming its line), first one first.
+    ``partial`` holds the entries that were fine, when the file's syntax was (so the
+    ids it mentions can be checked while it is broken).
     """
 
     def __init__(
-        self, message: str, line: int | None = None, problems: tuple[str, ...] = ()
+        self,
+        message: str,
+        line: int | None = None,
+        problems: tuple[str, ...] = (),
+        partial: Labels | None = None,
     ) -> None:
         super().__init__(message)
         self.line = line
         self.problems = problems or (message,)
+        self.partial = partial
 
 
 @dataclass(frozen=True)
@@ -236,18 +243,22 @@ def parse_labels(text: str) -> Labels:
         line = _line_of(text, key, "people")
         if line is not None:
             lines[person_id] = line
+    good = Labels(MappingProxyType(people), MappingProxyType(lines))
     if problems:
-        raise _all_of(problems)
-    return Labels(MappingProxyType(people), MappingProxyType(lines))
+        raise _all_of(problems, good)
+    return good
 
 
-def _all_of(problems: list[LabelsError]) -> LabelsError:
+def _all_of(problems: list[LabelsError], partial: Labels) -> LabelsError:
     """One error carrying every problem, so the user fixes the file in one go."""
     problems.sort(key=lambda e: (e.line is None, e.line or 0))
     texts = tuple(str(e) for e in problems)
     if len(texts) == 1:
+        problems[0].partial = partial
         return problems[0]
-    return LabelsError(f"{len(texts)} problems: " + "; ".join(texts), problems[0].line, texts)
+    return LabelsError(
+        f"{len(texts)} problems: " + "; ".join(texts), problems[0].line, texts, partial
+    )
 
 
 def read_labels_text(path: Path) -> str:
@@ -275,7 +286,7 @@ def load_labels(path: Path) -> Labels:
     try:
         return parse_labels(text)
     except LabelsError as e:
-        raise LabelsError(f"{path}: {e}", e.line, e.problems) from e
+        raise LabelsError(f"{path}: {e}", e.line, e.problems, e.partial) from e
 
 
 def load_last_good(state_dir: Path) -> Labels:
@@ -297,7 +308,9 @@ def load_live_labels(path: Path, state_dir: Path) -> tuple[Labels, LabelsError |
         text = read_labels_text(path)
         labels = parse_labels(text)
     except LabelsError as e:
-        error = e if str(path) in str(e) else LabelsError(f"{path}: {e}", e.line, e.problems)
+        error = (
+            e if str(path) in str(e) else LabelsError(f"{path}: {e}", e.line, e.problems, e.partial)
+        )
         return load_last_good(state_dir), error
     if state_dir.is_dir():
         keep = state_dir / LAST_GOOD_NAME

@@ -34,8 +34,20 @@ class People:
     ``identity`` holds the anchors that map a clustering onto the ids labels.toml uses.
     """
 
-    def __init__(self, cfg: Config, store: Store, engine_id: str, identity: Identity) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        engine_id: str,
+        identity: Identity,
+        *,
+        report_labels: bool = True,
+    ) -> None:
+        """``report_labels=False``: a reading command shows labels problems itself, so
+        they are not logged as well."""
         self.cfg = cfg
+        self._report_labels = report_labels
+        self._labels_problem: labels.LabelsError | None = None
         self.store = store
         self.engine_id = engine_id
         self.identity = identity
@@ -56,17 +68,39 @@ class People:
         so a reading command started while the file is broken sees the same ones.
         """
         self.labels, error = labels.load_live_labels(self.cfg.labels_file, self.cfg.state_dir)
+        self._labels_problem = error
         self.labels_error = str(error) if error else None
+        if not self._report_labels:
+            return self.labels_error
         if error:
-            log.error("labels_invalid", file=str(self.cfg.labels_file), problems=error.problems)
+            problems = [*error.problems, *self.unknown_labelled()]
+            log.error("labels_invalid", file=str(self.cfg.labels_file), problems=problems)
         elif unknown := self.unknown_labelled():
             log.warning("labels_unknown_people", file=str(self.cfg.labels_file), problems=unknown)
         return self.labels_error
 
     def unknown_labelled(self) -> list[str]:
-        """labels.toml entries naming a person the store never had (once it has people)."""
+        """labels.toml entries naming a person the store never had (once it has people).
+
+        While the file is broken, its entries that are fine are checked: every problem
+        of the file is reported at once, a typo'd id beside a broken line too.
+        """
+        said = self.labels
+        if self._labels_problem is not None:
+            if self._labels_problem.partial is None:
+                return []  # unreadable, or a syntax error: no entries to check
+            said = self._labels_problem.partial
         known = [rec.id for rec in self.store.people()]
-        return labels.unknown_people(self.labels, known) if known else []
+        return labels.unknown_people(said, known) if known else []
+
+    def labels_problems(self) -> list[str]:
+        """Every problem of labels.toml, each once: broken lines, then ids naming nobody."""
+        path = str(self.cfg.labels_file)
+        broken = list(self._labels_problem.problems) if self._labels_problem else []
+        return [
+            p if p.startswith(path) else f"{path}: {p}"
+            for p in (*broken, *self.unknown_labelled())
+        ]
 
     def _new_person_id(self) -> int:
         """A fresh id, stepping over ids labels.toml mentions (see Identity.reserve)."""

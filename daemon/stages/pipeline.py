@@ -62,6 +62,7 @@ class Pipeline:
         mounts: MountPoints | None = None,
         as_indexed: bool = False,
         workers: Indexer | None = None,
+        report_labels: bool = True,
     ) -> None:
         """Open the pipeline's store.
 
@@ -74,6 +75,8 @@ class Pipeline:
         model file that appeared since changes the engine only at the next start): for
         reading commands. ``workers``: index workers the caller already started (they load
         the models while this process starts up); the pipeline stops them on close.
+        ``report_labels=False``: labels.toml's problems are not logged (a reading command
+        prints them itself, once).
         """
         self.cfg = cfg
         self.engine_id = engine_id_for(cfg.engine)
@@ -94,7 +97,9 @@ class Pipeline:
             self.engine_id = self.store.get_meta("engine") or self.engine_id
         self.identity = Identity(cfg.state_dir, cfg.albums_dir)
         self._sync = Sync(cfg, self.store, self.engine_id, mounts or MountPoints(), workers)
-        self._people = People(cfg, self.store, self.engine_id, self.identity)
+        self._people = People(
+            cfg, self.store, self.engine_id, self.identity, report_labels=report_labels
+        )
         self._reflect = Reflect(
             cfg, self.store, self.engine_id, lambda: self._people.labels, self.identity
         )
@@ -160,6 +165,10 @@ class Pipeline:
     def unknown_labelled(self) -> list[str]:
         """labels.toml entries naming a person the store never had (a typo, an old id)."""
         return self._people.unknown_labelled()
+
+    def labels_problems(self) -> list[str]:
+        """Every problem of labels.toml at once: broken lines, then ids naming nobody."""
+        return self._people.labels_problems()
 
     def cluster_params(self) -> cluster.ClusterParams:
         """The engine's measured defaults, with the config's overrides."""
