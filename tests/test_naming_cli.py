@@ -324,3 +324,16 @@ def test_every_labels_problem_is_reported_once(lib, capsys) -> None:
     people = _run(cfg, "people")
     assert people.returncode == 0, people.stderr
     assert (people.stdout + people.stderr).count("unknown option 'hidden'") == 1
+
+
+def test_people_shows_the_sample_column(lib, capsys) -> None:
+    """Issue 21 item 19: the README promises a sample photo and its face-N per person."""
+    cfg, photos, root = lib
+    rows = _people(cfg, capsys)
+    assert main(["--config", str(cfg), "people"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "sample" in out[0].split()
+    for r in rows:
+        line = next(x for x in out if x.startswith(r["key"] + " "))
+        rel = Path(r["sample"]).relative_to(photos).as_posix()
+        assert f"{rel} ({r['sample_face']})" in line

@@ -336,11 +336,22 @@ def _cmd_people(cfg: Config, args: argparse.Namespace) -> int:
     if not rows:
         print("no people yet: run `facecluster scan` first")
         return 0
-    print(f"{'id':<12} {'name':<24} {'faces':>6} {'photos':>6}  album")
+    print(f"{'id':<12} {'name':<24} {'faces':>6} {'photos':>6}  {'sample':<40}  album")
     for r in rows:
         album = r.album or ("(hidden)" if r.hidden else "(no album: all excluded)")
-        print(f"{r.key:<12} {r.name or '-':<24} {r.faces:>6} {r.photos:>6}  {album}")
+        sample = _sample(r, cfg.watch)
+        print(f"{r.key:<12} {r.name or '-':<24} {r.faces:>6} {r.photos:>6}  {sample:<40}  {album}")
     return 0
+
+
+def _sample(row, roots: Sequence[Path]) -> str:  # noqa: ANN001 - a PersonRow
+    """The sample photo as the user finds it (relative to its watched folder) and its face."""
+    if not row.sample:
+        return "-"
+    from daemon.people.labels import photo_entry
+
+    photo = photo_entry(Path(row.sample), roots)
+    return f"{photo} ({row.sample_face})" if row.sample_face else photo
 
 
 def _naming(command: str):  # noqa: ANN202
