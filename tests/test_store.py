@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import structlog
+import structlog.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -122,6 +124,15 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         Store.open(state)
 
 
+def test_a_new_store_is_not_news(tmp_path: Path) -> None:
+    """Issue 21 item 25: the first run logged store_migrated version=1/2 at info."""
+    with structlog.testing.capture_logs() as logs, Store.open(tmp_path / "state"):
+        pass
+    migrated = [e for e in logs if e["event"] == "store_migrated"]
+    assert len(migrated) == len(MIGRATIONS)
+    assert {e["log_level"] for e in migrated} == {"debug"}
+
+
 def test_store_of_schema_1_is_read_then_migrated_keeping_its_data(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
@@ -142,9 +153,11 @@ def test_store_of_schema_1_is_read_then_migrated_keeping_its_data(
     assert con.execute("PRAGMA user_version").fetchone()[0] == 1
     con.close()
 
-    with Store.open(state) as s:
+    with structlog.testing.capture_logs() as logs, Store.open(state) as s:
         assert s.counts().faces == 9
         assert [f.id for f in s.person_faces(pid)] == [saved[Path("/photos/img0001.jpg")][0]]
+    # An old store's upgrade is news (info); a new store's schema steps are not (debug).
+    assert [e["log_level"] for e in logs if e["event"] == "store_migrated"] == ["info"]
     con = sqlite3.connect(state / DB_NAME)
     assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}

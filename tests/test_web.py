@@ -158,6 +158,19 @@ def test_pages_show_people_faces_and_status(lib: Path):
     assert "not running" in status and "faces" in status
 
 
+def test_status_says_idle_once(lib: Path):
+    """Issue 21 item 25: the page read "idle — idle, 87 photos"."""
+    from daemon.service.status import ServiceStatus, write_service_status
+
+    write_service_status(lib / "state", ServiceStatus(
+        os.getpid(), "t", "t", "idle", "idle, 87 photos, 5 people", 0, None, None, "e"))
+    try:
+        status = client_for(lib).get("/status").text
+    finally:
+        (lib / "state" / "service.json").unlink()
+    assert "idle, 87 photos, 5 people" in status and "idle — idle" not in status
+
+
 # -- actions ----------------------------------------------------------------------------
 
 

@@ -91,6 +91,14 @@ class ServiceStatus:
         """Plain JSON-ready form."""
         return asdict(self)
 
+    @property
+    def summary(self) -> str:
+        """Phase and message in one, said once: ``idle, 87 photos`` (not ``idle — idle,
+        87 photos``), ``indexing — 12/40 photos``."""
+        if not self.message or self.message.split(",")[0].split(":")[0] == self.phase:
+            return self.message or self.phase
+        return f"{self.phase} — {self.message}"
+
 
 def write_service_status(state_dir: Path, status: ServiceStatus) -> None:
     """Replace ``service.json`` atomically, so a reader never sees half a file."""

@@ -335,7 +335,10 @@ class Store:
                 for statement in MIGRATIONS[v]:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {v + 1}")
-                log.info("store_migrated", path=str(self.db_path), version=v + 1)
+                # A new store is no news to a new user: its schema steps go to debug.
+                (log.debug if version == 0 else log.info)(
+                    "store_migrated", path=str(self.db_path), version=v + 1
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
