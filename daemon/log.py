@@ -8,8 +8,44 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Protocol
 
 import structlog
+
+
+class _Line(Protocol):
+    def clear(self) -> None: ...
+
+
+class _Stderr:
+    """``sys.stderr`` as it is at each write, with a progress line cleared first, so a
+    log line never lands glued to the end of the bar (the bar redraws at its next
+    update)."""
+
+    line: _Line | None = None
+
+    def write(self, text: str) -> int:
+        if self.line is not None:
+            self.line.clear()
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_stderr = _Stderr()
+_setting: tuple[str, bool] | None = None
+
+
+def hold_line(line: _Line | None) -> None:
+    """Tell the log which progress line to clear before it writes (None: no more)."""
+    _stderr.line = line
+
+
+def current() -> tuple[str, bool] | None:
+    """(level, json) as last configured (None if never): what worker processes must
+    copy, so that a command that prints warnings only gets no info lines from them."""
+    return _setting
 
 
 def configure(level: str = "info", *, json: bool | None = None) -> None:
@@ -18,8 +54,10 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
     ``json`` defaults to "stderr is not a terminal", so a service under systemd or
     launchd writes one JSON object per line while a person at a shell gets colour.
     """
+    global _setting
     if json is None:
         json = not sys.stderr.isatty()
+    _setting = (level, json)
     numeric = logging.getLevelName(level.upper())
     processors: list = [
         structlog.contextvars.merge_contextvars,
@@ -33,6 +71,6 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_stderr),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -337,3 +338,51 @@ def test_people_shows_the_sample_column(lib, capsys) -> None:
         line = next(x for x in out if x.startswith(r["key"] + " "))
         rel = Path(r["sample"]).relative_to(photos).as_posix()
         assert f"{rel} ({r['sample_face']})" in line
+
+
+def test_log_lines_never_leak_into_command_output(lib, tmp_path: Path) -> None:
+    """Issue 21 item 18: on a terminal `scan` printed the workers' engine_chosen lines
+    glued onto the progress bar; piped, `rebuild` printed raw JSON log lines."""
+    import pty
+
+    cfg, photos, root = lib
+    extra = root / "more-photos"  # photos to index and failures to log while the bar is drawn
+    extra.mkdir()
+    for i in range(6):
+        shutil.copy(photos / "obama" / "obama.jpg", extra / f"o{i}.jpg")
+        (extra / f"broken{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    # Two index workers: their own logging is what leaked.
+    text = cfg.read_text().replace("workers = 1", "workers = 2")
+    cfg.write_text(text.replace(f'watch = ["{photos}"]', f'watch = ["{photos}", "{extra}"]'))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100"}
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "--config", str(cfg), "scan"],
+            stdin=secondary, stdout=secondary, stderr=secondary, env=env,
+        )
+        os.close(secondary)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=120) == 0, out
+    finally:
+        os.close(primary)
+    text = out.decode("utf-8", "replace")
+    assert "engine_chosen" not in text
+    failures = [x for x in re.split(r"[\r\n]", text) if "photo_failed" in x]
+    assert failures, text  # warnings are still shown
+    assert not [x for x in failures if "photos/s" in x or "[#" in x or "[-" in x], text
+
+    piped = _run(cfg, "rebuild")
+    assert piped.returncode == 0, piped.stderr
+    lines = (piped.stdout + piped.stderr).splitlines()
+    assert not [x for x in lines if x.lstrip().startswith("{")], lines
+    assert "engine_chosen" not in piped.stdout + piped.stderr
+

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TextIO
 
+from daemon import log as logsetup
+
 _CLEAR_TO_EOL = "\x1b[K"
 _BAR_WIDTH = 20
 _DEFAULT_COLUMNS = 80
@@ -120,6 +122,9 @@ class Progress:
         self._last_draw = -math.inf
         self._drawn = False
         self._closed = False
+        self._holds_log = self.enabled and self.stream is sys.stderr
+        if self._holds_log:
+            logsetup.hold_line(self)  # log lines clear the bar first, never glue onto it
 
     def update(self, n: int = 1, **fields: object) -> None:
         """Count ``n`` more items and remember ``fields``; redraw if enough time has passed."""
@@ -147,6 +152,8 @@ class Progress:
             self._draw(self._clock())
             self.stream.write("\n")
             self.stream.flush()
+        if self._holds_log:
+            logsetup.hold_line(None)
         self._closed = True
 
     def _draw(self, now: float) -> None:

@@ -29,6 +29,7 @@ import structlog
 
 from daemon.config import Config, DetectionConfig, EngineConfig
 from daemon.indexer.types import EngineError, IndexedPhoto, PhotoError
+from daemon.log import current as current_logging
 
 if TYPE_CHECKING:
     from daemon.indexer.engine import Engine
@@ -62,7 +63,11 @@ def index_one(path: Path, engine: Engine, detection: DetectionConfig) -> Indexed
 
 
 def _worker_main(
-    conn: Connection, engine_cfg: EngineConfig, detection: DetectionConfig, log_level: str
+    conn: Connection,
+    engine_cfg: EngineConfig,
+    detection: DetectionConfig,
+    log_level: str,
+    log_json: bool | None = None,
 ) -> None:
     """Worker loop: load the engine once, then answer (path) with (result) until None."""
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
@@ -74,7 +79,7 @@ def _worker_main(
 
     cv2.setNumThreads(1)
 
-    configure(log_level)
+    configure(log_level, json=log_json)
     try:
         engine = open_engine(engine_cfg)
     except Exception as e:
@@ -186,7 +191,10 @@ class IndexPool:
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        args = (child, self.cfg.engine, self.cfg.detection, self.cfg.log_level)
+        # The parent's logging, not the config's: a command printing warnings only must
+        # not get every worker's info lines (engine_chosen) on its terminal or pipe.
+        level, json = current_logging() or (self.cfg.log_level, None)
+        args = (child, self.cfg.engine, self.cfg.detection, level, json)
         process = self._ctx.Process(target=_worker_main, args=args, daemon=True)
         with _single_thread_env():
             process.start()
