@@ -2,9 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Your own settings go in config.local.toml (ignored by git, so `git pull` never collides
-# with them); config.toml is the project's documented defaults. Or: make run CONFIG=x.toml
-CONFIG ?= $(if $(wildcard config.local.toml),config.local.toml,config.toml)
+# config.toml is the project's documented defaults; your own settings go in
+# config.local.toml beside it (ignored by git, so `git pull` never collides with them),
+# which overrides it key by key: the command line and the running service read both,
+# and the service notices either changing (or appearing). Or: make run CONFIG=x.toml
+# (then x.local.toml is the file over it).
+CONFIG ?= config.toml
 
 .PHONY: run test install lint bench clean status people lock test-latest test-container \
 	install-service

@@ -1,9 +1,15 @@
-"""Load and validate ``config.toml``.
+"""Load and validate ``config.toml``, with the user's ``config.local.toml`` over it.
+
+The one rule: settings in ``X.local.toml`` override those of ``X.toml`` beside it, key
+by key (a table such as ``[web]`` merges; a list such as ``watch`` is replaced whole).
+Without ``--config`` X is ``./config``; ``--config path/X.toml`` (or ``X.local.toml``)
+names the pair. Either file may be missing. The running service watches both, so a
+``config.local.toml`` created while it runs is applied like an edit.
 
 Every key has a default, so an empty file is a valid configuration. Unknown keys and
-wrong values are refused with a :class:`ConfigError` that names the key, because a
-typo silently ignored in a service that runs for years is worse than a refusal.
-Relative paths resolve against the folder of the config file.
+wrong values are refused with a :class:`ConfigError` that names the key and the file,
+because a typo silently ignored in a service that runs for years is worse than a
+refusal. Relative paths resolve against the folder of the config files.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ EmbedderName = Literal["auto", "sface", "dlib"]
 
 DEFAULT_CONFIG_NAME = "config.toml"
 LOCAL_CONFIG_NAME = "config.local.toml"
-"""Your own settings, preferred over config.toml and ignored by git, so `git pull` of the
-project never collides with them (copy config.toml to it and edit)."""
+"""Your own settings, over config.toml's and ignored by git, so `git pull` of the
+project never collides with them (put only the keys you change in it)."""
+_LOCAL_SUFFIX = ".local.toml"
 
 
 class ConfigError(ValueError):
@@ -154,6 +161,10 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     config_path: Path | None = None
+    """The file with the user's settings: the local one if it exists, else the main one
+    (None: neither exists, the defaults are in force)."""
+    config_files: tuple[Path, ...] = ()
+    """The main and the local file (absolute, existing or not): what a reload re-reads."""
 
     @property
     def worker_count(self) -> int:
@@ -226,7 +237,7 @@ def _check_value(key: str, hint: Any, value: Any) -> Any:
 def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
     """Build dataclass ``cls`` from a TOML table, refusing unknown keys."""
     hints = get_type_hints(cls)
-    known = {f.name for f in fields(cls) if f.name != "config_path"}
+    known = {f.name for f in fields(cls) if f.name not in ("config_path", "config_files")}
     for key in table:
         if key not in known:
             where = f"{prefix}{key}"
@@ -308,19 +319,40 @@ def from_dict(table: dict[str, Any], base_dir: Path, config_path: Path | None = 
     return cfg
 
 
-def load_config(path: Path | str | None = None) -> Config:
-    """Read and validate a config file.
+def config_pair(path: Path) -> tuple[Path, Path]:
+    """(main, local) for a named file: ``X.toml`` -> ``X.toml, X.local.toml``; a named
+    ``X.local.toml`` is the local half of the same pair."""
+    name = path.name
+    if name.endswith(_LOCAL_SUFFIX):
+        return path.with_name(name[: -len(_LOCAL_SUFFIX)] + ".toml"), path
+    return path, path.with_name(f"{path.stem}{_LOCAL_SUFFIX}")
 
-    ``path`` defaults to ``$FACECLUSTER_CONFIG``, else ``./config.local.toml`` if present,
-    else ``./config.toml``. A missing default file yields the defaults (relative to the
-    current directory, ``config_path`` None); a missing named file is an error.
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate the configuration: a main file with its local file over it.
+
+    ``path`` defaults to ``$FACECLUSTER_CONFIG``, else ``./config.toml``; either way its
+    ``.local.toml`` sibling overrides it (see the module's rule). A missing named file is
+    an error; without a name, missing files mean the defaults (``config_path`` None).
     """
-    explicit = path is not None or "FACECLUSTER_CONFIG" in os.environ
-    p = Path(path or os.environ.get("FACECLUSTER_CONFIG") or _default_path())
+    named = path or os.environ.get("FACECLUSTER_CONFIG")
+    p = Path(named or DEFAULT_CONFIG_NAME)
+    if named and not p.exists():
+        raise ConfigError(f"config file {p} does not exist")
+    return _load_pair(*config_pair(p))
+
+
+def reload_config(cfg: Config) -> Config:
+    """The configuration from the files ``cfg`` was read from, as they are now."""
+    if not cfg.config_files:
+        return load_config(cfg.config_path)
+    main, local = cfg.config_files
+    return _load_pair(main, local)
+
+
+def _read_table(p: Path) -> dict[str, Any] | None:
     if not p.exists():
-        if explicit:
-            raise ConfigError(f"config file {p} does not exist")
-        return from_dict({}, Path.cwd())
+        return None
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -330,16 +362,38 @@ def load_config(path: Path | str | None = None) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: {e}") from e
     try:
-        return from_dict(table, p.parent, p.resolve())
+        _build(Config, table, "")  # unknown keys and wrong types, named with their file
     except ConfigError as e:
         raise ConfigError(f"{p}: {e}") from e
+    return table
 
 
-def _default_path() -> Path:
-    local = Path(LOCAL_CONFIG_NAME)
-    return local if local.exists() else Path(DEFAULT_CONFIG_NAME)
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over``'s keys over ``base``'s; tables merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _load_pair(main: Path, local: Path) -> Config:
+    main, local = Path(os.path.abspath(main)), Path(os.path.abspath(local))
+    tables = [(p, t) for p in (main, local) if (t := _read_table(p)) is not None]
+    table: dict[str, Any] = {}
+    for _, t in tables:
+        table = _merged(table, t)
+    shown = tables[-1][0].resolve() if tables else None
+    try:
+        cfg = from_dict(table, main.parent, shown)
+    except ConfigError as e:
+        where = " over ".join(str(p) for p, _ in reversed(tables)) or "the defaults"
+        raise ConfigError(f"{where}: {e}") from e
+    return replace(cfg, config_files=(main, local))
 
 
 def searched_paths() -> tuple[Path, ...]:
     """Where :func:`load_config` looks when no file is named (for "no config" messages)."""
-    return tuple(Path.cwd() / name for name in (LOCAL_CONFIG_NAME, DEFAULT_CONFIG_NAME))
+    return tuple(Path.cwd() / name for name in (DEFAULT_CONFIG_NAME, LOCAL_CONFIG_NAME))

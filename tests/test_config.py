@@ -79,19 +79,46 @@ def test_cli_reports_bad_config_in_one_line(tmp_path: Path, capsys) -> None:
     assert "Traceback" not in err
 
 
-def test_local_config_is_preferred_and_searched_paths_named(tmp_path, monkeypatch) -> None:
+def test_local_config_overrides_key_by_key_and_searched_paths_named(tmp_path, monkeypatch) -> None:
+    """Issue 21 item 15: one rule, config.local.toml over config.toml, for every reader."""
     from daemon.config import searched_paths
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FACECLUSTER_CONFIG", raising=False)
     assert load_config().config_path is None  # nothing there: defaults, and it says so
-    assert [p.name for p in searched_paths()] == ["config.local.toml", "config.toml"]
-    (tmp_path / "config.toml").write_text('albums_dir = "shared-albums"\n')
+    assert [p.name for p in searched_paths()] == ["config.toml", "config.local.toml"]
+    (tmp_path / "config.toml").write_text(
+        'albums_dir = "shared-albums"\nworkers = 3\n[web]\nport = 9000\nlisten = "0.0.0.0"\n'
+    )
     assert load_config().albums_dir == tmp_path / "shared-albums"
-    (tmp_path / "config.local.toml").write_text('albums_dir = "my-albums"\n')
-    cfg = load_config()
-    assert cfg.albums_dir == tmp_path / "my-albums"
-    assert cfg.config_path == tmp_path / "config.local.toml"
+    (tmp_path / "config.local.toml").write_text('albums_dir = "my-albums"\n[web]\nport = 9001\n')
+    for cfg in (load_config(), load_config("config.toml"), load_config("config.local.toml")):
+        assert cfg.albums_dir == tmp_path / "my-albums"
+        assert cfg.workers == 3  # not in the local file: config.toml's
+        assert (cfg.web.port, cfg.web.listen) == (9001, "0.0.0.0")  # tables merge
+        assert cfg.config_path == tmp_path / "config.local.toml"
+        assert cfg.config_files == (tmp_path / "config.toml", tmp_path / "config.local.toml")
+
+
+def test_a_bad_local_key_names_the_local_file(tmp_path: Path) -> None:
+    path = _cfg(tmp_path, "workers = 1\n")
+    (tmp_path / "config.local.toml").write_text("wokers = 2\n")
+    with pytest.raises(ConfigError, match="config.local.toml.*wokers"):
+        load_config(path)
+
+
+def test_reload_reads_a_local_file_that_appeared(tmp_path: Path) -> None:
+    from daemon.config import reload_config
+
+    cfg = load_config(_cfg(tmp_path, "workers = 1\n"))
+    (tmp_path / "config.local.toml").write_text("workers = 2\n")
+    assert reload_config(cfg).workers == 2
+
+
+def test_makefile_passes_the_main_file_so_the_local_one_applies_over_it() -> None:
+    """`make run` used to pass config.local.toml alone, or config.toml alone."""
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    assert "\nCONFIG ?= config.toml\n" in makefile
 
 
 def test_config_watch_notices_edits_and_replacements(tmp_path) -> None:

@@ -271,6 +271,22 @@ def test_sighup_refuses_a_broken_config_and_reloads_a_good_one(svc: RunningServi
     assert svc.proc.poll() is None
 
 
+def test_a_local_config_created_while_running_is_applied(svc: RunningService) -> None:
+    """Issue 21 item 15: config.local.toml overrides the config the service was given,
+    and one created while it runs is picked up like an edit (so is its removal)."""
+    reloads = svc.log.read_text().count("config_reloaded")
+    local = svc.cfg.with_name("config.local.toml")
+    local.write_text("[daemon]\nsettle_seconds = 0.6\n")
+    try:
+        svc.wait_for("a new local config applied", lambda: "config.local.toml" in "".join(
+            x for x in svc.log.read_text().splitlines() if "config_reloaded" in x), 30)
+    finally:
+        local.unlink()
+    svc.wait_for("its removal applied",
+                 lambda: svc.log.read_text().count("config_reloaded") >= reloads + 2, 30)
+    svc.wait_for("idle again", lambda: svc.status().get("phase") == "idle", 60)
+
+
 def test_a_vanishing_and_returning_folder_keeps_the_albums(svc: RunningService) -> None:
     contents, status, photos = svc.contents, svc.status, svc.photos
     before = contents()

@@ -8,6 +8,7 @@ that save by renaming a new file over the old one.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 Signature = tuple[int, int, int]
@@ -25,21 +26,32 @@ def signature(path: Path | None) -> Signature | None:
 
 
 class FileWatch:
-    """``changed()`` is True once for each change of ``path`` since it was last seen."""
+    """``changed()`` is True once for each change of ``path`` since it was last seen.
 
-    def __init__(self, path: Path | None, *, seen_now: bool = True) -> None:
-        self.path = path
+    ``path`` may be several files (a config and the local file over it): a change of
+    any of them, its creation or removal included, counts.
+    """
+
+    def __init__(
+        self, path: Path | Sequence[Path] | None, *, seen_now: bool = True
+    ) -> None:
+        self.paths: tuple[Path | None, ...] = (
+            tuple(path) if isinstance(path, (tuple, list)) else (path,)
+        )
         # Not seen yet: a file that exists counts as changed at the first check.
-        self._seen = signature(path) if seen_now else None
+        self._seen = self._now() if seen_now else None
+
+    def _now(self) -> tuple[Signature | None, ...]:
+        return tuple(signature(p) for p in self.paths)
 
     def changed(self) -> bool:
         """True once for each change since the last call (or since creation)."""
-        now = signature(self.path)
-        if now == self._seen:
+        now = self._now()
+        if now == self._seen or (self._seen is None and not any(now)):
             return False
         self._seen = now
         return True
 
     def mark_seen(self) -> None:
         """The file as it is now has been read by someone else: no change to report."""
-        self._seen = signature(self.path)
+        self._seen = self._now()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from daemon.config import Config, ConfigError, load_config
+from daemon.config import Config, ConfigError, reload_config
 from daemon.library.roots import MountPoints
 from daemon.service import lock, sdnotify
 from daemon.service.filewatch import FileWatch
@@ -146,7 +146,9 @@ class Service:
             watchdog_every=sdnotify.watchdog_interval(), clock=clock,
         )
         self._labels_watch = FileWatch(cfg.labels_file, seen_now=False)
-        self._config_watch = FileWatch(cfg.config_path)  # a changed config applies itself
+        # A changed config applies itself: both files, so a config.local.toml created
+        # while the service runs is noticed too.
+        self._config_watch = FileWatch(cfg.config_files or cfg.config_path)
         self._web: WebThread | None = None
         self._errors_in_row = 0
 
@@ -309,11 +311,11 @@ class Service:
 
     def _reload_config(self) -> None:
         self.requests.reload = False
-        if self.cfg.config_path is None:
+        if not self.cfg.config_files and self.cfg.config_path is None:
             log.warning("config_reload_skipped", reason="the service runs on defaults, no file")
             return
         try:
-            new = load_config(self.cfg.config_path)
+            new = reload_config(self.cfg)
         except ConfigError as e:
             log.error("config_invalid_kept_old", error=str(e))
             return
