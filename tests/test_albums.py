@@ -464,6 +464,41 @@ def test_thumbnail_from_a_reduced_decode_shows_the_same_face(tmp_path: Path) -> 
     assert np.abs(thumb[..., :2] - moved[..., :2]).mean() > 6
 
 
+def _solid_crop(colour: tuple[int, int, int], side: int = 160) -> bytes:
+    return cv2.imencode(".jpg", np.full((side, side, 3), colour, np.uint8))[1].tobytes()
+
+
+def test_pictures_come_from_stored_crops_without_the_photos(tmp_path: Path) -> None:
+    # Faces with a stored crop need no photo at all (here: none exists); a face without
+    # one (a store older than the crops) falls back to decoding its photo.
+    gone = tmp_path / "gone.jpg"
+    kept = tmp_path / "kept.jpg"
+    yy, xx = np.mgrid[0:400, 0:400]
+    cv2.imwrite(str(kept), np.dstack([xx * 255 // 400, yy * 255 // 400, 0 * xx]).astype(np.uint8))
+    faces = (FaceRef(1, gone, (0, 0, 300, 300), 0.99), FaceRef(2, gone, (0, 0, 9, 9), 0.5),
+             FaceRef(3, kept, (100, 100, 150, 150), 0.4))
+    plan = AlbumPlan("X", (1,), (gone, kept), faces)
+    stored = {1: _solid_crop((0, 0, 250)), 2: _solid_crop((0, 250, 0))}
+    asked: list[list[int]] = []
+
+    def crops(ids):
+        asked.append(list(ids))
+        return {i: stored[i] for i in ids if i in stored}
+
+    (tmp_path / "albums").mkdir()
+    report = write_pictures(tmp_path / "albums", [plan], crops=crops)
+    assert (report.written, report.errors) == (1, 0) and sorted(asked[0]) == [1, 2, 3]
+    thumb_path, montage_path = _pictures(tmp_path / "albums", "X")
+    thumb = cv2.imread(str(thumb_path))
+    assert thumb.shape == (THUMB_SIZE, THUMB_SIZE, 3)
+    assert np.abs(thumb.astype(float) - (0, 0, 250)).mean() < 6  # the stored crop, enlarged
+    # 2x2 cells of 128, one face per photo first: faces 1, 3, then 2
+    montage = cv2.imread(str(montage_path)).astype(float)
+    assert np.abs(montage[128:, :128] - (0, 250, 0)).mean() < 6
+    want = crop_face(cv2.imread(str(kept)), (100, 100, 150, 150), 128).astype(float)
+    assert np.abs(montage[:128, 128:] - want).mean() < 8  # decoded from its photo
+
+
 def test_unreadable_photo_costs_only_its_face(tmp_path: Path, photos) -> None:
     broken = tmp_path / "photos" / "broken.jpg"
     broken.write_bytes(b"not a jpeg")

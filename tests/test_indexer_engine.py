@@ -21,9 +21,11 @@ from daemon.indexer import (
     PhotoError,
     engine_id_for,
     index_photo,
+    load_upright,
     open_engine,
 )
 from daemon.indexer import engine as engine_mod
+from daemon.indexer.crops import CROP_PX, crop_face
 
 DET = DetectionConfig()
 
@@ -319,3 +321,29 @@ def test_pool_refuses_to_start_with_an_impossible_engine(tmp_path: Path) -> None
     cfg = Config(workers=2, engine=EngineConfig(detector="yunet", models_dir=tmp_path))
     with pytest.raises(EngineError), IndexPool(cfg):
         pass
+
+
+def _crop_image(face) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(face.crop, np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_each_face_comes_with_an_upright_crop_of_itself(
+    yunet_engine: Engine, shared_photos, tmp_path: Path
+) -> None:
+    # The album and web pictures are drawn from these crops instead of the photo, so
+    # they must show the same place of the upright photo as a crop of a full decode.
+    src = shared_photos / "groups/obama_and_biden.jpg"
+    dest = tmp_path / "rotated.jpg"
+    exif_rotated_copy(src, dest)
+    upright = load_upright(src, 10**8)
+    indexed = index_photo(dest, yunet_engine, DET)
+    assert len(indexed.faces) >= 2
+    for face in indexed.faces:
+        got = _crop_image(face).astype(float)
+        assert got.shape[0] == got.shape[1] <= CROP_PX
+        want = crop_face(upright, face.box, got.shape[0]).astype(float)
+        others = [crop_face(upright, f.box, got.shape[0]).astype(float)
+                  for f in indexed.faces if f is not face]
+        error = np.abs(got - want).mean()
+        assert error < 12
+        assert all(np.abs(got - other).mean() > 2 * error for other in others)

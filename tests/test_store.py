@@ -136,7 +136,8 @@ def test_a_new_store_is_not_news(tmp_path: Path) -> None:
 def test_store_of_schema_1_is_read_then_migrated_keeping_its_data(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
-    # A store written before schema 2 (the web page's index) is exactly schema 1's tables.
+    # A store written before schema 2 (the web page's index) and 3 (the face crops) is
+    # exactly schema 1's tables.
     state = tmp_path / "state"
     with Store.open(state) as s:
         saved = fill(s, rng, 3)
@@ -144,11 +145,14 @@ def test_store_of_schema_1_is_read_then_migrated_keeping_its_data(
         s.set_persons({saved[Path("/photos/img0001.jpg")][0]: pid})
     con = sqlite3.connect(state / DB_NAME)
     con.execute("DROP INDEX faces_person_photo")
+    con.execute("DROP TABLE face_crops")
     con.execute("PRAGMA user_version = 1")
     con.close()
 
     with Store.open_readonly(state) as ro:  # a reader beside an old writer: no migration
-        assert ro.person_faces(pid)[0].id == saved[Path("/photos/img0001.jpg")][0]
+        first = saved[Path("/photos/img0001.jpg")][0]
+        assert ro.person_faces(pid)[0].id == first
+        assert ro.face_crops([first]) == {}  # no crops yet: the readers decode the photo
     con = sqlite3.connect(state / DB_NAME)
     assert con.execute("PRAGMA user_version").fetchone()[0] == 1
     con.close()
@@ -162,6 +166,8 @@ def test_store_of_schema_1_is_read_then_migrated_keeping_its_data(
     assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"faces_person", "faces_person_photo"} <= indexes
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "face_crops" in tables
     con.close()
 
 

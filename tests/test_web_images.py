@@ -7,9 +7,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from daemon.store import FaceRecord
-from daemon.web.images import CROP_SIZE, FaceImages, cache_size, prune
+from daemon.web.images import CROP_SIZE, FaceImages, NoPicture, cache_size, prune
 
 
 def _photo(tmp_path: Path) -> Path:
@@ -82,3 +83,17 @@ def test_a_symlink_planted_in_the_cache_is_never_followed(tmp_path: Path) -> Non
     other = FaceRecord(1001, 1, path, (100.0, 100.0, 200.0, 200.0), (), 0.99, "e", None)
     images.crop(other, str(path))  # prunes the cache: never through the link
     assert secret.exists() and (outside / "1.jpg").is_symlink()
+
+
+def test_a_stored_crop_is_shown_without_reading_the_photo(tmp_path: Path) -> None:
+    images = FaceImages(tmp_path / "state", 10**8)
+    blue = cv2.imencode(".jpg", np.full((256, 256, 3), (250, 0, 0), np.uint8))[1].tobytes()
+    gone = tmp_path / "gone.jpg"  # no photo at all: only the crop store can draw it
+    got = cv2.imdecode(np.frombuffer(images.crop(_face(1, gone), str(gone), blue), np.uint8),
+                       cv2.IMREAD_COLOR)
+    assert got.shape[:2] == (CROP_SIZE, CROP_SIZE)
+    assert np.abs(got.astype(float) - (250, 0, 0)).mean() < 6
+    montage = images.montage([(_face(2, gone), str(gone))], {2: blue})
+    assert cv2.imdecode(np.frombuffer(montage, np.uint8), cv2.IMREAD_COLOR) is not None
+    with pytest.raises(NoPicture):  # neither crop nor photo: no picture, no crash
+        images.crop(_face(3, gone), str(gone))

@@ -23,7 +23,7 @@ import json
 import math
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,6 +36,8 @@ from daemon.albums.dirs import clear_leftovers, exists_at, open_dir, open_root
 from daemon.albums.names import MAX_NAME_BYTES, fit_name, short_hash
 from daemon.albums.plan import AlbumPlan, FaceRef
 from daemon.fsutil import atomic_write
+from daemon.indexer.crops import MARGIN as _MARGIN
+from daemon.indexer.crops import Box, crop_face, decode_crop
 from daemon.indexer.image import load_reduced
 
 log = structlog.get_logger(__name__)
@@ -45,9 +47,8 @@ SIGNATURES_NAME = "signatures.json"
 THUMB_SIZE = 256
 CELL_SIZE = 128
 MONTAGE_FACES = 25
-_MARGIN = 1.6
-"""Crop side as a multiple of the box's longer side: the whole head, a little shoulder."""
-Box = tuple[float, float, float, float]  # x, y, width, height in pixels
+CropSource = Callable[[Sequence[int]], Mapping[int, bytes]]
+"""Face ids -> their stored crops (:meth:`daemon.store.Store.face_crops`)."""
 _VERSION = 1
 """Bump when the picture layout changes, so every album's pictures are redrawn."""
 
@@ -101,26 +102,6 @@ def thumbnail_names(folder: str) -> tuple[str, str]:
     return names[0], names[1]
 
 
-def crop_face(image: np.ndarray, box: Box, size: int) -> np.ndarray:
-    """A square ``size`` x ``size`` crop centred on ``box``, padded where it leaves the image."""
-    x, y, w, h = box
-    side = max(2, int(round(max(w, h) * _MARGIN)))
-    left = int(round(x + w / 2 - side / 2))
-    top = int(round(y + h / 2 - side / 2))
-    ih, iw = image.shape[:2]
-    x0, y0 = max(0, left), max(0, top)
-    x1, y1 = min(iw, left + side), min(ih, top + side)
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"face box {box} lies outside the {iw}x{ih} image")
-    crop = image[y0:y1, x0:x1]
-    crop = cv2.copyMakeBorder(
-        crop, y0 - top, top + side - y1, x0 - left, left + side - x1,
-        cv2.BORDER_CONSTANT, value=(40, 40, 40),
-    )
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return cv2.resize(crop, (size, size), interpolation=interp)
-
-
 def make_montage(crops: Sequence[np.ndarray], cell: int = CELL_SIZE) -> np.ndarray:
     """The crops in a near-square grid of ``cell``-pixel tiles on a dark background."""
     if not crops:
@@ -150,16 +131,36 @@ def scaled(box: Box, scale: float) -> Box:
     return (x * scale, y * scale, w * scale, h * scale)
 
 
-def _crops(faces: Sequence[FaceRef], max_pixels: int) -> dict[int, np.ndarray]:
-    """face id -> THUMB_SIZE crop, loading each photo once; unreadable photos are skipped.
+def _stored_crops(faces: Sequence[FaceRef], stored: CropSource | None) -> dict[int, np.ndarray]:
+    """face id -> THUMB_SIZE crop from the crop store, for the faces that have one."""
+    if stored is None or not faces:
+        return {}
+    try:
+        found = stored([f.face_id for f in faces])
+    except Exception as e:  # StoreError: the photos can still be decoded
+        log.warning("thumbnail_crops_unreadable", error=str(e))
+        return {}
+    crops = {}
+    for fid, data in found.items():
+        image = decode_crop(data, THUMB_SIZE)
+        if image is not None:
+            crops[fid] = image
+    return crops
+
+
+def _crops(faces: Sequence[FaceRef], max_pixels: int, stored: CropSource | None = None
+           ) -> dict[int, np.ndarray]:
+    """face id -> THUMB_SIZE crop: the stored one, else cut from its photo, loading each
+    photo once; unreadable photos are skipped.
 
     The first face becomes the thumbnail, the others montage cells: each photo is decoded
     only as sharp as the crops taken from it need.
     """
+    crops = _stored_crops(faces, stored)
     by_path: dict[Path, list[tuple[FaceRef, int]]] = {}
     for i, f in enumerate(faces):
-        by_path.setdefault(f.path, []).append((f, THUMB_SIZE if i == 0 else CELL_SIZE))
-    crops: dict[int, np.ndarray] = {}
+        if f.face_id not in crops:
+            by_path.setdefault(f.path, []).append((f, THUMB_SIZE if i == 0 else CELL_SIZE))
     for path, group in by_path.items():
         try:
             image, scale = load_image(path, max_pixels, [f.box for f, _ in group],
@@ -226,8 +227,12 @@ def write_pictures(
     max_pixels: int = 100_000_000,
     *,
     montage_faces: int = MONTAGE_FACES,
+    crops: CropSource | None = None,
 ) -> PicturesReport:
     """Bring ``albums_dir/.thumbnails`` up to date with the albums' faces.
+
+    Faces are drawn from ``crops`` (the crop store) where it has them, else cut from
+    their photos.
 
     Raises :class:`~daemon.albums.dirs.AlbumError` if the albums dir or ``.thumbnails``
     cannot be used safely (e.g. ``.thumbnails`` is a symlink); a photo that cannot be read
@@ -239,7 +244,7 @@ def write_pictures(
     finally:
         os.close(root_fd)
     try:
-        report = _update_pictures(thumbs_fd, plans, max_pixels, montage_faces)
+        report = _update_pictures(thumbs_fd, plans, max_pixels, montage_faces, crops)
     finally:
         os.close(thumbs_fd)
     log.debug("album_pictures", **report.__dict__)
@@ -247,7 +252,7 @@ def write_pictures(
 
 
 def _update_pictures(thumbs_fd: int, plans: Sequence[AlbumPlan], max_pixels: int,
-                     montage_faces: int) -> PicturesReport:
+                     montage_faces: int, crops: CropSource | None) -> PicturesReport:
     clear_leftovers(thumbs_fd)
     old = _read_signatures(thumbs_fd)
     new: dict[str, str] = {}
@@ -256,7 +261,7 @@ def _update_pictures(thumbs_fd: int, plans: Sequence[AlbumPlan], max_pixels: int
         if not plan.faces:
             continue
         outcome, sig = _picture_album(thumbs_fd, plan, old.get(plan.folder), max_pixels,
-                                      montage_faces)
+                                      montage_faces, crops)
         done[outcome] += 1
         if sig is not None:
             new[plan.folder] = sig
@@ -268,7 +273,8 @@ def _update_pictures(thumbs_fd: int, plans: Sequence[AlbumPlan], max_pixels: int
 
 
 def _picture_album(thumbs_fd: int, plan: AlbumPlan, old_sig: str | None, max_pixels: int,
-                   montage_faces: int) -> tuple[Literal["written", "kept", "failed"], str | None]:
+                   montage_faces: int, stored: CropSource | None
+                   ) -> tuple[Literal["written", "kept", "failed"], str | None]:
     """Draw one album's pictures unless they are up to date.
 
     Returns what happened and the signature to record (None: no pictures to keep).
@@ -278,7 +284,7 @@ def _picture_album(thumbs_fd: int, plan: AlbumPlan, old_sig: str | None, max_pix
     thumb, montage = thumbnail_names(plan.folder)
     if old_sig == sig and exists_at(thumbs_fd, thumb) and exists_at(thumbs_fd, montage):
         return "kept", sig
-    crops = _crops(chosen, max_pixels)
+    crops = _crops(chosen, max_pixels, stored)
     tiles = [crops[f.face_id] for f in chosen if f.face_id in crops]
     try:
         if not tiles:

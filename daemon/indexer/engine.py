@@ -21,6 +21,7 @@ import numpy as np
 import structlog
 
 from daemon.config import DetectionConfig, EngineConfig
+from daemon.indexer.crops import face_crops
 from daemon.indexer.detect import Detection, Detector, DlibHogDetector, YuNetDetector
 from daemon.indexer.embed import DlibEmbedder, Embedder, SFaceEmbedder
 from daemon.indexer.image import PhotoBytes, decode, jpeg_reduction, read_photo
@@ -226,7 +227,8 @@ def index_photo(path: Path, engine: Engine, detection: DetectionConfig) -> Index
     longer side >= ``detection.max_side``) and detection runs at <= ``max_side``. Faces
     are embedded from that decode unless the smallest would be upscaled more than
     :data:`UPSCALE_LIMIT` times into the embedder's chip; then the photo is decoded once
-    more, only as sharp as that face needs. Raises :class:`PhotoError`.
+    more, only as sharp as that face needs. Each face's crop for the album and web
+    pictures is cut from that same decode. Raises :class:`PhotoError`.
     """
     photo = read_photo(Path(path), detection.max_pixels, detection.max_file_bytes)
     width, height = photo.info.upright_size
@@ -234,6 +236,7 @@ def index_photo(path: Path, engine: Engine, detection: DetectionConfig) -> Index
     decoded_at = reduction
 
     vectors = np.zeros((0, engine.dim), np.float32)
+    crops: tuple[bytes, ...] = ()
     if found:
         smallest = min(min(d.box[2], d.box[3]) for d in found)
         while reduction > 1 and smallest / reduction * UPSCALE_LIMIT < engine.embedder.face_px:
@@ -241,7 +244,9 @@ def index_photo(path: Path, engine: Engine, detection: DetectionConfig) -> Index
         if reduction != decoded_at:
             image = decode(photo, reduction)
         sx, sy = image.shape[1] / width, image.shape[0] / height
-        vectors = engine.embedder.embed(image, [d.scaled(sx, sy) for d in found])
+        in_image = [d.scaled(sx, sy) for d in found]
+        vectors = engine.embedder.embed(image, in_image)
+        crops = face_crops(image, [d.box for d in in_image])
 
     faces = tuple(
         Face(
@@ -249,6 +254,7 @@ def index_photo(path: Path, engine: Engine, detection: DetectionConfig) -> Index
             landmarks=tuple((round(x, 2), round(y, 2)) for x, y in d.landmarks),
             score=round(d.score, 4),
             embedding=vectors[i],
+            crop=crops[i],
         )
         for i, d in enumerate(found)
     )

@@ -52,6 +52,10 @@ class Face:
     """Detector confidence, 0..1."""
     embedding: np.ndarray = field(repr=False, compare=False)
     """float32 vector of the engine's dimension, L2-normalised."""
+    crop: bytes = field(default=b"", repr=False, compare=False)
+    """JPEG of the face, upright, at most 256 px square (:mod:`.crops`), cut from the
+    indexer's decode so album and web pictures need not decode the photo again; b"" when
+    none was cut."""
 
 
 @dataclass(frozen=True)

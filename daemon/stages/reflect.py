@@ -100,7 +100,8 @@ class Reflect:
         seen = self._read_faces()
         plans = self._plan(seen)
         report = albums.write_albums(self.cfg.albums_dir, plans, self.cfg.album_mode)
-        albums.write_pictures(self.cfg.albums_dir, plans, self.cfg.detection.max_pixels)
+        albums.write_pictures(self.cfg.albums_dir, plans, self.cfg.detection.max_pixels,
+                              crops=self.store.face_crops)
         self._write_people_file(self._rows(plans, seen))
         self.store.set_meta("last_albums", utc_now())
         log.info("albums_written", albums=len(plans), added=report.added, removed=report.removed)

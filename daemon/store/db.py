@@ -32,6 +32,7 @@ import numpy as np
 import structlog
 
 from daemon.indexer.types import IndexedPhoto
+from daemon.store import crops as face_crops
 from daemon.store import vectors as vector_cache
 
 log = structlog.get_logger(__name__)
@@ -84,6 +85,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # Counting each person's faces and photos read every face row, embedding and all
     # (3.5 s at 500k faces); from this index alone it takes 0.4 s (bench/web.py).
     ("CREATE INDEX faces_person_photo ON faces(person_id, photo_id)",),
+    # Each face's picture, so album and web pictures need not decode photos (issue 23).
+    face_crops.SCHEMA,
 )
 
 
@@ -304,7 +307,7 @@ class Store:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as e:
             raise StoreError(f"cannot read {db_path}: {e}") from e
-        if not 1 <= version <= len(MIGRATIONS):  # older ones lack only an index
+        if not 1 <= version <= len(MIGRATIONS):  # older ones lack an index, the crops
             conn.close()
             raise StoreError(f"{db_path} has schema version {version}, this facecluster "
                              f"reads 1 to {len(MIGRATIONS)}: upgrade facecluster")
@@ -525,6 +528,7 @@ class Store:
                      float(face.score), indexed.engine, vec.tobytes()),
                 )
                 ids.append(int(cur.lastrowid))
+            face_crops.save(conn, zip(ids, (f.crop for f in indexed.faces), strict=True))
             if ids:
                 self._pending.append((indexed.engine, np.array(ids, dtype=np.int64), vecs))
         return ids
@@ -595,12 +599,12 @@ class Store:
                 _COPY_PHOTO, (_path_key(new), size, mtime_ns, time.time(), src_id)
             ).fetchone()[0]
             faces = conn.execute(
-                """SELECT x, y, w, h, landmarks, score, engine, person_id, embedding
+                """SELECT id, x, y, w, h, landmarks, score, engine, person_id, embedding
                    FROM faces WHERE photo_id = ? ORDER BY id""",
                 (src_id,),
             ).fetchall()
             ids = []
-            for row in faces:
+            for src_face, *row in faces:
                 cur = conn.execute(
                     """INSERT INTO faces (photo_id, x, y, w, h, landmarks, score, engine,
                            person_id, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -608,6 +612,7 @@ class Store:
                 )
                 face_id = int(cur.lastrowid)
                 ids.append(face_id)
+                face_crops.copy(conn, [(src_face, face_id)])
                 self._pending.append(
                     (row[6], np.array([face_id], dtype=np.int64),
                      np.frombuffer(row[8], dtype="<f4").reshape(1, -1))
@@ -734,6 +739,11 @@ class Store:
         if not found:
             return np.empty((0, 0), dtype=np.float32)
         return np.stack([found[int(i)] for i in ids])
+
+    def face_crops(self, ids: Sequence[int]) -> dict[int, bytes]:
+        """face id -> its stored picture (JPEG) for those of ``ids`` that have one."""
+        with self._lock, self._errors():
+            return face_crops.load(self._conn, list(ids))
 
     def faces(
         self,

@@ -1,6 +1,7 @@
 """Face crops and montages for the page, drawn by the album pictures code, cached on disk.
 
-A crop is cut from the original photo once and kept as
+A face's picture comes from the crop store (cut by the indexer) when it has one, else it
+is cut from the original photo; either way it is kept as
 ``state_dir/web-cache/faces/<id // 1000>/<id>.jpg``; face ids are never reused, so a
 crop never goes stale (a re-indexed photo gets new face ids). A montage is keyed by the
 ids of the faces it shows. The cache is derived: deleting it only costs redrawing.
@@ -21,7 +22,7 @@ import contextlib
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -31,6 +32,7 @@ import structlog
 from daemon.albums.dirs import AlbumError, open_dir
 from daemon.albums.pictures import crop_face, load_image, make_montage, scaled
 from daemon.fsutil import atomic_write
+from daemon.indexer.crops import decode_crop
 from daemon.indexer.image import load_reduced
 from daemon.store import FaceRecord
 
@@ -120,19 +122,23 @@ class FaceImages:
         if self._size > self.max_bytes:
             self._size = prune(self.root, self.max_bytes * 3 // 4)
 
-    def _crop(self, face: FaceRecord, real_path: str) -> np.ndarray:
+    def _crop(self, face: FaceRecord, real_path: str, stored: bytes | None) -> np.ndarray:
+        image = decode_crop(stored, CROP_SIZE) if stored else None
+        if image is not None:
+            return image
         try:
             image, scale = load_image(Path(real_path), self.max_pixels, [face.box], [CROP_SIZE])
             return crop_face(image, scaled(face.box, scale), CROP_SIZE)
         except Exception as e:  # PhotoError, OSError, cv2.error, ValueError: show none
             raise NoPicture(f"face {face.id}: {e}") from e
 
-    def crop(self, face: FaceRecord, real_path: str) -> bytes:
-        """JPEG of one face (``real_path``: its photo, already checked to be allowed)."""
+    def crop(self, face: FaceRecord, real_path: str, stored: bytes | None = None) -> bytes:
+        """JPEG of one face (``real_path``: its photo, already checked to be allowed;
+        ``stored``: its crop from the crop store, if any)."""
         key = self._crop_key(face.id)
         if (hit := self._cached(*key)) is not None:
             return hit
-        data = _encode(self._crop(face, real_path))
+        data = _encode(self._crop(face, real_path, stored))
         self._store(*key, data)
         return data
 
@@ -150,8 +156,10 @@ class FaceImages:
             raise NoPicture(f"{real_path}: {e}") from e
         return _encode(image)
 
-    def montage(self, faces: Sequence[tuple[FaceRecord, str]]) -> bytes:
-        """JPEG grid of these faces (each with its checked photo path)."""
+    def montage(self, faces: Sequence[tuple[FaceRecord, str]],
+                stored: Mapping[int, bytes] | None = None) -> bytes:
+        """JPEG grid of these faces (each with its checked photo path; ``stored``: face id
+        -> crop from the crop store)."""
         key = hashlib.sha1(",".join(str(f.id) for f, _ in faces).encode()).hexdigest()
         where = (("montages",), f"{key}.jpg")
         if (hit := self._cached(*where)) is not None:
@@ -159,8 +167,8 @@ class FaceImages:
         tiles = []
         for face, real in faces:
             try:
-                tile = cv2.imdecode(np.frombuffer(self.crop(face, real), np.uint8),
-                                    cv2.IMREAD_COLOR)
+                data = self.crop(face, real, (stored or {}).get(face.id))
+                tile = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
             except NoPicture as e:
                 log.warning("web_montage_face_skipped", error=str(e))
                 continue

@@ -1,5 +1,7 @@
 """The pictures: a face's crop, a person's face or montage, and a face's original photo.
 
+Faces are drawn from the crop store when it has them, else from their photos.
+
 Addressed by face or person id only, never by a path from the request; only photos
 inside the watched folders are read (:meth:`Library.check_inside`). Plain functions, run
 in the thread pool like the pages.
@@ -35,8 +37,10 @@ def face_picture(request: Request) -> Response:
     """One face, cropped from its photo."""
     st = web_state(request)
     face = st.library.face(request.path_params["fid"])
+    real = st.library.check_inside(face.path)
+    stored = st.library.store.face_crops([face.id]).get(face.id)
     try:
-        return _jpeg(st.images.crop(face, st.library.check_inside(face.path)), FACE_MAX_AGE)
+        return _jpeg(st.images.crop(face, real, stored), FACE_MAX_AGE)
     except NoPicture as e:
         raise HTTPException(404, "no picture") from e
 
@@ -65,10 +69,12 @@ def person_picture(request: Request) -> Response:
     faces = _drawable(st, st.library.best_faces(pid, lab, MONTAGE_FACES))
     if not faces:
         raise HTTPException(404, "no such person")
+    stored = st.library.store.face_crops([f.id for f, _ in faces])
     try:
         if kind == "montage":
-            return _jpeg(st.images.montage(faces), PERSON_MAX_AGE)
-        return _jpeg(st.images.crop(*faces[0]), PERSON_MAX_AGE)
+            return _jpeg(st.images.montage(faces, stored), PERSON_MAX_AGE)
+        face, real = faces[0]
+        return _jpeg(st.images.crop(face, real, stored.get(face.id)), PERSON_MAX_AGE)
     except NoPicture as e:
         raise HTTPException(404, "no picture") from e
 
