@@ -190,10 +190,15 @@ def _detection_image(image: np.ndarray, max_side: int) -> np.ndarray:
         return image
     f = max_side / longer
     size = (max(1, round(image.shape[1] * f)), max(1, round(image.shape[0] * f)))
+    if f <= 0.5:
+        # A full-size decode (HEIC, PNG): averaging by a whole factor first takes
+        # OpenCV's fast path (32 vs 42 ms on 12 MP), bilinear does the rest, under 2x.
+        k = int(1 / f)
+        whole = (max(1, image.shape[1] // k), max(1, image.shape[0] // k))
+        image = cv2.resize(image, whole, interpolation=cv2.INTER_AREA)
     # The DCT reduction leaves less than 2x to go (bar 1/8 on huge photos), where bilinear
     # still touches every source pixel and is ~30x cheaper than INTER_AREA.
-    interpolation = cv2.INTER_LINEAR if f > 0.5 else cv2.INTER_AREA
-    return cv2.resize(image, size, interpolation=interpolation)
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
 def detect_faces(
