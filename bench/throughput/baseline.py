@@ -32,10 +32,30 @@ def _upright_centre(box: tuple[int, int, int, int], orientation: int, stored: tu
     return x, y
 
 
+def _pkg_resources_shim() -> None:
+    """face_recognition_models finds its files with ``pkg_resources``, which setuptools
+    81+ no longer ships: give it the one function it calls, in this baseline process only."""
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        import importlib.util
+        import types
+        from pathlib import Path
+
+        def resource_filename(package: str, name: str) -> str:
+            spec = importlib.util.find_spec(package)
+            assert spec is not None and spec.submodule_search_locations
+            return str(Path(next(iter(spec.submodule_search_locations))) / name)
+
+        sys.modules["pkg_resources"] = types.SimpleNamespace(  # type: ignore[assignment]
+            resource_filename=resource_filename)
+
+
 def _fr_worker(paths: list[str], conn, site: str | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if site:  # face_recognition installed aside (pip install --target), never in the product
         sys.path.insert(0, site)
+    _pkg_resources_shim()
     try:
         import face_recognition
     except ImportError as e:
@@ -60,6 +80,11 @@ def run_face_recognition(corpus: list[CorpusPhoto], site: str | None = None) -> 
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_fr_worker, args=([str(p.path) for p in corpus], child, site))
     proc.start()
+    while not parent.poll(1.0):
+        if not proc.is_alive():  # face_recognition quit() on a missing model package
+            parent.close()
+            print("  face_recognition's process ended without a result; skipping the baseline")
+            return None
     kind, value = parent.recv()
     proc.join()
     if kind == "missing":

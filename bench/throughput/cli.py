@@ -5,7 +5,8 @@ Usage (the quiet-machine run; see bench/THROUGHPUT.md for the exact commands)::
     .venv/bin/python bench/index_throughput.py [--corpus people,today] [--formats jpeg,heic]
         [--photos 40] [--repeat 3] [--workers 1,2] [--max-side 960] [--no-baseline]
         [--allow-load] [--quick] [--stages-only] [--fr-site DIR] [--recall] [--profile]
-        [--sface] [--compare-scan OLD_CHECKOUT]
+        [--sface] [--compare-scan OLD_CHECKOUT] [--old-checkout OLD_CHECKOUT]
+        [--fr-photos N] [--formats-of people]
 
 It waits for, then refuses, a 1-minute load average above 0.5 (wall-clock ratios of a
 shared machine are worthless); ``--allow-load`` runs anyway and says so loudly. Every
@@ -97,6 +98,8 @@ def _sets(args: argparse.Namespace, corpora: dict[str, list[CorpusPhoto]]
     sets = []
     for name, corpus in corpora.items():
         for kind in args.formats.split(","):
+            if kind != "jpeg" and args.formats_of and name not in args.formats_of.split(","):
+                continue
             t = time.perf_counter()
             photos = format_corpus(corpus, kind)
             if kind != "jpeg":
@@ -126,10 +129,12 @@ def honest(args: argparse.Namespace, corpora: dict[str, list[CorpusPhoto]],
             for w in worker_counts:
                 m.ours.setdefault(w, []).append(run_ours(photos, w, detection, m.label))
             if m.kind == "jpeg" and not args.no_baseline:
-                fr = run_face_recognition(photos, args.fr_site)
+                fr = run_face_recognition(photos[: args.fr_photos or None], args.fr_site)
                 if fr is not None:
                     m.fr.append(fr)
             m.scans.append(scan_command(photos[0].path.parent))
+            if args.old_checkout:
+                m.old_scans.append(scan_command(photos[0].path.parent, args.old_checkout))
             if not args.no_stages:
                 m.stages.append(stage_profile(photos, stage_engine, detection))
         loads.append(os.getloadavg()[0])
@@ -210,6 +215,14 @@ def _arguments() -> argparse.Namespace:
     ap.add_argument("--recall-sides", default="640,800,960,1280,1600")
     ap.add_argument("--formats", default="jpeg",
                     help="comma-separated: jpeg, heic (12 MP HEIC), raw (DNG + JPEG preview)")
+    ap.add_argument("--formats-of", default="",
+                    help="comma-separated corpora that get the other formats (default: all)")
+    ap.add_argument("--fr-photos", type=int, default=0,
+                    help="face_recognition on the first N photos of each corpus only (its "
+                    "per-photo rate; ~5 s a photo, so a loaded machine can afford the run)")
+    ap.add_argument("--old-checkout", type=Path, metavar="CHECKOUT",
+                    help="also time the whole `scan` command with another checkout's code in "
+                    "every repetition (today's code beside the new, same run)")
     ap.add_argument("--profile", action="store_true",
                     help="cProfile one in-process pass over the corpus and print the top")
     ap.add_argument("--compare-scan", type=Path, metavar="CHECKOUT",

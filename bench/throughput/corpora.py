@@ -93,13 +93,16 @@ def _save(upright: np.ndarray, path: Path, orientation: int, rng: np.random.Gene
     path.write_bytes(data)
 
 
-def _place(rnd: random.Random, w: int, h: int, side: int, taken: list[tuple[int, int, int]]
-           ) -> tuple[int, int] | None:
-    """A free spot for a ``side`` square, apart from those ``taken``; None after 50 tries."""
+def _place(rnd: random.Random, w: int, h: int, side: int, taken: list[tuple[int, int, int]],
+           corner: bool = False) -> tuple[int, int] | None:
+    """A free spot for a ``side`` square, apart from the centres ``taken``; None after 50
+    tries. ``corner``: the ``today`` corpus's rule, which measured the distance from the
+    new square's corner (kept so that corpus stays the one its figures were taken on)."""
     for _attempt in range(50):
         x, y = rnd.randrange(0, w - side), rnd.randrange(0, h - side)
-        if all(abs(x + side // 2 - a) > (side + s) / 2 + 20
-               or abs(y + side // 2 - b) > (side + s) / 2 + 20 for a, b, s in taken):
+        cx, cy = (x, y) if corner else (x + side // 2, y + side // 2)
+        if all(abs(cx - a) > (side + s) / 2 + 20 or abs(cy - b) > (side + s) / 2 + 20
+               for a, b, s in taken):
             return x, y
     return None
 
@@ -162,7 +165,7 @@ def build_corpus(n: int, seed: int) -> list[CorpusPhoto]:
         taken: list[tuple[int, int, int]] = []
         for _ in range(rnd.randint(0, 6)):
             side = int(250 * rnd.uniform(0.8, 5.0))  # the LFW face is ~0.45 of its image
-            spot = _place(rnd, w, h, side, taken)
+            spot = _place(rnd, w, h, side, taken, corner=True)
             if spot is None:
                 continue
             x, y = spot

@@ -55,6 +55,8 @@ class Measured:
     photos: int
     ours: dict[int, list[Run]] = field(default_factory=dict)
     scans: list[ScanTime] = field(default_factory=list)
+    old_scans: list[ScanTime] = field(default_factory=list)
+    """The whole command with another checkout's code (``--old-checkout``), same run."""
     stages: list[dict[str, float]] = field(default_factory=list)
     fr: list[Run] = field(default_factory=list)
 
@@ -95,12 +97,13 @@ def print_measured(m: Measured, fr: list[Run]) -> None:
                     median([1000 * x.cpu_seconds / x.photos for x in runs]), fr,
                     f"faces {r.faces}, truth recall {r.found_truth}/{r.truth}{vs}, "
                     f"peak RSS {rss:.0f} MB"))
-    if m.scans:
-        s = m.scans[0]
-        print(_line(f"facecluster scan, whole command, {m.label}",
-                    [m.photos / x.wall for x in m.scans],
-                    median([1000 * x.cpu / m.photos for x in m.scans]), fr,
-                    f"{s.albums} albums, {s.pictures} album pictures written"))
+    for name, scans in (("", m.scans), (" (old checkout)", m.old_scans)):
+        if scans:
+            s = scans[0]
+            print(_line(f"facecluster scan, whole command{name}, {m.label}",
+                        [m.photos / x.wall for x in scans],
+                        median([1000 * x.cpu / m.photos for x in scans]), fr,
+                        f"{s.albums} albums, {s.pictures} album pictures written"))
 
 
 def print_report(sets: list[Measured], starts: list[ScanTime], loads: list[float],
