@@ -163,6 +163,19 @@ def exif_rotated_copy(src: Path, dest: Path) -> None:
     dest.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:])
 
 
+def assert_upright_crops(faces, upright: np.ndarray) -> None:
+    """Each face's crop shows its own place of the upright photo, as a crop of a full
+    decode would (album and web pictures are drawn from these instead of the photo)."""
+    for face in faces:
+        got = cv2.imdecode(np.frombuffer(face.crop, np.uint8), cv2.IMREAD_COLOR).astype(float)
+        assert got.shape[0] == got.shape[1] <= CROP_PX
+        error = np.abs(got - crop_face(upright, face.box, got.shape[0])).mean()
+        assert error < 12
+        for other in faces:
+            if other is not face:
+                assert np.abs(got - crop_face(upright, other.box, got.shape[0])).mean() > 2 * error
+
+
 def test_exif_rotated_copy_gives_the_same_upright_faces(
     yunet_engine: Engine, shared_photos, tmp_path: Path
 ) -> None:
@@ -173,6 +186,7 @@ def test_exif_rotated_copy_gives_the_same_upright_faces(
     b = index_photo(dest, yunet_engine, DET)
     assert (b.width, b.height) == (a.width, a.height)
     assert len(b.faces) == len(a.faces) >= 2
+    assert_upright_crops(b.faces, load_upright(src, 10**8))
     for fa in a.faces:
         fb = min(b.faces, key=lambda f: abs(f.box[0] - fa.box[0]) + abs(f.box[1] - fa.box[1]))
         assert np.abs(np.subtract(fa.box, fb.box)).max() < 0.1 * fa.box[3]
@@ -322,28 +336,3 @@ def test_pool_refuses_to_start_with_an_impossible_engine(tmp_path: Path) -> None
     with pytest.raises(EngineError), IndexPool(cfg):
         pass
 
-
-def _crop_image(face) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(face.crop, np.uint8), cv2.IMREAD_COLOR)
-
-
-def test_each_face_comes_with_an_upright_crop_of_itself(
-    yunet_engine: Engine, shared_photos, tmp_path: Path
-) -> None:
-    # The album and web pictures are drawn from these crops instead of the photo, so
-    # they must show the same place of the upright photo as a crop of a full decode.
-    src = shared_photos / "groups/obama_and_biden.jpg"
-    dest = tmp_path / "rotated.jpg"
-    exif_rotated_copy(src, dest)
-    upright = load_upright(src, 10**8)
-    indexed = index_photo(dest, yunet_engine, DET)
-    assert len(indexed.faces) >= 2
-    for face in indexed.faces:
-        got = _crop_image(face).astype(float)
-        assert got.shape[0] == got.shape[1] <= CROP_PX
-        want = crop_face(upright, face.box, got.shape[0]).astype(float)
-        others = [crop_face(upright, f.box, got.shape[0]).astype(float)
-                  for f in indexed.faces if f is not face]
-        error = np.abs(got - want).mean()
-        assert error < 12
-        assert all(np.abs(got - other).mean() > 2 * error for other in others)
