@@ -115,11 +115,15 @@ def _upright_box(box: tuple[int, int, int, int], orientation: int, stored: tuple
 
 
 def recall_vs_fr(ours: Run, fr: Run) -> tuple[int, int]:
-    """(face_recognition's faces that we also found, face_recognition's faces)."""
+    """(face_recognition's faces that we also found, face_recognition's faces).
+
+    Photos are paired by name without suffix: face_recognition reads the JPEGs, ours may
+    have read their HEIC or RAW copies."""
+    centres = {path.stem: found for path, found in ours.centres.items()}
     hits = total = 0
     for path, boxes in fr.boxes.items():
         total += len(boxes)
-        hits += matched(boxes, ours.centres.get(path, []))
+        hits += matched(boxes, centres.get(path.stem, []))
     return hits, total
 
 

@@ -138,6 +138,8 @@ def honest(args: argparse.Namespace, corpora: dict[str, list[CorpusPhoto]],
             if not args.no_stages:
                 m.stages.append(stage_profile(photos, stage_engine, detection))
         loads.append(os.getloadavg()[0])
+        if rep + 1 < args.repeat:  # what is there so far, in case the run is cut short
+            print_report([m for m, _ in sets], starts, loads, load_note, backend, rep + 1)
     print_report([m for m, _ in sets], starts, loads, load_note, backend, args.repeat)
 
 
