@@ -73,8 +73,8 @@ def _line(name: str, rates: list[float], cpu_ms: float, fr: list[Run], extra: st
     rate = median(rates)
     fr_rate = median([r.photos_per_s for r in fr]) if fr else float("nan")
     fr_cpu = median([1000 * r.cpu_seconds / r.photos for r in fr]) if fr else float("nan")
-    return (f"{name:<44} {f'{rate:.2f}{spread(rates)}':>18} {cpu_ms:8.0f} "
-            f"{rate / fr_rate:7.1f}x {fr_cpu / cpu_ms:7.1f}x  {extra}")
+    vs = f"{rate / fr_rate:7.1f}x {fr_cpu / cpu_ms:7.1f}x" if fr else f"{'-':>8} {'-':>8}"
+    return f"{name:<44} {f'{rate:.2f}{spread(rates)}':>18} {cpu_ms:8.0f} {vs}  {extra}"
 
 
 def print_measured(m: Measured, fr: list[Run]) -> None:
