@@ -44,7 +44,10 @@ from daemon.config import Config, DetectionConfig, EngineConfig  # noqa: E402
 from tests.shared_data import testdata_dir  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
+from big_people import embed_lfw_crops, summary, worst  # noqa: E402
 from cluster_scale import fit_face_model, people_sizes, sample_faces  # noqa: E402
+
+from daemon.cluster.constraints import as_photos, same_photo_pairs  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -173,12 +176,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distractors", type=int, default=50_000)
     ap.add_argument("--quick", action="store_true",
                     help="only the default, the previous default and the tutorial")
+    ap.add_argument("--big", type=int, default=20,
+                    help="also scan the photos centre-cropped, as a user's folder, and "
+                         "report how the people with at least this many photos are "
+                         "spread over albums (0 = skip)")
+    ap.add_argument("--only-big", action="store_true", help="only that part")
     args = ap.parse_args(argv)
     if not args.data.is_dir():
         print(f"no data at {args.data} (set FACECLUSTER_TESTDATA or pass --data)")
         return 2
     models = args.models or args.data.parent.parent / "models"
     engine_cfg = EngineConfig(detector="yunet", embedder=args.embedder, models_dir=models)
+    if args.big:
+        big_people_part(args, models)
+        if args.only_big:
+            return 0
     emb = embed_folder(args.data, engine_cfg, args.workers, args.cache)
     found = emb.found
     x = emb.vectors[found]
@@ -190,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     for name, params in rows:
         print(score_row(name, emb.persons, found, x, params), flush=True)
+    pred = np.full(len(emb.persons), -1, np.int64)
+    pred[found] = cluster_faces(x, base)
+    print(f"\nDefault, people with many photos: {summary(emb.persons, pred)}")
+    print(worst(emb.persons, pred, 20, 3))
 
     if args.distractors:
         rng = np.random.default_rng(0)
@@ -216,6 +232,60 @@ def main(argv: list[str] | None = None) -> int:
             for label, m in (("all", slice(None)), ("real only", real)):
                 print(table_row(f"{name} ({label})", truth[m], pred[m], seconds))
     return 0
+
+
+BIG_HEADER = ("| settings | pair P | pair R | pair F | B³ F | same-photo pairs | "
+              "big people (share of faces in their largest album) | s |\n"
+              "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+
+
+def big_people_part(args, models: Path) -> None:
+    """Every photo centre-cropped and scanned together, as a user's library
+    (``bench/big_people.py``): all faces, with photo ids and detector scores; how the
+    people with >= ``args.big`` photos are spread over albums."""
+    lib = embed_lfw_crops(args.data, models, args.cache, 1, args.workers)
+    found = lib.found
+    print(f"{args.data.name}, every photo centre-cropped to 170 px, scanned together: "
+          f"{lib.photos_total} photos, {int(found.sum())} faces found; big people: "
+          f">= 20 and >= 40 photos\n")
+    print(BIG_HEADER)
+    base = default_params(lib.engine)
+    for name, params in big_rows(base):
+        print(big_row(name, lib, params), flush=True)
+    pred = np.full(len(lib.person), -1, np.int64)
+    pred[found] = cluster_faces(lib.vectors[found], base,
+                                photos=as_photos(lib.photo[found], int(found.sum())),
+                                scores=lib.score[found])
+    print(worst(lib.person, pred, args.big))
+    print()
+    if args.only_big:
+        return
+    for sub in (args.big, 40):
+        part = lib.people_with(sub)
+        print(f"Only the people with >= {sub} photos ({len(part.person)} faces):\n")
+        print(BIG_HEADER)
+        print(big_row("**default**", part, default_params(lib.engine)))
+        print()
+
+
+def big_rows(base: ClusterParams) -> list[tuple[str, ClusterParams]]:
+    return [("**default**", base),
+            ("default without the blob tests", replace(base, blob_size=0, blob_large=0,
+                                                        blob_agree=0.0))]
+
+
+def big_row(name: str, lib, params: ClusterParams) -> str:
+    found = lib.found
+    t0 = time.monotonic()
+    pred = np.full(len(lib.person), -1, np.int64)
+    photos = as_photos(lib.photo, len(lib.photo))
+    pred[found] = cluster_faces(lib.vectors[found], params, photos=photos[found],
+                                scores=lib.score[found])
+    seconds = time.monotonic() - t0
+    pw, b3 = pairwise_scores(lib.person, pred), bcubed_scores(lib.person, pred)
+    return (f"| {name} | {pw.precision:.3f} | {pw.recall:.3f} | **{pw.f:.3f}** | "
+            f"**{b3.f:.3f}** | {same_photo_pairs(pred, photos, lib.person)} | "
+            f"{summary(lib.person, pred)} | {seconds:.1f} |")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from big_people import Library, embed_lfw_crops, summary, worst  # noqa: E402
 from family_corpus import HOW_TO_GET, FiwFaces, embed_fiw, fiw_root  # noqa: E402
 
 from daemon.cluster import (  # noqa: E402
@@ -51,6 +52,7 @@ from daemon.cluster.constraints import (  # noqa: E402
 )
 from daemon.cluster.dbscan import dbscan_graph, renumber  # noqa: E402
 from daemon.cluster.neighbours import eps_graph  # noqa: E402
+from tests.shared_data import testdata_dir  # noqa: E402
 
 Method = Callable[[np.ndarray, np.ndarray, FiwFaces, np.ndarray], np.ndarray]
 """(vectors of found faces, their photo codes, all faces, found mask) -> labels."""
@@ -64,19 +66,21 @@ class Row:
     same_photo: int
     other_family: float
     largest: str
+    big: str
     seconds: float
 
     def line(self) -> str:
         p, b = self.pair, self.b3
         return (f"| {self.name} | {p[0]:.3f} | {p[1]:.3f} | **{p[2]:.3f}** | {b[0]:.3f} | "
                 f"{b[1]:.3f} | **{b[2]:.3f}** | {self.same_photo} | "
-                f"{100 * self.other_family:.1f}% | {self.largest} | {self.seconds:.1f} |")
+                f"{100 * self.other_family:.1f}% | {self.largest} | {self.big} | "
+                f"{self.seconds:.1f} |")
 
 
 HEADER = ("| method | pair P | pair R | pair F | B³ P | B³ R | B³ F | same-photo pairs | "
           "faces in another family's album | largest album: faces / people / families / "
-          "purity | s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- "
-          "| ---: |")
+          "purity | big people: share in their largest album | s |\n"
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |")
 
 
 def other_family_share(labels: np.ndarray, family: np.ndarray) -> float:
@@ -108,7 +112,7 @@ def score(name: str, labels: np.ndarray, faces: FiwFaces, seconds: float) -> Row
     return Row(name, (pw.precision, pw.recall, pw.f), (b3.precision, b3.recall, b3.f),
                same_photo_pairs(labels, as_photos(faces.photo, len(labels)), faces.person),
                other_family_share(labels, faces.family), largest_album(labels, faces),
-               seconds)
+               summary(faces.person, labels), seconds)
 
 
 def run(method: Method, faces: FiwFaces, subset: np.ndarray | None = None) -> np.ndarray:
@@ -134,6 +138,25 @@ def per_family(method: Method, faces: FiwFaces) -> np.ndarray:
         out[idx[real]] = lab[real] + offset
         offset += int(lab.max(initial=-1)) + 1
     return out
+
+
+def subset(faces: FiwFaces, keep: np.ndarray) -> FiwFaces:
+    """The faces at ``keep`` (a mask or indices) only."""
+    return FiwFaces(faces.files[keep], faces.family[keep], faces.person[keep],
+                    faces.photo[keep], faces.vectors[keep], faces.score[keep],
+                    faces.side[keep], faces.yaw[keep], faces.sharp[keep], faces.engine)
+
+
+def mixed(faces: FiwFaces, lib: Library) -> FiwFaces:
+    """One library of the FIW faces and LFW's big people (``bench/big_people.py``); each
+    LFW person, and each bystander, is a family of their own."""
+    n = len(lib.person)
+    nan = np.full(n, np.nan)
+    return FiwFaces(np.r_[faces.files, lib.photo], np.r_[faces.family, "LFW/" + lib.person],
+                    np.r_[faces.person, "LFW/" + lib.person], np.r_[faces.photo, lib.photo],
+                    np.r_[faces.vectors, lib.vectors], np.r_[faces.score, lib.score],
+                    np.r_[faces.side, nan], np.r_[faces.yaw, nan], np.r_[faces.sharp, nan],
+                    faces.engine)
 
 
 def linkage_baseline(cut: float) -> Method:
@@ -198,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=REPO / ".bench-cache")
     ap.add_argument("--limit", type=int, default=0, help="only the first N photos")
     ap.add_argument("--quick", action="store_true", help="only the default, all in one library")
+    ap.add_argument("--family", default="F0601",
+                    help="a family with big people, also clustered alone ('' = skip)")
+    ap.add_argument("--lfw", type=Path, default=testdata_dir() / "faces" / "lfw-dev",
+                    help="LFW-dev, whose people with >= --big photos join the FIW faces in "
+                         "the mixed library")
+    ap.add_argument("--big", type=int, default=20)
+    ap.add_argument("--mixed-only", action="store_true",
+                    help="only F0601 alone and the mixed library")
     args = ap.parse_args(argv)
     if args.data is None or not args.data.is_dir():
         print(f"no FIW faces at {args.data}. {HOW_TO_GET}")
@@ -207,15 +238,28 @@ def main(argv: list[str] | None = None) -> int:
           f"in {len(np.unique(faces.family))} families, {len(np.unique(faces.photo))} photos; "
           f"engine {faces.engine}; {int((~faces.found).sum())} faces not detected (noise)\n")
     rows = methods(faces.engine)[:1 if args.quick else None]
-    for title, library in (("All families in one library", run),
-                           ("One library per family", per_family)):
-        if args.quick and library is per_family:
-            break
-        print(f"{title}:\n\n{HEADER}")
-        for name, method in rows:
+    few = methods(faces.engine)[:1] + [m for m in methods(faces.engine) if "either" in m[0]]
+    parts: list[tuple[str, FiwFaces, Callable, list]] = []
+    if not args.mixed_only:
+        parts.append(("All families in one library", faces, run, rows))
+    if args.family:
+        parts.append((f"Family {args.family} alone", subset(faces, faces.family == args.family),
+                      run, few))
+    if args.big and args.lfw.is_dir():
+        lib = embed_lfw_crops(args.lfw, args.models, args.cache, 1,
+                              args.workers).people_with(args.big)
+        parts.append((f"Mixed library: all FIW train families + LFW-dev's people with >= "
+                      f"{args.big} photos (centre-cropped)", mixed(faces, lib), run, few))
+    if not args.quick and not args.mixed_only:
+        parts.append(("One library per family", faces, per_family, rows))
+    for title, corpus, library, chosen in parts:
+        print(f"{title} ({len(corpus.files)} faces):\n\n{HEADER}")
+        for name, method in chosen:
             t0 = time.monotonic()
-            labels = library(method, faces)
-            print(score(name, labels, faces, time.monotonic() - t0).line(), flush=True)
+            labels = library(method, corpus)
+            print(score(name, labels, corpus, time.monotonic() - t0).line(), flush=True)
+            if name.startswith("**default**"):
+                print(worst(corpus.person, labels, args.big, 4))
         print()
     return 0
 
