@@ -66,12 +66,17 @@ def split_blobs(vectors: np.ndarray, labels: np.ndarray, photos: np.ndarray | No
                 size: int, max_spread: float, cut: float, min_size: int,
                 limit: int = 3000, large: int = 0, large_spread: float = 0.0,
                 agreement: np.ndarray | None = None, min_agree: float = 0.0,
-                agree_spread: float = 0.0) -> np.ndarray:
+                agree_spread: float = 0.0, cohesion: np.ndarray | None = None,
+                whole: float = 0.0, whole_spread: float = 0.0) -> np.ndarray:
     """Labels with every blob (see the module docstring) re-cut at ``cut``.
 
     With ``agreement`` (per cluster label, NaN = not measured; :mod:`.agree`), a cluster
     whose faces' neighbourhoods agree by less than ``min_agree`` and whose spread exceeds
-    ``agree_spread`` is a blob too.
+    ``agree_spread`` is a blob too. With ``cohesion`` (per cluster label;
+    :mod:`.cohesion`), a cluster that spreads no wider than ``whole_spread`` and whose
+    close pairs stay inside it at least ``whole`` of the time is one person, not a blob
+    by its spread: cut at ``cut``, a person with many varied photos falls into dozens of
+    pieces. The agreement test still applies to it.
     """
     out = labels.copy()
     if (size <= 0 and agreement is None) or len(out) == 0:
@@ -80,7 +85,14 @@ def split_blobs(vectors: np.ndarray, labels: np.ndarray, photos: np.ndarray | No
     wide = (n >= size) & (rms > max_spread) if size > 0 else np.zeros(len(n), bool)
     if large > 0:
         wide |= (n >= large) & (rms > large_spread)
+    if cohesion is not None and whole > 0 and len(cohesion):
+        # A wide cluster whose close pairs stay inside it is one varied person -- unless
+        # it is wider than a person gets: then it is a whole crowd of look-alikes.
+        held = np.zeros(len(n), bool)
+        held[:len(cohesion)] = cohesion[:len(n)] >= whole  # NaN compares False
+        wide &= ~(held & (rms <= whole_spread))
     if agreement is not None and len(agreement):
+        # Not overruled by cohesion: one person's neighbour lists agree (module docstring).
         low = np.zeros(len(n), bool)
         low[:len(agreement)] = agreement[:len(n)] < min_agree  # NaN compares False
         wide |= low & (rms > agree_spread)

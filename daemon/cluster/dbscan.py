@@ -20,12 +20,14 @@ from scipy.sparse.csgraph import connected_components
 
 from daemon.cluster.agree import cluster_agreement
 from daemon.cluster.blobs import split_blobs
+from daemon.cluster.cohesion import cluster_cohesion
 from daemon.cluster.constraints import (
     as_photos,
     constrained_average_linkage,
     enforce,
     shared_photo_pairs,
 )
+from daemon.cluster.fragments import merge_fragments
 from daemon.cluster.neighbours import IndexParams, build_index, eps_graph, search
 from daemon.cluster.quality import attach, weak_faces
 from daemon.cluster.rejoin import rejoin
@@ -83,6 +85,16 @@ class ClusterParams:
     blob_agree_max: int = 80
     blob_agree_k: int = 20
     blob_agree_spread: float = 0.0
+    blob_whole: float = 0.0
+    """A cluster spreading no wider than ``blob_whole_spread`` whose faces' eps-graph
+    edges stay inside it at least this share of the time (:mod:`.cohesion`) is one
+    person, not a blob by its spread; 0 = off."""
+    blob_whole_spread: float = 0.0
+    merge_eps: float = 0.0
+    """Second linkage pass (:mod:`.fragments`): two clusters within this average linkage
+    merge when each sends at least ``merge_share`` of its leaving eps-graph edges to the
+    other; 0 = off."""
+    merge_share: float = 0.7
     index: IndexParams = field(default_factory=IndexParams)
 
 
@@ -369,18 +381,25 @@ def cluster_faces(vectors: np.ndarray, params: ClusterParams, photos=None,
         labels = attach(v, labels, weak, params.split_eps or params.eps, params.vote_k,
                         params.vote_share, max(2, params.min_samples), ph)
     if params.blob_size > 0 or params.blob_agree > 0:
-        agreement = None
+        agreement = cohesion = None
         if params.blob_agree > 0:
             # On the strong faces' graph: weak faces joined by vote have no edges there.
             agreement = cluster_agreement(graph, labels[strong], params.blob_agree_k,
                                           params.blob_agree_size, params.blob_agree_max)
+        if params.blob_whole > 0:
+            cohesion = cluster_cohesion(graph, labels[strong])
         labels = split_blobs(v, labels, ph, size=params.blob_size,
                              max_spread=params.blob_spread, cut=params.blob_cut,
                              min_size=params.min_samples, limit=params.split_limit,
                              large=params.blob_large,
                              large_spread=params.blob_large_spread,
                              agreement=agreement, min_agree=params.blob_agree,
-                             agree_spread=params.blob_agree_spread)
+                             agree_spread=params.blob_agree_spread,
+                             cohesion=cohesion, whole=params.blob_whole,
+                             whole_spread=params.blob_whole_spread)
+    if params.merge_eps > 0:
+        labels = merge_fragments(v, labels, graph, params.merge_eps, params.merge_share,
+                                 ph, rows=None if len(strong) == len(v) else strong)
     if ph is not None:
         labels = enforce(labels, ph, v)
     return renumber(_drop_small(labels, params.min_samples))
@@ -425,10 +444,12 @@ SFACE_THRESHOLD = float(np.sqrt(2 - 2 * 0.363))
 """OpenCV's published SFace threshold (cosine 0.363) as L2 on unit vectors: 1.129."""
 
 _DLIB = ClusterParams(eps=0.37, min_samples=2, guard="split", split_eps=0.365, rejoin_eps=0.355,
-                      weak_score=0.90, blob_size=20, blob_spread=0.34, blob_cut=0.28,
+                      weak_score=0.90, blob_size=20, blob_spread=0.32, blob_cut=0.28,
                       blob_large=60, blob_large_spread=0.32, blob_agree=0.30,
                       blob_agree_size=10, blob_agree_max=80, blob_agree_k=20,
-                      blob_agree_spread=0.32)
+                      blob_agree_spread=0.32, blob_whole=0.5,
+                      blob_whole_spread=0.35, merge_eps=0.40,
+                      merge_share=0.7)
 """Measured with the YuNet + dlib engine: eps, split and re-join on LFW-dev
 (bench/cluster_quality.py), the poor-face and blob settings on Families In the Wild
 train (bench/family_quality.py); bench/CLUSTERING.md."""
@@ -443,7 +464,9 @@ def with_eps(params: ClusterParams, eps: float) -> ClusterParams:
                    rejoin_eps=params.rejoin_eps * scale, blob_spread=params.blob_spread * scale,
                    blob_cut=params.blob_cut * scale,
                    blob_large_spread=params.blob_large_spread * scale,
-                   blob_agree_spread=params.blob_agree_spread * scale)
+                   blob_agree_spread=params.blob_agree_spread * scale,
+                   blob_whole_spread=params.blob_whole_spread * scale,
+                   merge_eps=params.merge_eps * scale)
 
 
 def default_params(engine_id: str) -> ClusterParams:
@@ -478,6 +501,8 @@ def _embedder_params(engine_id: str) -> ClusterParams:
                        rejoin_eps=round(_DLIB.rejoin_eps * scale, 2),
                        # Spreads do not scale linearly between models: off until measured
                        # (the agreement test's re-cut is a distance too).
-                       blob_size=0, blob_large=0, blob_agree=0.0)
+                       blob_size=0, blob_large=0, blob_agree=0.0,
+                       # The second pass's cut is a dlib distance too: off until measured.
+                       merge_eps=0.0)
     raise ValueError(f"no clustering defaults for engine {engine_id!r} "
                      "(known embedders: dlib-resnet-v1, sface-2021dec)")
