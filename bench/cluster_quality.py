@@ -144,12 +144,14 @@ def alternatives(base: ClusterParams) -> list[tuple[str, ClusterParams]]:
                     blob_agree=0.0)
     split = replace(base, rejoin_eps=0.0, blob_size=0, blob_large=0, blob_agree=0.0)
     rows = [("**default**: " + describe(base), base),
-            ("default without the blob agreement test (the previous default)",
-             replace(base, blob_agree=0.0)),
+            ("previous default (before issue 19: blob spread 0.34, no cohesion, no second "
+             "pass)", replace(base, blob_spread=0.34, blob_whole=0.0, merge_eps=0.0)),
             ("DBSCAN eps 0.5, min_samples 5 (tutorials)",
              replace(plain, eps=0.5, min_samples=5))]
     for eps in (0.28, 0.30, 0.31, 0.32, 0.34):
         rows.append((f"plain DBSCAN eps {eps}, min_samples 2", replace(plain, eps=eps)))
+    rows[3:3] = [("default without cohesion", replace(base, blob_whole=0.0)),
+                 ("default without the second linkage pass", replace(base, merge_eps=0.0))]
     rows.append(("plain DBSCAN eps 0.36, min_samples 5", replace(plain, eps=0.36, min_samples=5)))
     for eps, cut in ((0.36, 0.34), (0.36, 0.36), (0.40, 0.35), (0.40, 0.36)):
         rows.append((f"DBSCAN eps {eps} + average-linkage split at {cut}",
@@ -269,7 +271,15 @@ def big_people_part(args, models: Path) -> None:
 
 
 def big_rows(base: ClusterParams) -> list[tuple[str, ClusterParams]]:
+    previous = replace(base, blob_spread=0.34, blob_whole=0.0, merge_eps=0.0)
     return [("**default**", base),
+            ("previous default (before issue 19)", previous),
+            ("default without cohesion", replace(base, blob_whole=0.0)),
+            ("default without the second linkage pass", replace(base, merge_eps=0.0)),
+            ("stress: both blob spread tests at 0.30 (they fire on most big people)",
+             replace(base, blob_spread=0.30, blob_large_spread=0.30)),
+            ("stress, previous default", replace(previous, blob_spread=0.30,
+                                                 blob_large_spread=0.30)),
             ("default without the blob tests", replace(base, blob_size=0, blob_large=0,
                                                         blob_agree=0.0))]
 
