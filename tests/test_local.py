@@ -81,3 +81,18 @@ def test_a_loose_group_of_faces_nobody_was_given_waits_for_the_full_clustering()
     decision = decide_locally(np.array([new, earlier]), np.array([NOISE, NOISE]),
                               np.array([True, False]), PARAMS)
     assert decision.joins == {} and decision.new_people == []
+
+
+def test_a_neighbourhood_is_clustered_without_cohesion_or_the_second_pass(monkeypatch) -> None:
+    # A neighbourhood has no outside: every cluster in it would look cohesive.
+    import daemon.cluster.local as local
+
+    seen = []
+    monkeypatch.setattr(local, "cluster_faces",
+                        lambda v, p, *a: seen.append(p) or np.full(len(v), -1))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 128)).astype(np.float32)
+    params = default_params("yunet-2023mar+dlib-resnet-v1")
+    assert params.blob_whole > 0 and params.merge_eps > 0
+    local.decide_locally(x, np.full(4, -1), np.ones(4, bool), params)
+    assert seen[0].blob_whole == 0.0 and seen[0].merge_eps == 0.0

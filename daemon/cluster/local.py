@@ -17,7 +17,7 @@ cannot outlive it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -51,7 +51,11 @@ def decide_locally(vectors: np.ndarray, persons: np.ndarray, is_new: np.ndarray,
     """
     persons = np.asarray(persons, np.int64)
     is_new = np.asarray(is_new, bool)
-    labels = cluster_faces(vectors, params, photos, scores)
+    # Cohesion and the second linkage pass read where a cluster's close pairs lead; a
+    # neighbourhood cut out of the library has no outside, so every cluster in it would
+    # look cohesive. Here both are off: the next full clustering applies them.
+    local = replace(params, blob_whole=0.0, merge_eps=0.0)
+    labels = cluster_faces(vectors, local, photos, scores)
     decision = LocalDecision()
     for label in np.unique(labels[is_new]):
         if label == NOISE:
