@@ -5,7 +5,9 @@
 - :mod:`.rejoin` merges fragments of one person that an approximate graph left apart;
 - :mod:`.constraints` keeps two faces of one photo out of one person;
 - :mod:`.quality` keeps poor faces from seeding or bridging people;
-- :mod:`.blobs` re-cuts clusters of many look-alike people;
+- :mod:`.blobs` re-cuts clusters of many look-alike people, sparing a cluster whose
+  close pairs stay inside it (:mod:`.cohesion`: one varied person);
+- :mod:`.fragments` merges clusters that link mostly to each other (second linkage pass);
 - :mod:`.similar` lists, per person, the people they may be the same as;
 - :mod:`.stable` keeps person ids stable and assigns new faces by a neighbour vote;
 - :mod:`.local` decides a new face the vote left open from its neighbourhood alone;
