@@ -28,6 +28,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "bench"))
+
+from family_corpus import indexed  # noqa: E402
+
 from daemon.config import Config, DetectionConfig, EngineConfig  # noqa: E402
 
 NOISE = -1
@@ -77,7 +81,7 @@ def lfw_people(data: Path, min_photos: int) -> list[Path]:
 def embed_lfw_crops(data: Path, models: Path, cache: Path, min_photos: int = 20,
                     workers: int = 1) -> Library:
     """Index LFW's people with >= ``min_photos`` photos, centre-cropped, or load the cache."""
-    from daemon.indexer import IndexPool, PhotoError, engine_id_for
+    from daemon.indexer import engine_id_for
 
     paths = lfw_people(data, min_photos)
     engine_cfg = EngineConfig(detector="yunet", embedder="dlib", models_dir=models)
@@ -102,27 +106,23 @@ def embed_lfw_crops(data: Path, models: Path, cache: Path, min_photos: int = 20,
             out = Path(tmp) / f"{p.parent.name}__{p.name}"
             cv2.imwrite(str(out), img[y0:y0 + CROP, x0:x0 + CROP])
             origin[out] = p
-        with IndexPool(cfg) as pool:
-            for done, (path, result) in enumerate(pool.imap(sorted(origin)), 1):
-                if isinstance(result, PhotoError):
-                    print(f"  failed: {path}: {result.reason}", file=sys.stderr)
-                    continue
-                src = origin[path]
-                centre = _centre_index(result)
-                if centre < 0:  # no face: scored as noise (costs recall, never precision)
-                    person.append(src.parent.name)
-                    photo.append(f"{src.parent.name}/{src.name}")
-                    score.append(np.nan)
-                    vectors.append(np.full(128, np.nan, np.float32))
-                for k, face in enumerate(result.faces):
-                    who = src.parent.name if k == centre else f"~bystander/{src.name}/{k}"
-                    person.append(who)
-                    photo.append(f"{src.parent.name}/{src.name}")
-                    score.append(face.score)
-                    vectors.append(face.embedding)
-                if done % 250 == 0:
-                    print(f"  indexed {done}/{len(origin)} in {time.monotonic() - t0:.0f} s",
-                          file=sys.stderr, flush=True)
+        for done, path, result in indexed(cfg, sorted(origin)):
+            src = origin[path]
+            centre = _centre_index(result)
+            if centre < 0:  # no face: scored as noise (costs recall, never precision)
+                person.append(src.parent.name)
+                photo.append(f"{src.parent.name}/{src.name}")
+                score.append(np.nan)
+                vectors.append(np.full(128, np.nan, np.float32))
+            for k, face in enumerate(result.faces):
+                who = src.parent.name if k == centre else f"~bystander/{src.name}/{k}"
+                person.append(who)
+                photo.append(f"{src.parent.name}/{src.name}")
+                score.append(face.score)
+                vectors.append(face.embedding)
+            if done % 250 == 0:
+                print(f"  indexed {done}/{len(origin)} in {time.monotonic() - t0:.0f} s",
+                      file=sys.stderr, flush=True)
     lib = Library(np.array(person), np.array(photo), np.array(score, np.float64),
                   np.array(vectors, np.float32).reshape(len(person), -1), len(paths), engine)
     cache.mkdir(parents=True, exist_ok=True)

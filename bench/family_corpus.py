@@ -121,7 +121,7 @@ def _sharpness(path: Path) -> float:
 def embed_fiw(root: Path, models: Path, cache: Path, workers: int = 1,
               limit: int = 0) -> FiwFaces:
     """Index every rebuilt group shot with the real YuNet + dlib indexer, or load the cache."""
-    from daemon.indexer import IndexPool, PhotoError, engine_id_for
+    from daemon.indexer import engine_id_for
 
     crops = list_crops(root)
     by_photo: dict[str, list[int]] = defaultdict(list)
@@ -156,18 +156,27 @@ def embed_fiw(root: Path, models: Path, cache: Path, workers: int = 1,
             shot = Path(tmp) / f"{k:05d}.png"
             cv2.imwrite(str(shot), compose([crops[i][0] for i in members]))
             shot_of[shot] = members
-        with IndexPool(cfg) as pool:
-            for done, (path, result) in enumerate(pool.imap(sorted(shot_of)), 1):
-                if isinstance(result, PhotoError):
-                    print(f"  failed: {path}: {result.reason}", file=sys.stderr)
-                    continue
-                _match(result, shot_of[path], row, vectors, score, side, yaw)
-                if done % 250 == 0:
-                    print(f"  indexed {done}/{len(shot_of)} shots in "
-                          f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+        for done, path, result in indexed(cfg, sorted(shot_of)):
+            _match(result, shot_of[path], row, vectors, score, side, yaw)
+            if done % 250 == 0:
+                print(f"  indexed {done}/{len(shot_of)} shots in "
+                      f"{time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(cached, vectors=vectors, score=score, side=side, yaw=yaw, sharp=sharp)
     return FiwFaces(files, *meta, vectors, score, side, yaw, sharp, engine)
+
+
+def indexed(cfg: Config, paths: list[Path]):
+    """(count so far, path, IndexedPhoto) for each photo the real indexer read; a photo
+    it could not read is reported and skipped."""
+    from daemon.indexer import IndexPool, PhotoError
+
+    with IndexPool(cfg) as pool:
+        for done, (path, result) in enumerate(pool.imap(paths), 1):
+            if isinstance(result, PhotoError):
+                print(f"  failed: {path}: {result.reason}", file=sys.stderr)
+                continue
+            yield done, path, result
 
 
 def _match(result, members: list[int], row: dict[int, int], vectors: np.ndarray,
