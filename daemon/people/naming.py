@@ -42,10 +42,13 @@ from daemon.people.labels import (
     PersonLabel,
     looks_like_person_key,
     normalize_name,
+    parse_born,
     parse_face_key,
     parse_labels,
     parse_person_key,
+    parse_ref,
     person_key,
+    ref_key,
 )
 
 STALE_TEMP_SECONDS = 600.0
@@ -466,6 +469,80 @@ def _written_excludes(item: Item) -> list[str]:
     if isinstance(value, str):
         return [str(value)]
     return [str(v) for v in value]  # type: ignore[union-attr]
+
+
+def check_ref(ref: object) -> str:
+    """A ``same_as`` / ``not`` reference as written: ``person-0007`` or ``face-N``."""
+    parsed = parse_ref(ref) if isinstance(ref, str) else None
+    if parsed is None:
+        raise NamingError(f"expected a person-NNNN or face-N, got {ref!r}")
+    return ref_key(*parsed)
+
+
+def answer(
+    path: Path, person_id: int, ref: str, same: bool, *, expected_digest: str | None = None
+) -> LabelsEdit:
+    """Record an answer: ``ref`` (a person or a face) is (``same``) or is not this person.
+
+    The reference goes into the person's ``same_as`` or ``not`` list; if the other list
+    held it (the user changed their mind), it leaves that one: the later answer wins.
+    """
+    checked = _check_person_id(person_id)
+    clean = check_ref(ref)
+    if clean == person_key(checked):
+        raise NamingError(f"{clean} is itself; ask about two different people")
+    add, drop = ("same_as", "not") if same else ("not", "same_as")
+    add_field, drop_field = ("same_as", "different") if same else ("different", "same_as")
+
+    def change(doc: tomlkit.TOMLDocument, labels: dict[int, PersonLabel]) -> None:
+        table = _people_table(doc)
+        old = labels.get(checked, UNLABELLED)
+        kept = [r for r in getattr(old, drop_field) if r != clean]
+        if clean in getattr(old, add_field) and len(kept) == len(getattr(old, drop_field)):
+            return
+        key = _find(table, checked)
+        item = table[key] if key is not None else None
+        added = _ref_array(item, add, lambda r: True)
+        if clean not in {check_ref(r) for r in added}:
+            added.append(clean)
+        changes: dict[str, object | None] = {add: added}
+        if len(kept) != len(getattr(old, drop_field)):
+            rest = _ref_array(item, drop, lambda r: check_ref(r) != clean)
+            changes[drop] = rest if len(rest) else None
+        _set_options(table, checked, changes)
+        labels[checked] = replace(old, **{add_field: (*getattr(old, add_field), clean)
+                                          if clean not in getattr(old, add_field)
+                                          else getattr(old, add_field),
+                                          drop_field: tuple(kept)})
+
+    return _apply(Path(path), change, expected_digest)
+
+
+def _ref_array(item: Item | None, option: str, keep: Callable[[str], bool]) -> tomlkit.items.Array:
+    """The option's references as the user wrote them (those ``keep`` accepts), as a
+    fresh array to write back."""
+    value = _options(item).get(option, []) if item is not None else []
+    written = [str(value)] if isinstance(value, str) else [str(v) for v in value]  # type: ignore[union-attr]
+    array = tomlkit.array()
+    array.extend(r for r in written if keep(r))
+    return array
+
+
+def set_born(
+    path: Path, person_id: int, born: str | None, *, expected_digest: str | None = None
+) -> LabelsEdit:
+    """Set the person's birth date (``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``), or remove it."""
+    checked = _check_person_id(person_id)
+    clean = None if born is None else parse_born(born)
+    if born is not None and clean is None:
+        raise NamingError(f"{born!r} is not a date like 2019, 2019-03 or 2019-03-14")
+
+    def change(doc: tomlkit.TOMLDocument, labels: dict[int, PersonLabel]) -> None:
+        table = _people_table(doc)
+        _set_options(table, checked, {"born": clean})
+        labels[checked] = replace(labels.get(checked, UNLABELLED), born=clean)
+
+    return _apply(Path(path), change, expected_digest)
 
 
 def undo(path: Path, edit: LabelsEdit) -> LabelsEdit:

@@ -22,6 +22,7 @@ from daemon.config import Config
 from daemon.fsutil import utc_now
 from daemon.people import labels
 from daemon.people.identity import Identity
+from daemon.review.answers import answer_closure, canonical_people, face_links
 from daemon.stages.reports import ClusterReport
 from daemon.store import FaceRecord, Store
 
@@ -70,6 +71,12 @@ class People:
         self.labels, error = labels.load_live_labels(self.cfg.labels_file, self.cfg.state_dir)
         self._labels_problem = error
         self.labels_error = str(error) if error else None
+        self.answers = answer_closure(self.labels)
+        self.alias = canonical_people(self.answers)
+        if self.answers.contradictions:
+            log.warning("answers_contradict", file=str(self.cfg.labels_file),
+                        pairs=[f"{a} / {b}" for a, b in self.answers.contradictions],
+                        hint="a 'not' between people answered 'same' is left out")
         if not self._report_labels:
             return self.labels_error
         if error:
@@ -140,16 +147,21 @@ class People:
         """Re-cluster every face of the current engine; person ids stay stable."""
         t0 = time.monotonic()
         self.identity.reserve(self.store, self.labels)
-        self.identity.rematch(self.store)
+        matches = self.identity.rematch(self.store)
         ids, vecs = self.store.vectors(self.engine_id)
         photos, scores = cluster.face_context(ids, self.store.faces(engine=self.engine_id))
-        groups = cluster.cluster_faces(vecs, self.cluster_params(), photos, scores)
-        previous = self.store.face_persons(self.engine_id)
+        previous = self._alias(self.store.face_persons(self.engine_id))
+        known = self._alias(matches.person_of) | previous
+        answered = face_links(self.answers, ids, known, matches.faces)
+        groups = cluster.cluster_faces(vecs, self.cluster_params(), photos, scores,
+                                       links=answered.links)
+        previous |= answered.person_for  # an answer outranks an earlier clustering
         named = {pid for pid, lab in self.labels.people.items() if lab.name}
         result = self.identity.assign(
-            ids, groups, vecs, previous, named, self._excluded(), self._new_person_id,
-            self.labels, photos=dict(zip(ids.tolist(), photos.tolist(), strict=True)),
-            provisional=self._provisional,
+            ids, groups, vecs, previous, named, self._excluded() | answered.excluded,
+            self._new_person_id, self.labels,
+            photos=dict(zip(ids.tolist(), photos.tolist(), strict=True)),
+            provisional=self._provisional, alias=self.alias,
         )
         self._provisional = set()
         self._neighbours = None  # people changed: the neighbour index is rebuilt on demand
@@ -169,6 +181,12 @@ class People:
         )
         log.info("reclustered", **report.__dict__)
         return report
+
+    def _alias(self, persons: dict[int, int]) -> dict[int, int]:
+        """``persons`` with the people the answers made one under one id."""
+        if not self.alias:
+            return persons
+        return {f: self.alias.get(p, p) for f, p in persons.items()}
 
     def _neighbour_index(self, leave_out: set[int]) -> cluster.FaceIndex:
         """The neighbour index over the known faces, built once per clustering.
@@ -211,8 +229,10 @@ class People:
             return 0
         vecs = self.store.face_vectors([f.id for f in faces])
         photo_ids = [f.photo_id for f in faces]
-        votes = cluster.assign_new(neighbours, vecs, self.cluster_params(), photo_ids)
-        excluded = self._excluded(faces)
+        votes = [self.alias.get(p, p) if p is not None else None
+                 for p in cluster.assign_new(neighbours, vecs, self.cluster_params(),
+                                             photo_ids)]
+        excluded = self._excluded(faces) | self._answered_not(faces)
         assignment = {
             f.id: pid
             for f, pid in zip(faces, votes, strict=True)
@@ -234,6 +254,15 @@ class People:
             self.store.set_persons(assignment)
             self._provisional.update(assignment)
         return len(assignment)
+
+    def _answered_not(self, faces: Sequence[FaceRecord]) -> set[tuple[int, int]]:
+        """(face, person) pairs the answers forbid among ``faces`` (new faces are rarely
+        named in an answer, but a copy of an answered face is)."""
+        if not self.answers.apart:
+            return set()
+        matches = self.identity.matches
+        ids = [f.id for f in faces]
+        return set(face_links(self.answers, ids, {}, matches.faces).excluded)
 
     def _decide_locally(self, faces: list[FaceRecord], vecs: np.ndarray,
                         shown: dict[int, set[int]], excluded: set[tuple[int, int]]
