@@ -34,8 +34,9 @@ KEYS = {"y": "yes", "n": "no", "s": "unsure"}
 DEFAULT_LIMIT = 25
 
 
-def cmd_answer(cfg: Config, qid: str, answer: str, out: TextIO = sys.stdout) -> int:
+def cmd_answer(cfg: Config, qid: str, answer: str, out: TextIO | None = None) -> int:
     """``facecluster review answer ID yes|no|unsure``."""
+    out = out or sys.stdout
     from daemon.store import Store  # only "not sure" counts faces
 
     current = labels_mod.load_labels(cfg.labels_file)
@@ -56,8 +57,9 @@ def cmd_answer(cfg: Config, qid: str, answer: str, out: TextIO = sys.stdout) -> 
     return 0
 
 
-def cmd_json(pipeline, limit: int, order: str, out: TextIO = sys.stdout) -> int:  # noqa: ANN001
+def cmd_json(pipeline, limit: int, order: str, out: TextIO | None = None) -> int:  # noqa: ANN001
     """``facecluster review --json [--limit N]``."""
+    out = out or sys.stdout
     from daemon.review import session  # the clustering code: not for `review answer`
 
     chosen = session.questions(pipeline.store, pipeline.engine_id, pipeline.labels,
@@ -96,9 +98,10 @@ def _ask(q: Question, number: int, total: int, picture: Path, labels: labels_mod
         print(f"  {line.strip()!r}? ", end="", file=out)
 
 
-def cmd_loop(pipeline, limit: int, order: str, stdin: TextIO = sys.stdin,  # noqa: ANN001
-             out: TextIO = sys.stdout) -> int:
+def cmd_loop(pipeline, limit: int, order: str, stdin: TextIO | None = None,  # noqa: ANN001
+             out: TextIO | None = None) -> int:
     """``facecluster review``: ask on the terminal until the questions or the user end."""
+    stdin, out = stdin or sys.stdin, out or sys.stdout
     from daemon.review import session
     from daemon.review.answers import answer_closure
     from daemon.review.picture import write_question_picture
