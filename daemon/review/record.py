@@ -71,8 +71,12 @@ def side_sizes(store: Store, refs: Sequence[str]) -> int:
 
 
 def record_answer(labels_file: Path, state_dir: Path, labels: Labels, qid: str,
-                  answer: str, store: Store | None = None) -> naming.LabelsEdit | None:
+                  answer: str, store: Store | None = None,
+                  expected_digest: str | None = None) -> naming.LabelsEdit | None:
     """Record one answer; returns the labels.toml edit ("not sure" edits nothing).
+
+    ``expected_digest``: refuse (:class:`daemon.naming.LabelsConflict`) if labels.toml
+    is no longer the file the question was shown from.
 
     Raises :class:`daemon.labels.LabelsError` for a malformed id and
     :class:`daemon.naming.NamingError` for an unknown answer.
@@ -87,4 +91,5 @@ def record_answer(labels_file: Path, state_dir: Path, labels: Labels, qid: str,
                      json.dumps({"unsure": unsure}, indent=1, sort_keys=True).encode())
         return None
     holder, other = _holder(labels, a, b)
-    return naming.answer(labels_file, holder, other, same=answer == "yes")
+    return naming.answer(labels_file, holder, other, same=answer == "yes",
+                         expected_digest=expected_digest)

@@ -1,0 +1,69 @@
+"""The web page's Review: one question at a time, answers into labels.toml, CSRF, keys."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from daemon.labels import load_labels
+from tests.test_web import client_for, form_tokens, labels_text, lib, scanned  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def _shown(html: str) -> tuple[str, int]:
+    qid = re.search(r'name="question" value="([^"]+)"', html).group(1)
+    left = int(re.search(r"(\d+) questions? left", html).group(1))
+    return qid, left
+
+
+def test_review_page_asks_one_question_and_records_the_answer(lib: Path) -> None:  # noqa: F811
+    client = client_for(lib)
+    page = client.get("/review")
+    assert page.status_code == 200
+    qid, left = _shown(page.text)
+    assert left >= 2
+    faces = re.findall(r'src="/face/(\d+)\.jpg"', page.text)
+    assert 2 <= len(faces) <= 12
+    assert all(client.get(f"/face/{f}.jpg").status_code == 200 for f in faces[:2])
+    assert 'data-key="y"' in page.text and "<script>" not in page.text  # keys: app.js
+    r = client.post("/review/answer", data={**form_tokens(client, "/review"),
+                                            "question": qid, "answer": "no"})
+    assert r.status_code == 200 and "Answer saved" in r.text
+    a, b = qid.split("+")
+    labels = load_labels(lib / "labels.toml")
+    assert b in labels.label(int(a.removeprefix("person-"))).different
+    nxt, now_left = _shown(r.text)
+    assert nxt != qid and now_left == left - 1
+
+
+def test_not_sure_stays_out_of_labels_and_out_of_the_page(lib: Path) -> None:  # noqa: F811
+    client = client_for(lib)
+    qid, left = _shown(client.get("/review").text)
+    r = client.post("/review/answer", data={**form_tokens(client, "/review"),
+                                            "question": qid, "answer": "unsure"})
+    assert r.status_code == 200
+    assert labels_text(lib) == ""
+    assert qid in json.loads((lib / "state" / "review.json").read_text())["unsure"]
+    assert _shown(r.text)[0] != qid
+    (lib / "state" / "review.json").unlink()
+
+
+def test_review_answers_need_the_token_and_a_real_answer(lib: Path) -> None:  # noqa: F811
+    client = client_for(lib)
+    qid, _ = _shown(client.get("/review").text)
+    tokens = form_tokens(client, "/review")
+    r = client.post("/review/answer", data={"digest": tokens["digest"], "question": qid,
+                                            "answer": "yes"})
+    assert r.status_code == 403
+    r = client.post("/review/answer", data={**tokens, "question": qid, "answer": "perhaps"})
+    assert r.status_code == 400
+    r = client.post("/review/answer", data={**tokens, "question": "bob", "answer": "yes"})
+    assert r.status_code == 400
+    (lib / "labels.toml").write_text("# edited by hand meanwhile\n")
+    r = client.post("/review/answer", data={**tokens, "question": qid, "answer": "yes"})
+    assert r.status_code == 409
+    assert labels_text(lib) == "# edited by hand meanwhile\n"
