@@ -120,3 +120,20 @@ def test_a_face_answered_yes_is_pinned_to_the_person_it_is() -> None:
     # An anchored face-7 (the store was re-derived) is found by its match, not its number.
     moved = face_links(answers, [70, 8, 9], {8: 5}, {7: [70]})
     assert moved.person_for == {70: 5}
+
+
+def test_split_finds_two_look_alikes_glued_into_one_person() -> None:
+    from daemon.review.split import split_faces, stricter
+
+    params = default_params("yunet+dlib-resnet-v1")
+    rng = np.random.default_rng(8)
+    centre = unit(rng.normal(size=(1, 32)))[0]
+    other = unit(centre + 0.12 * unit(rng.normal(size=(1, 32)))[0])  # a look-alike
+    v = unit(np.vstack([centre + rng.normal(scale=0.01, size=(7, 32)),
+                        other + rng.normal(scale=0.01, size=(5, 32))]))
+    ids = np.arange(100, 112)
+    assert len(set(cluster_faces(v, params).tolist())) == 1  # usual settings: one person
+    parts = split_faces(ids, v, None, stricter(params, 0.3))
+    assert [len(p.faces) for p in parts] == [7, 5]
+    assert set(parts[1].faces) == set(range(107, 112)) and len(parts[0].shown) == 6
+    assert split_faces(ids[:3], v[:3], None, params) == []  # too few to split

@@ -203,3 +203,26 @@ def test_answers_survive_an_engine_change(answered: dict, capsys) -> None:
     _config(answered["root"], detector="dlib-hog")
     _run(answered["root"], capsys, "scan")
     _assert_answers_obeyed(answered["root"])
+
+
+def test_split_offers_the_parts_and_no_makes_a_person_of_its_own(lib: Path, capsys,
+                                                                  monkeypatch) -> None:
+    albums = _albums(lib)
+    kit, rose = _album_of(albums, "kit_harington/john1.jpeg"), _album_of(
+        albums, "rose_leslie/img1.jpg")
+    _run(lib, capsys, "review", "answer", "+".join(sorted([kit, rose])), "yes")
+    _run(lib, capsys, "scan")
+    both = _album_of(_albums(lib), "kit_harington/john1.jpeg")
+    parts = json.loads(_run(lib, capsys, "split", both, "--json"))["parts"]
+    assert sorted(p["size"] for p in parts) == [2, 2]
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    out = _run(lib, capsys, "split", both)
+    assert "2 parts" in out and "1 part(s) answered" in out
+    _run(lib, capsys, "scan")
+    albums = _albums(lib)
+    assert _album_of(albums, "kit_harington/john1.jpeg") == _album_of(
+        albums, "kit_harington/john2.jpeg")
+    assert _album_of(albums, "rose_leslie/img1.jpg") == _album_of(albums, "rose_leslie/img2.jpg")
+    assert _album_of(albums, "kit_harington/john1.jpeg") != _album_of(
+        albums, "rose_leslie/img1.jpg")
+    assert _album_of(albums, "rose_leslie/img1.jpg") is not None

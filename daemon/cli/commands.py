@@ -101,6 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     an = rsub.add_parser("answer", help="record one answer: answer ID yes|no|unsure")
     an.add_argument("id", help="a question id, e.g. person-0007+person-0012")
     an.add_argument("answer", choices=("yes", "no", "unsure"))
+    sp = sub.add_parser("split", help="a person who is two: re-cluster their faces stricter "
+                        "and ask about the parts")
+    sp.add_argument("person", help="id such as person-0007, a name, or an album folder")
+    sp.add_argument("--json", action="store_true", help="print the parts for scripts")
     ex = sub.add_parser("export", help="write one person's album as a ZIP file")
     ex.add_argument("person", help="album folder, name, or id such as person-0007")
     ex.add_argument(
@@ -387,6 +391,18 @@ def _cmd_review(cfg: Config, args: argparse.Namespace) -> int:
         return command.cmd_loop(pipeline, args.limit, args.order)
 
 
+def _cmd_split(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon import naming_cli
+    from daemon.review import command
+
+    with _reader(cfg) as pipeline:
+        ids = naming_cli.resolve(pipeline, args.person)
+        if len(ids) != 1:
+            raise UserError(f"{args.person!r} is {len(ids)} people (a merged album): "
+                            "split one of them, by id")
+        return command.cmd_split(pipeline, ids[0], args.json)
+
+
 def _cmd_export(cfg: Config, args: argparse.Namespace) -> int:
     from daemon import albums
 
@@ -469,6 +485,7 @@ COMMANDS = {
     "status": _cmd_status,
     "people": _cmd_people,
     "review": _cmd_review,
+    "split": _cmd_split,
     "export": _cmd_export,
     "import": _cmd_import,
     "rebuild": _cmd_rebuild,

@@ -171,10 +171,8 @@ def _join(out: np.ndarray, rows: np.ndarray, pinned: np.ndarray,
         if len(own) > 1:
             out[np.isin(out, own)] = target
             sizes[target] = sum(sizes.pop(int(c), 0) for c in own)
-    elif len(pinned):
-        target = new_label()
     else:
-        return
+        return  # no cluster is the group's: its faces stay where the clustering put them
     for c in out[pinned]:
         if c != NOISE:
             sizes[int(c)] -= 1

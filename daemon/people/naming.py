@@ -480,40 +480,43 @@ def check_ref(ref: object) -> str:
 
 
 def answer(
-    path: Path, person_id: int, ref: str, same: bool, *, expected_digest: str | None = None
+    path: Path, person_id: int, refs: str | Sequence[str], same: bool, *,
+    expected_digest: str | None = None,
 ) -> LabelsEdit:
-    """Record an answer: ``ref`` (a person or a face) is (``same``) or is not this person.
+    """Record an answer: ``refs`` (people and faces) are (``same``) or are not this person.
 
-    The reference goes into the person's ``same_as`` or ``not`` list; if the other list
-    held it (the user changed their mind), it leaves that one: the later answer wins.
+    The references go into the person's ``same_as`` or ``not`` list; one the other list
+    held (the user changed their mind) leaves that one: the later answer wins.
     """
     checked = _check_person_id(person_id)
-    clean = check_ref(ref)
-    if clean == person_key(checked):
-        raise NamingError(f"{clean} is itself; ask about two different people")
+    wanted = [check_ref(r) for r in ([refs] if isinstance(refs, str) else refs)]
+    if not wanted:
+        raise NamingError("give at least one person-NNNN or face-N")
+    if person_key(checked) in wanted:
+        raise NamingError(f"{person_key(checked)} is itself; ask about two different people")
     add, drop = ("same_as", "not") if same else ("not", "same_as")
     add_field, drop_field = ("same_as", "different") if same else ("different", "same_as")
 
     def change(doc: tomlkit.TOMLDocument, labels: dict[int, PersonLabel]) -> None:
         table = _people_table(doc)
         old = labels.get(checked, UNLABELLED)
-        kept = [r for r in getattr(old, drop_field) if r != clean]
-        if clean in getattr(old, add_field) and len(kept) == len(getattr(old, drop_field)):
+        had, other = list(getattr(old, add_field)), list(getattr(old, drop_field))
+        new = [r for r in dict.fromkeys(wanted) if r not in had]
+        kept = [r for r in other if r not in wanted]
+        if not new and len(kept) == len(other):
             return
         key = _find(table, checked)
         item = table[key] if key is not None else None
-        added = _ref_array(item, add, lambda r: True)
-        if clean not in {check_ref(r) for r in added}:
-            added.append(clean)
-        changes: dict[str, object | None] = {add: added}
-        if len(kept) != len(getattr(old, drop_field)):
-            rest = _ref_array(item, drop, lambda r: check_ref(r) != clean)
+        changes: dict[str, object | None] = {}
+        if new:
+            added = _ref_array(item, add, lambda r: True)
+            added.extend(new)
+            changes[add] = added
+        if len(kept) != len(other):
+            rest = _ref_array(item, drop, lambda r: check_ref(r) not in wanted)
             changes[drop] = rest if len(rest) else None
         _set_options(table, checked, changes)
-        labels[checked] = replace(old, **{add_field: (*getattr(old, add_field), clean)
-                                          if clean not in getattr(old, add_field)
-                                          else getattr(old, add_field),
-                                          drop_field: tuple(kept)})
+        labels[checked] = replace(old, **{add_field: (*had, *new), drop_field: tuple(kept)})
 
     return _apply(Path(path), change, expected_digest)
 

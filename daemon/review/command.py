@@ -134,3 +134,80 @@ def cmd_loop(pipeline, limit: int, order: str, stdin: TextIO | None = None,  # n
     print(f"{answered} answer(s) recorded in {cfg.labels_file}; they apply at the next "
           "clustering (the running service, or `facecluster scan`)", file=out)
     return 0
+
+
+def _parts(pipeline, pid: int):  # noqa: ANN001, ANN202 - a Pipeline; list[split.Part]
+    import numpy as np
+
+    from daemon import cluster
+    from daemon.review.split import split_faces, stricter
+
+    faces = pipeline.store.faces(person_id=pid)
+    if not faces:
+        return faces, []
+    ids = np.array([f.id for f in faces], dtype=np.int64)
+    photos = np.array([f.photo_id for f in faces], dtype=np.int64)
+    vecs = pipeline.store.face_vectors(ids.tolist())
+    params = stricter(cluster.default_params(pipeline.engine_id))
+    return faces, split_faces(ids, vecs, photos, params)
+
+
+def cmd_split(pipeline, pid: int, as_json: bool, stdin: TextIO | None = None,  # noqa: ANN001
+              out: TextIO | None = None) -> int:
+    """``facecluster split PERSON [--json]``: offer the parts of a person as questions."""
+    from daemon.review.picture import write_question_picture
+
+    stdin, out = stdin or sys.stdin, out or sys.stdout
+    key = labels_mod.person_key(pid)
+    faces, parts = _parts(pipeline, pid)
+    by_id = {f.id: f for f in faces}
+    if as_json:
+        parts_json = [{"faces": [_face_json(by_id[f]) for f in p.shown],
+                       "size": len(p.faces)} for p in parts]
+        json.dump({"person": key, "parts": parts_json}, out, ensure_ascii=False)
+        out.write("\n")
+        return 0
+    if len(parts) < 2:
+        print(f"{key}: no clear parts with stricter settings; nothing to split", file=out)
+        return 0
+    main, rest = parts[0], parts[1:]
+    print(f"{key}: {len(faces)} faces fall into {len(parts)} parts with stricter settings "
+          f"({', '.join(str(len(p.faces)) for p in parts)} faces); the largest stays "
+          f"{key}", file=out)
+    picture = pipeline.cfg.state_dir / PICTURE
+    answered = 0
+    for number, part in enumerate(rest, start=2):
+        write_question_picture(picture, [by_id[f] for f in main.shown],
+                               [by_id[f] for f in part.shown],
+                               pipeline.cfg.detection.max_pixels)
+        print(f"\n[part {number}/{len(parts)}] Is the right side ({len(part.faces)} faces) "
+              f"the same person as the left ({key})?\n  picture: {picture}", file=out)
+        answer = _key(stdin.readline, out)
+        if answer is None:
+            break
+        if answer != "unsure":
+            from daemon import naming
+
+            naming.answer(pipeline.cfg.labels_file, pid,
+                          [f"face-{f}" for f in part.faces], same=answer == "yes")
+        answered += 1
+    print(f"{answered} part(s) answered; the next clustering applies them", file=out)
+    return 0
+
+
+def _face_json(face) -> dict:  # noqa: ANN001 - a FaceRecord
+    return {"face": f"face-{face.id}", "photo": str(face.path),
+            "box": [round(float(x)) for x in face.box]}
+
+
+def _key(read: Callable[[], str], out: TextIO) -> str | None:
+    """y / n / s as an answer word, q or end of input as None."""
+    while True:
+        print("  y = yes, n = no (a person of their own), s = not sure, q = quit: ",
+              end="", file=out, flush=True)
+        line = read()
+        key = line.strip().lower()[:1]
+        if not line or key == "q":
+            return None
+        if key in KEYS:
+            return KEYS[key]
