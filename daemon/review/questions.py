@@ -4,15 +4,22 @@ A question has two sides, each a person (shown by a few of their faces) or one f
 Three kinds are worth a person's time, each with an expected gain in faces put right:
 
 - *fragments*: two people whose centres are close may be one human cut in two; a "yes"
-  puts the smaller part with the larger, so the gain is the chance they are one times
-  the smaller part, and more for parts of a big person (their album is the one looked
-  at most);
-- *edge faces*: a face far from its person's centre may be someone else; a "no" takes
-  it out (the gain grows with the album it would spoil);
-- *strays*: a face nobody was given, close to a person; a "yes" gives it to them.
+  joins them: the gain is the chance they are one times the pairs of faces it puts
+  together (``size_a * size_b``), so the fragments of big people come first;
+- *edge faces*: a face far from the other faces of its person may be someone else; a
+  "no" takes it out: the chance times the wrong pairs it removes (``size - 1``);
+- *strays*: a face nobody was given, close to a person; a "yes" gives it to them: the
+  chance times the pairs it adds (``size``).
 
-Nothing the answers already settle is asked (:class:`daemon.cluster.Closure`), and a
-question answered "not sure" comes back only when new photos gave either side more faces.
+The chances are piecewise-linear in the distance, measured with the oracle of
+``bench/review.py`` on Families In the Wild train (YuNet + dlib; bench/CLUSTERING.md):
+relatives are close there, so two close people are rarely one (under one in ten), while
+a stray face close to a person is that person about four times in ten.
+
+Nothing the answers already settle is asked (:class:`daemon.cluster.Closure`), nor what
+a photo settles (two people with faces in one photo are two; a face is not the person
+who has another face in its photo), and a question answered "not sure" comes back only
+when new photos gave either side more faces.
 
 Question ids are the two sides' references, ``person-0007+person-0012`` or
 ``person-0007+face-88`` (people first, then by number): the same question keeps its id
@@ -21,7 +28,6 @@ whatever else changes, so an answer can be given later or by a script.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -35,18 +41,18 @@ from daemon.review.ids import question_id, ref_order
 
 SHOWN = 6
 """Faces shown per side at most."""
-NEAR = 0.55
-"""People whose centres lie farther apart are not worth asking about (L2, unit vectors)."""
-SAME_AT = 0.30
-"""Centre distance at which two parts are taken for one person for sure..."""
-APART_AT = 0.55
-"""...and at which for strangers: the chance in between falls linearly."""
-EDGE_FROM = 0.40
-"""A face this far from its person's centre starts to be doubtful..."""
-EDGE_SURE = 0.60
-"""...and this far, it is surely someone else."""
+NEAR = 0.50
+"""People (or a stray face and a person) farther apart are not worth asking about."""
+FRAGMENT_CHANCE = ((0.20, 0.12), (0.25, 0.08), (0.30, 0.06), (0.35, 0.02), (0.45, 0.0))
+"""(centre distance, chance that two people are one), measured (module docstring)."""
+STRAY_CHANCE = ((0.20, 0.6), (0.30, 0.44), (0.35, 0.29), (0.40, 0.11), (0.45, 0.0))
+"""(distance to a person's centre, chance that a face nobody was given is them)."""
+EDGE_CHANCE = ((0.28, 0.0), (0.34, 0.08), (1.0, 0.10))
+"""(root mean square distance to the person's other faces, chance it is not them)."""
 LOOKALIKES = 5
 """Nearest other people considered per person."""
+EDGES = 0.1
+"""Share of a person's faces, farthest first, considered as edge faces."""
 
 Kind = Literal["fragment", "edge", "stray"]
 Order = Literal["gain", "naive"]
@@ -85,6 +91,8 @@ class Library:
     face_ids: np.ndarray
     vectors: np.ndarray
     persons: np.ndarray
+    photos: np.ndarray | None = None
+    """Photo id per face: faces of one photo are different people."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,20 @@ def _people(lib: Library) -> _People:
     return _People(ids, centres, np.bincount(member, minlength=len(ids)), rows)
 
 
-def _chance_same(d: float) -> float:
-    return float(np.clip((APART_AT - d) / (APART_AT - SAME_AT), 0.0, 1.0))
+def _chance(table: tuple[tuple[float, float], ...], d: float) -> float:
+    xs, ys = zip(*table, strict=True)
+    return float(np.interp(d, xs, ys))
+
+
+def _shown_in(lib: Library) -> dict[int, set[int]]:
+    """Person -> the photos they have a face in (empty without photo ids)."""
+    out: dict[int, set[int]] = {}
+    if lib.photos is None:
+        return out
+    for p, ph in zip(lib.persons.tolist(), np.asarray(lib.photos).tolist(), strict=True):
+        if p >= 0 and ph >= 0:
+            out.setdefault(p, set()).add(ph)
+    return out
 
 
 def _person_side(lib: Library, people: _People, p: int) -> Side:
@@ -134,7 +154,8 @@ def _question(a: Side, b: Side, kind: Kind, gain: float, d: float) -> Question:
     return Question(question_id(a.ref, b.ref), a, b, kind, round(gain, 4), round(d, 4))
 
 
-def _fragments(lib: Library, people: _People, k: int = LOOKALIKES) -> list[Question]:
+def _fragments(lib: Library, people: _People, shown: dict[int, set[int]],
+               k: int = LOOKALIKES) -> list[Question]:
     if len(people.ids) < 2:
         return []
     dist, idx = search(build_index(people.centres), people.centres,
@@ -142,44 +163,51 @@ def _fragments(lib: Library, people: _People, k: int = LOOKALIKES) -> list[Quest
     out = []
     for i, p in enumerate(people.ids.tolist()):
         for d, j in zip(dist[i], idx[i], strict=True):
-            if j < 0 or j == i or d > NEAR:
-                continue  # a pair found from both sides is one question (same id)
-            q = int(people.ids[j])
-            small, big = sorted((int(people.sizes[i]), int(people.sizes[j])))
-            gain = _chance_same(float(d)) * small * (1 + math.log2(big) / 4)
+            q = int(people.ids[j]) if j >= 0 else -1
+            if j < 0 or j == i or d > NEAR or shown.get(p, set()) & shown.get(q, set()):
+                continue  # (a pair found from both sides is one question: same id)
+            gain = _chance(FRAGMENT_CHANCE, float(d)) * int(people.sizes[i]) * int(
+                people.sizes[j])
             out.append(_question(_person_side(lib, people, p), _person_side(lib, people, q),
                                  "fragment", gain, float(d)))
     return out
 
 
 def _edges(lib: Library, people: _People) -> list[Question]:
+    """Faces far from the rest of their person: by the root mean square distance to the
+    person's other faces (``2 - 2 f . mean(others)`` on unit vectors: no n x n matrix)."""
     v = as_unit_float32(lib.vectors)
     out = []
-    for k, p in enumerate(people.ids.tolist()):
+    for p in people.ids.tolist():
         rows = people.rows[p]
-        if len(rows) < 3:
+        n = len(rows)
+        if n < 3:
             continue
-        far = rows[::-1][: max(1, len(rows) // 10)]  # the farthest tenth at most
-        d = np.linalg.norm(v[far] - people.centres[k], axis=1)
-        chance = np.clip((d - EDGE_FROM) / (EDGE_SURE - EDGE_FROM), 0.0, 1.0)
-        for row, c, dd in zip(far.tolist(), chance.tolist(), d.tolist(), strict=True):
-            if c > 0:
-                gain = c * (1 + math.log2(len(rows)))
+        far = rows[::-1][: max(1, int(n * EDGES))]  # farthest from the centre first
+        others = (v[rows].sum(axis=0, dtype=np.float64) - v[far]) / (n - 1)
+        rms = np.sqrt(np.clip(2 - 2 * np.einsum("ij,ij->i", v[far], others), 0, None))
+        for row, d in zip(far.tolist(), rms.tolist(), strict=True):
+            if (c := _chance(EDGE_CHANCE, d)) > 0:
                 out.append(_question(_person_side(lib, people, p), _face_side(lib, row),
-                                     "edge", gain, dd))
+                                     "edge", c * (n - 1), d))
     return out
 
 
-def _strays(lib: Library, people: _People) -> list[Question]:
+def _strays(lib: Library, people: _People, shown: dict[int, set[int]]) -> list[Question]:
     rows = np.flatnonzero(lib.persons < 0)
     if len(rows) == 0 or len(people.ids) == 0:
         return []
     dist, idx = search(build_index(people.centres), as_unit_float32(lib.vectors[rows]), 1)
+    photos = None if lib.photos is None else np.asarray(lib.photos)
     out = []
     for row, d, j in zip(rows.tolist(), dist[:, 0].tolist(), idx[:, 0].tolist(), strict=True):
-        if j >= 0 and d <= NEAR and (c := _chance_same(d)) > 0:
-            out.append(_question(_person_side(lib, people, int(people.ids[j])),
-                                 _face_side(lib, row), "stray", c, d))
+        if j < 0 or d > NEAR or (c := _chance(STRAY_CHANCE, d)) <= 0:
+            continue
+        p = int(people.ids[j])
+        if photos is not None and int(photos[row]) in shown.get(p, set()):
+            continue  # the person is already someone else in this photo
+        out.append(_question(_person_side(lib, people, p), _face_side(lib, row), "stray",
+                             c * int(people.sizes[j]), d))
     return out
 
 
@@ -209,7 +237,9 @@ def rank_questions(lib: Library, answers: Closure, skip: Mapping[str, int] | Non
     if order == "naive":
         found = _naive(lib, people)
     else:
-        found = _fragments(lib, people) + _edges(lib, people) + _strays(lib, people)
+        shown = _shown_in(lib)
+        found = _fragments(lib, people, shown) + _edges(lib, people) + _strays(lib, people,
+                                                                             shown)
         found.sort(key=lambda q: (-q.gain, q.distance, q.id))
     skip = skip or {}
     seen: set[str] = set()

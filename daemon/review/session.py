@@ -21,10 +21,13 @@ from daemon.store import Store
 
 def library(store: Store, engine_id: str) -> Library:
     """The engine's faces, vectors and people, as the last clustering left them."""
+    from daemon.cluster import face_context
+
     ids, vecs = store.vectors(engine_id)
     person = store.face_persons(engine_id)
     persons = np.array([person.get(int(f), -1) for f in ids.tolist()], dtype=np.int64)
-    return Library(ids, vecs, persons)
+    photos, _ = face_context(ids, store.faces(engine=engine_id))
+    return Library(ids, vecs, persons, photos)
 
 
 def questions(store: Store, engine_id: str, labels: Labels, state_dir: Path,
