@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from daemon.labels import LabelsError, born_on, load_labels, parse_labels
 from daemon.naming import NamingError, answer, set_born
+
 from daemon.review.answers import answer_closure
 from daemon.review.ids import parse_question_id, question_id
 from daemon.review.questions import Library, rank_questions
@@ -143,3 +143,18 @@ def test_naive_order_walks_the_look_alike_lists() -> None:
     naive = rank_questions(lib, answer_closure(parse_labels("")), order="naive")
     assert naive and all(q.kind == "fragment" for q in naive)
     assert naive[0].a.person == 1  # the lists in person order
+
+
+def test_exif_dates_and_the_birth_rule() -> None:
+    from daemon.review.dates import before_birth, born_after, parse_exif_date
+
+    assert parse_exif_date("2019:03:14 10:00:00") == "2019-03-14"
+    assert parse_exif_date(b"2019:03:14 10:00:00\x00") == "2019-03-14"
+    assert parse_exif_date("0000:00:00 00:00:00") is None
+    assert parse_exif_date("    :  :     :  :  ") is None and parse_exif_date(None) is None
+    labels = parse_labels('[people]\nperson-0007 = { name = "Mia", born = "2019-03" }\n')
+    born = born_after(labels, {9: 7})  # person 9 was answered to be Mia too
+    assert born == {7: "2019-03-01", 9: "2019-03-01"}
+    faces = [(1, "old"), (2, "march"), (3, "undated"), (4, None)]
+    dates = {"old": "2019-02-28", "march": "2019-03-01", "undated": ""}
+    assert before_birth(faces, dates, born) == {(1, 7), (1, 9)}

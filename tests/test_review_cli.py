@@ -15,9 +15,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from daemon.labels import load_labels
 
 from daemon.cli import main
-from daemon.labels import load_labels
 from daemon.store import Store
 
 pytestmark = pytest.mark.slow
@@ -226,3 +226,18 @@ def test_split_offers_the_parts_and_no_makes_a_person_of_its_own(lib: Path, caps
     assert _album_of(albums, "kit_harington/john1.jpeg") != _album_of(
         albums, "rose_leslie/img1.jpg")
     assert _album_of(albums, "rose_leslie/img1.jpg") is not None
+
+
+def test_a_birth_date_keeps_earlier_photos_out_and_undated_ones_in(lib: Path, capsys) -> None:
+    from daemon import naming
+
+    obama = _album_of(_albums(lib), "obama/obama.jpg")
+    assert {"obama/obama2.jpg", "obama/obama.jpg"} <= _albums(lib)[obama]
+    # obama2.jpg's EXIF says 2009-09-09, obama.jpg's 2012-12-06; the rest have no date.
+    naming.set_born(lib / "labels.toml", int(obama.removeprefix("person-")), "2010-01")
+    _run(lib, capsys, "scan")
+    album = _albums(lib)[obama]
+    assert "obama/obama2.jpg" not in album
+    assert {"obama/obama.jpg", "obama/obama-720p.jpg", "obama/obama_small.jpg"} <= album
+    dates = json.loads((lib / "state" / "photo-dates.json").read_text())
+    assert "2009-09-09" in dates.values() and "" in dates.values()

@@ -35,8 +35,8 @@ import structlog
 
 from daemon.albums.dirs import AlbumError
 from daemon.albums.spare import keep_spare, read_spare
-from daemon.fsutil import utc_now
 from daemon.cluster.links import closure
+from daemon.fsutil import utc_now
 from daemon.people.anchors import (
     AnchoredResult,
     FaceKey,

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from daemon.people import labels as labels_mod
 from daemon.config import Config
+from daemon.people import labels as labels_mod
 from daemon.review import record
 
 if TYPE_CHECKING:

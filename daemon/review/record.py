@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
-from daemon.people import naming
 from daemon.fsutil import atomic_write
+from daemon.people import naming
 from daemon.people.labels import Labels, parse_ref
 from daemon.review.ids import parse_question_id
 

@@ -22,6 +22,7 @@ from daemon.config import Config
 from daemon.fsutil import utc_now
 from daemon.people import labels
 from daemon.people.identity import Identity
+from daemon.review import dates
 from daemon.review.answers import answer_closure, canonical_people, face_links
 from daemon.stages.reports import ClusterReport
 from daemon.store import FaceRecord, Store
@@ -149,7 +150,8 @@ class People:
         self.identity.reserve(self.store, self.labels)
         matches = self.identity.rematch(self.store)
         ids, vecs = self.store.vectors(self.engine_id)
-        photos, scores = cluster.face_context(ids, self.store.faces(engine=self.engine_id))
+        records = self.store.faces(engine=self.engine_id)
+        photos, scores = cluster.face_context(ids, records)
         previous = self._alias(self.store.face_persons(self.engine_id))
         known = self._alias(matches.person_of) | previous
         answered = face_links(self.answers, ids, known, matches.faces)
@@ -157,8 +159,9 @@ class People:
                                        links=answered.links)
         previous |= answered.person_for  # an answer outranks an earlier clustering
         named = {pid for pid, lab in self.labels.people.items() if lab.name}
+        excluded = self._excluded() | answered.excluded | self._before_birth(records)
         result = self.identity.assign(
-            ids, groups, vecs, previous, named, self._excluded() | answered.excluded,
+            ids, groups, vecs, previous, named, excluded,
             self._new_person_id, self.labels,
             photos=dict(zip(ids.tolist(), photos.tolist(), strict=True)),
             provisional=self._provisional, alias=self.alias,
@@ -232,7 +235,8 @@ class People:
         votes = [self.alias.get(p, p) if p is not None else None
                  for p in cluster.assign_new(neighbours, vecs, self.cluster_params(),
                                              photo_ids)]
-        excluded = self._excluded(faces) | self._answered_not(faces)
+        excluded = (self._excluded(faces) | self._answered_not(faces)
+                    | self._before_birth(faces))
         assignment = {
             f.id: pid
             for f, pid in zip(faces, votes, strict=True)
@@ -254,6 +258,19 @@ class People:
             self.store.set_persons(assignment)
             self._provisional.update(assignment)
         return len(assignment)
+
+    def _before_birth(self, faces: Sequence[FaceRecord]) -> set[tuple[int, int]]:
+        """(face, person) pairs of photos taken before the person was born (labels.toml's
+        ``born``); photo dates are read only when some person has one."""
+        born = dates.born_after(self.labels, self.alias)
+        if not born or not faces:
+            return set()
+        wanted = {f.photo_id for f in faces}
+        hashes = {rec.id: (rec.content_hash, rec.path) for rec in self.store.iter_photos()
+                  if rec.id in wanted and rec.content_hash}
+        known = dates.photo_dates(self.cfg.state_dir, hashes.values())
+        return dates.before_birth(
+            ((f.id, hashes.get(f.photo_id, (None, None))[0]) for f in faces), known, born)
 
     def _answered_not(self, faces: Sequence[FaceRecord]) -> set[tuple[int, int]]:
         """(face, person) pairs the answers forbid among ``faces`` (new faces are rarely
