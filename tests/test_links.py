@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from daemon.labels import parse_labels
 
 from daemon.cluster import cluster_faces, default_params
 from daemon.cluster.links import Links, apply_links, closure
+from daemon.people.labels import parse_labels
 from daemon.review.answers import answer_closure, canonical_people, face_links
 from tests.synthetic import blobs, unit
 

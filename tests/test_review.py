@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from daemon.labels import LabelsError, born_on, load_labels, parse_labels
-from daemon.naming import NamingError, answer, set_born
 
+from daemon.people.labels import LabelsError, born_on, load_labels, parse_labels
+from daemon.people.naming import NamingError, answer, set_born
 from daemon.review.answers import answer_closure
 from daemon.review.ids import parse_question_id, question_id
 from daemon.review.questions import Library, rank_questions

@@ -15,9 +15,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from daemon.labels import load_labels
 
 from daemon.cli import main
+from daemon.people.labels import load_labels
 from daemon.store import Store
 
 pytestmark = pytest.mark.slow
@@ -229,7 +229,7 @@ def test_split_offers_the_parts_and_no_makes_a_person_of_its_own(lib: Path, caps
 
 
 def test_a_birth_date_keeps_earlier_photos_out_and_undated_ones_in(lib: Path, capsys) -> None:
-    from daemon import naming
+    from daemon.people import naming
 
     obama = _album_of(_albums(lib), "obama/obama.jpg")
     assert {"obama/obama2.jpg", "obama/obama.jpg"} <= _albums(lib)[obama]

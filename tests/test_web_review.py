@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from daemon.labels import load_labels
 
+from daemon.people.labels import load_labels
 from tests.test_web import client_for, form_tokens, labels_text, lib, scanned  # noqa: F401
 
 pytestmark = pytest.mark.slow

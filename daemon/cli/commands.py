@@ -392,7 +392,7 @@ def _cmd_review(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_split(cfg: Config, args: argparse.Namespace) -> int:
-    from daemon import naming_cli
+    from daemon.cli import naming as naming_cli
     from daemon.review import command
 
     with _reader(cfg) as pipeline:

@@ -6,7 +6,7 @@
   Every answer is written at once, so quitting loses nothing.
 - ``facecluster review --json [--limit N]``: the open questions for scripts.
 - ``facecluster review answer ID yes|no|unsure``: record one answer. It reads
-  labels.toml and writes it through :mod:`daemon.naming`; it does not load the faces.
+  labels.toml and writes it through :mod:`daemon.people.naming`; it does not load the faces.
 
 Answers apply at the next clustering: within seconds in the running service (which
 re-reads labels.toml), or at the next ``facecluster scan`` (which re-clusters without
@@ -186,7 +186,7 @@ def cmd_split(pipeline, pid: int, as_json: bool, stdin: TextIO | None = None,  #
         if answer is None:
             break
         if answer != "unsure":
-            from daemon import naming
+            from daemon.people import naming
 
             naming.answer(pipeline.cfg.labels_file, pid,
                           [f"face-{f}" for f in part.faces], same=answer == "yes")

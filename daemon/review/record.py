@@ -1,7 +1,7 @@
 """Recording an answer: "yes" / "no" into labels.toml, "not sure" into the state folder.
 
 "yes" and "no" go into a person's ``same_as`` / ``not`` list through
-:func:`daemon.naming.answer`, the one editor of labels.toml. "Not sure" is no knowledge
+:func:`daemon.people.naming.answer`, the one editor of labels.toml. "Not sure" is no knowledge
 about the people, so it stays out of the user's file: ``state/review.json`` keeps it with
 the faces both sides had, only so that the question comes back when new photos add some.
 Light on purpose (no clustering code): ``facecluster review answer`` must be quick.
@@ -75,11 +75,11 @@ def record_answer(labels_file: Path, state_dir: Path, labels: Labels, qid: str,
                   expected_digest: str | None = None) -> naming.LabelsEdit | None:
     """Record one answer; returns the labels.toml edit ("not sure" edits nothing).
 
-    ``expected_digest``: refuse (:class:`daemon.naming.LabelsConflict`) if labels.toml
+    ``expected_digest``: refuse (:class:`daemon.people.naming.LabelsConflict`) if labels.toml
     is no longer the file the question was shown from.
 
-    Raises :class:`daemon.labels.LabelsError` for a malformed id and
-    :class:`daemon.naming.NamingError` for an unknown answer.
+    Raises :class:`daemon.people.labels.LabelsError` for a malformed id and
+    :class:`daemon.people.naming.NamingError` for an unknown answer.
     """
     a, b = parse_question_id(qid)
     if answer not in ANSWERS:

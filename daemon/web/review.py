@@ -2,7 +2,7 @@
 
 The questions are the ones ``facecluster review`` asks (:mod:`daemon.review`), best
 first; an answer goes into labels.toml through :func:`daemon.review.record.record_answer`
-(so through :mod:`daemon.naming`, with the digest of the file the page was drawn from),
+(so through :mod:`daemon.people.naming`, with the digest of the file the page was drawn from),
 and "not sure" into ``state/review.json``. Keys y / n / s answer and q leaves, as on the
 terminal (``static/app.js``: no inline script).
 """
@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from daemon import labels, naming
+from daemon.people import labels, naming
 from daemon.review.record import ANSWERS, read_unsure, record_answer
 from daemon.web.actions import _edit
 from daemon.web.forms import text
