@@ -67,3 +67,37 @@ def test_review_answers_need_the_token_and_a_real_answer(lib: Path) -> None:  # 
     r = client.post("/review/answer", data={**tokens, "question": qid, "answer": "yes"})
     assert r.status_code == 409
     assert labels_text(lib) == "# edited by hand meanwhile\n"
+
+
+def test_split_page_offers_the_parts_and_a_no_makes_a_person(lib: Path) -> None:  # noqa: F811
+    # Runs last in this module: it re-clusters the module's library.
+    from daemon.cli import main
+    from tests.test_web import albums
+
+    cfg = str(lib / "config.toml")
+    owner = {photo: album for album, photos in albums(lib).items() for photo in photos}
+    kit, rose = owner["john1.jpeg"], owner["img2.jpg"]
+    assert kit != rose
+    assert main(["--config", cfg, "review", "answer", "+".join(sorted([kit, rose])),
+                 "yes"]) == 0
+    assert main(["--config", cfg, "scan"]) == 0
+    both_id = next(a for a, photos in albums(lib).items() if "john1.jpeg" in photos)
+    assert "img2.jpg" in albums(lib)[both_id]  # the answer made them one
+    pid = int(both_id.removeprefix("person-"))
+    client = client_for(lib)
+    assert 'href="/split/' in client.get(f"/person/{pid}").text
+    page = client.get(f"/split/{pid}")
+    assert page.status_code == 200 and "Part 2" in page.text
+    first = re.search(r'name="first" value="(\d+)"', page.text).group(1)
+    tokens = form_tokens(client, f"/split/{pid}")
+    r = client.post("/split", data={**tokens, "person": str(pid), "first": "999999",
+                                    "answer": "no"})
+    assert r.status_code == 400
+    r = client.post("/split", data={**tokens, "person": str(pid), "first": first,
+                                    "answer": "no"})
+    assert r.status_code == 200
+    assert len(load_labels(lib / "labels.toml").label(pid).different) == 2
+    assert main(["--config", cfg, "scan"]) == 0
+    after = {photo: album for album, photos in albums(lib).items() for photo in photos}
+    assert after["john1.jpeg"] != after["img2.jpg"]
+    (lib / "labels.toml").unlink()

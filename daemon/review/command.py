@@ -136,30 +136,15 @@ def cmd_loop(pipeline, limit: int, order: str, stdin: TextIO | None = None,  # n
     return 0
 
 
-def _parts(pipeline, pid: int):  # noqa: ANN001, ANN202 - a Pipeline; list[split.Part]
-    import numpy as np
-
-    from daemon import cluster
-    from daemon.review.split import split_faces, stricter
-
-    faces = pipeline.store.faces(person_id=pid)
-    if not faces:
-        return faces, []
-    ids = np.array([f.id for f in faces], dtype=np.int64)
-    photos = np.array([f.photo_id for f in faces], dtype=np.int64)
-    vecs = pipeline.store.face_vectors(ids.tolist())
-    params = stricter(cluster.default_params(pipeline.engine_id))
-    return faces, split_faces(ids, vecs, photos, params)
-
-
 def cmd_split(pipeline, pid: int, as_json: bool, stdin: TextIO | None = None,  # noqa: ANN001
               out: TextIO | None = None) -> int:
     """``facecluster split PERSON [--json]``: offer the parts of a person as questions."""
     from daemon.review.picture import write_question_picture
+    from daemon.review.split import person_parts
 
     stdin, out = stdin or sys.stdin, out or sys.stdout
     key = labels_mod.person_key(pid)
-    faces, parts = _parts(pipeline, pid)
+    faces, parts = person_parts(pipeline.store, pipeline.engine_id, pid)
     by_id = {f.id: f for f in faces}
     if as_json:
         parts_json = [{"faces": [_face_json(by_id[f]) for f in p.shown],

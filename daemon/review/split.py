@@ -53,3 +53,16 @@ def split_faces(face_ids: np.ndarray, vectors: np.ndarray, photos: np.ndarray | 
         parts.append(Part(ids, ids[:SHOWN]))
     parts.sort(key=lambda p: (-len(p.faces), p.faces[0]))
     return parts
+
+
+def person_parts(store, engine_id: str, person_id: int) -> tuple[list, list[Part]]:  # noqa: ANN001
+    """A stored person's faces (records) and their parts under :func:`stricter` settings."""
+    from daemon.cluster.dbscan import default_params
+
+    faces = store.faces(person_id=person_id)
+    if not faces:
+        return faces, []
+    ids = np.array([f.id for f in faces], dtype=np.int64)
+    photos = np.array([f.photo_id for f in faces], dtype=np.int64)
+    vecs = store.face_vectors(ids.tolist())
+    return faces, split_faces(ids, vecs, photos, stricter(default_params(engine_id)))

@@ -53,6 +53,8 @@ ROUTES = [
     Route("/status", pages.status_page),
     Route("/review", review.review_page),
     Route("/review/answer", review.answer_action, methods=["POST"]),
+    Route("/split/{pid:int}", review.split_page),
+    Route("/split", review.split_action, methods=["POST"]),
     Route("/face/{fid:int}.jpg", pictures.face_picture),
     Route("/person/{pid:int}/{kind:str}.jpg", pictures.person_picture),
     Route("/photo/{fid:int}", pictures.photo_file),
@@ -87,6 +89,7 @@ async def _gate(request: Request, call_next: Callable) -> Response:
     path = request.url.path
     page_view = request.method == "GET" and (
         path in _PAGES or (path.startswith("/person/") and path[8:].isdigit())
+        or (path.startswith("/split/") and path[7:].isdigit())
     )
     if session is None and page_view:
         session = fresh = st.sessions.new()

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from daemon.people import labels, naming
 from daemon.review.record import ANSWERS, read_unsure, record_answer
 from daemon.web.actions import _edit
-from daemon.web.forms import text
+from daemon.web.forms import number, text
 from daemon.web.render import render
 from daemon.web.state import WebState, labels_of, web_state
 
@@ -70,3 +70,43 @@ def _answer(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdi
 async def answer_action(request: Request) -> Response:
     """Record the answer to one question, then show the next."""
     return await _edit(request, _answer, default_back="/review")
+
+
+def _split_parts(st: WebState, pid: int) -> list:
+    from daemon.review.split import person_parts
+
+    engine = st.library.store.get_meta("engine")
+    if engine is None:
+        return []
+    return st.library._cached(  # noqa: SLF001 - the library's per-version cache
+        f"split:{pid}", lambda: person_parts(st.library.store, engine, pid)[1])
+
+
+def split_page(request: Request) -> Response:
+    """A person's faces re-clustered stricter: each part after the first is a question."""
+    st = web_state(request)
+    pid = request.path_params["pid"]
+    _, lab = labels_of(request)
+    person = st.library.person(pid, lab)
+    return render(request, "split.html", {"person": person,
+                                          "parts": _split_parts(st, pid)})
+
+
+def _split_answer(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit, str]:
+    pid = number(text(form, "person"), "person")
+    answer = text(form, "answer")
+    if answer not in ("yes", "no"):
+        raise HTTPException(400, "answer: expected yes or no")
+    parts = _split_parts(st, pid)
+    first = number(text(form, "first"), "first")
+    part = next((p for p in parts[1:] if p.faces[0] == first), None)
+    if part is None:
+        raise naming.NamingError("the person changed since the page was drawn: look again")
+    edit = naming.answer(st.cfg.labels_file, pid, [f"face-{f}" for f in part.faces],
+                         same=answer == "yes", expected_digest=digest)
+    return edit, "answered"
+
+
+async def split_action(request: Request) -> Response:
+    """Answer whether one part of a split person is that person."""
+    return await _edit(request, _split_answer)
