@@ -38,16 +38,15 @@ def _config(root: Path, detector: str = "yunet") -> Path:
 @pytest.fixture()
 def lib(tmp_path: Path, shared_photos: Path, yunet_file: Path) -> Path:
     """A scanned library of its own (the store keeps absolute paths: no copies)."""
-    root = tmp_path
-    photos = root / "photos"
-    for person in KNOWN:
-        shutil.copytree(shared_photos / "known" / person, photos / person)
-    (photos / "groups").mkdir()
-    shutil.copy2(shared_photos / "groups" / "obama_and_biden.jpg", photos / "groups")
-    (root / "models").mkdir()
-    shutil.copy2(yunet_file, root / "models" / yunet_file.name)
-    assert main(["--config", str(_config(root)), "scan"]) == 0
-    return root
+    shutil.copytree(shared_photos / "known", tmp_path / "photos")  # the five people
+    group = shared_photos / "groups" / "obama_and_biden.jpg"
+    shutil.copytree(group.parent, tmp_path / "photos" / "groups",
+                    ignore=lambda _, names: [n for n in names if n != group.name])
+    shutil.copytree(yunet_file.parent, tmp_path / "models",
+                    ignore=lambda _, names: [n for n in names if n != yunet_file.name])
+    assert main(["--config", str(_config(tmp_path)), "scan"]) == 0
+    assert {p.name for p in (tmp_path / "photos").iterdir()} == {*KNOWN, "groups"}
+    return tmp_path
 
 
 def _run(root: Path, capsys, *args: str) -> str:
