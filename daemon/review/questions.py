@@ -104,15 +104,23 @@ class _People:
     """Person -> its rows, nearest its centre first."""
 
 
-def _people(lib: Library) -> _People:
+def _people(lib: Library, block: int = 65536) -> _People:
+    """Each person's centre and rows; read in blocks (no copy of a million vectors)."""
+    from scipy import sparse
+
     has = np.flatnonzero(lib.persons >= 0)
     ids, member = np.unique(lib.persons[has], return_inverse=True)
-    v = as_unit_float32(lib.vectors)
-    sums = np.zeros((len(ids), v.shape[1]), np.float64)
-    np.add.at(sums, member, v[has])
+    v = lib.vectors
+    members = sparse.csr_matrix((np.ones(len(has), np.float32), (member, has)),
+                                shape=(len(ids), len(v)))
+    sums = np.asarray(members @ v, dtype=np.float64)
     centres = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12))
     centres = centres.astype(np.float32)
-    dist = np.linalg.norm(v[has] - centres[member], axis=1)
+    dist = np.empty(len(has), np.float32)
+    for start in range(0, len(has), block):
+        rows, who = has[start:start + block], member[start:start + block]
+        cos = np.einsum("ij,ij->i", as_unit_float32(v[rows]), centres[who])
+        dist[start:start + len(rows)] = np.sqrt(np.clip(2 - 2 * cos, 0, None))
     rows: dict[int, np.ndarray] = {}
     order = np.lexsort((dist, member))
     bounds = np.flatnonzero(np.diff(member[order])) + 1

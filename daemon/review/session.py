@@ -21,12 +21,10 @@ from daemon.store import Store
 
 def library(store: Store, engine_id: str) -> Library:
     """The engine's faces, vectors and people, as the last clustering left them."""
-    from daemon.cluster import face_context
-
     ids, vecs = store.vectors(engine_id)
-    person = store.face_persons(engine_id)
-    persons = np.array([person.get(int(f), -1) for f in ids.tolist()], dtype=np.int64)
-    photos, _ = face_context(ids, store.faces(engine=engine_id))
+    person, photo = store.face_persons(engine_id), store.face_photos(engine_id)
+    persons = np.array([person.get(f, -1) for f in ids.tolist()], dtype=np.int64)
+    photos = np.array([photo.get(f, -1) for f in ids.tolist()], dtype=np.int64)
     return Library(ids, vecs, persons, photos)
 
 
