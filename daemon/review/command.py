@@ -116,7 +116,7 @@ def cmd_loop(pipeline, limit: int, order: str, stdin: TextIO | None = None,  # n
         return 0
     picture = cfg.state_dir / PICTURE
     current = pipeline.labels
-    answered = 0
+    answered = unsure = 0
     for number, q in enumerate(todo, start=1):
         if not unsettled([q], answer_closure(current)):
             continue  # an earlier answer of this session settled it
@@ -130,9 +130,11 @@ def cmd_loop(pipeline, limit: int, order: str, stdin: TextIO | None = None,  # n
         record.record_answer(cfg.labels_file, cfg.state_dir, current, q.id, answer,
                               pipeline.store)
         current = labels_mod.load_labels(cfg.labels_file)
-        answered += 1
+        answered += answer != "unsure"
+        unsure += answer == "unsure"
     print(f"{answered} answer(s) recorded in {cfg.labels_file}; they apply at the next "
-          "clustering (the running service, or `facecluster scan`)", file=out)
+          "clustering (the running service, or `facecluster scan`)"
+          + (f"; {unsure} not sure" if unsure else ""), file=out)
     return 0
 
 
