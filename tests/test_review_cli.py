@@ -241,3 +241,17 @@ def test_a_birth_date_keeps_earlier_photos_out_and_undated_ones_in(lib: Path, ca
     assert {"obama/obama.jpg", "obama/obama-720p.jpg", "obama/obama_small.jpg"} <= album
     dates = json.loads((lib / "state" / "photo-dates.json").read_text())
     assert "2009-09-09" in dates.values() and "" in dates.values()
+
+
+def test_an_answer_naming_a_person_the_store_never_had_does_not_break_a_scan(
+        lib: Path, capsys) -> None:
+    from daemon.people import naming
+
+    obama = _album_of(_albums(lib), "obama/obama.jpg")
+    with Store.open(lib / "state") as store:
+        face = next(f for f in store.faces(person_id=int(obama.removeprefix("person-"))))
+    naming.answer(lib / "labels.toml", 4321, f"face-{face.id}", same=True)
+    naming.answer(lib / "labels.toml", 4321, obama, same=True)
+    _run(lib, capsys, "scan")
+    assert "person-4321" in _albums(lib)  # the user said so: Obama is person-4321 now
+    assert {"obama/obama.jpg", "obama/obama-720p.jpg"} <= _albums(lib)["person-4321"]

@@ -168,8 +168,13 @@ class People:
         )
         self._provisional = set()
         self._neighbours = None  # people changed: the neighbour index is rebuilt on demand
+        # An answer may name a person the store has no row for (never seen, or a typo the
+        # user stands by): the answer makes them real, as a name does for anchored ids.
+        answered_ids = set(self.alias.values()) | set(answered.person_for.values())
         with self.store.batch():
             self.identity.restore(self.store, result)
+            self.store.restore_people({p for p in result.assignment.values()
+                                       if p in answered_ids})
             self.store.set_persons(result.assignment)
             self.store.retire_people(result.retired)
             self.store.set_meta("last_recluster", utc_now())
