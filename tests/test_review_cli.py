@@ -124,6 +124,11 @@ def test_answers_apply_at_the_next_scan_without_reindexing(lib: Path, capsys) ->
     both = _album_of(albums, "kit_harington/john1.jpeg")
     assert albums[both] >= {"kit_harington/john1.jpeg", "kit_harington/john2.jpeg",
                             "rose_leslie/img1.jpg", "rose_leslie/img2.jpg"}
+    gone = ({kit, rose} - {both}).pop()
+    with Store.open(lib / "state") as store:
+        retired = {p.id: p.retired for p in store.people()}
+    assert retired[int(gone.removeprefix("person-"))]  # empty now: retired, never reused
+    assert not retired[int(both.removeprefix("person-"))]
     assert qid not in {q["id"] for q in _questions(lib, capsys, "--limit", "100")}
 
 

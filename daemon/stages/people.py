@@ -176,7 +176,10 @@ class People:
             self.store.restore_people({p for p in result.assignment.values()
                                        if p in answered_ids})
             self.store.set_persons(result.assignment)
-            self.store.retire_people(result.retired)
+            # People answered to be someone else left no face behind: retired like any
+            # person left empty (their faces counted as the one standing for them).
+            kept = set(result.assignment.values())
+            self.store.retire_people(result.retired | {p for p in self.alias if p not in kept})
             self.store.set_meta("last_recluster", utc_now())
         self.identity.refresh(self.store, self.labels, self.cfg.watch, mode="clustered")
         people = {p for p in result.assignment.values() if p is not None}
