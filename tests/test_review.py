@@ -82,11 +82,11 @@ def test_question_ids_are_stable_and_checked() -> None:
 
 
 def _library() -> tuple[Library, np.ndarray]:
-    """Three people; person 0 cut in a big part (id 1) and a small one (id 2); person 1
-    whole (id 3); person 2 all faces unassigned but one (id 4)."""
-    v, truth = blobs(3, 12, 0.03, seed=7)
-    persons = np.array([1] * 9 + [2] * 3 + [3] * 12 + [-1] * 11 + [4], dtype=np.int64)
-    return Library(np.arange(100, 136), v, persons), truth
+    """Three people; person 0 cut in two parts (ids 1 and 2); person 1 whole (id 3);
+    person 2's faces all unassigned but one (id 4)."""
+    v, truth = blobs(3, 16, 0.03, seed=7)
+    persons = np.array([1] * 8 + [2] * 8 + [3] * 16 + [-1] * 15 + [4], dtype=np.int64)
+    return Library(np.arange(100, 148), v, persons), truth
 
 
 def test_a_fragment_of_a_person_is_asked_first() -> None:
@@ -94,7 +94,7 @@ def test_a_fragment_of_a_person_is_asked_first() -> None:
     questions = rank_questions(lib, answer_closure(parse_labels("")))
     first = questions[0]
     assert (first.id, first.kind) == ("person-0001+person-0002", "fragment")
-    assert first.a.person == 1 and len(first.a.faces) == 6 and first.b.size == 3
+    assert first.a.person == 1 and len(first.a.faces) == 6 and first.b.size == 8
     assert all(q.gain <= first.gain for q in questions)
     # Nobody suggests that person 1 and person 3 (strangers far apart) are one.
     assert "person-0001+person-0003" not in {q.id for q in questions}

@@ -6,15 +6,17 @@ Three kinds are worth a person's time, each with an expected gain in faces put r
 - *fragments*: two people whose centres are close may be one human cut in two; a "yes"
   joins them: the gain is the chance they are one times the pairs of faces it puts
   together (``size_a * size_b``), so the fragments of big people come first;
-- *edge faces*: a face far from the other faces of its person may be someone else; a
-  "no" takes it out: the chance times the wrong pairs it removes (``size - 1``);
+- *edge faces*: a face closer to another person than to the other faces of its own may
+  be someone else; a "no" takes it out: the chance times the wrong pairs it removes
+  (``size - 1``);
 - *strays*: a face nobody was given, close to a person; a "yes" gives it to them: the
   chance times the pairs it adds (``size``).
 
 The chances are piecewise-linear in the distance, measured with the oracle of
 ``bench/review.py`` on Families In the Wild train (YuNet + dlib; bench/CLUSTERING.md):
 relatives are close there, so two close people are rarely one (under one in ten), while
-a stray face close to a person is that person about four times in ten.
+a stray face close to a person is that person about four times in ten, and a face as
+close to another person's faces as to its own person's is someone else four times in ten.
 
 Nothing the answers already settle is asked (:class:`daemon.cluster.Closure`), nor what
 a photo settles (two people with faces in one photo are two; a face is not the person
@@ -47,12 +49,14 @@ FRAGMENT_CHANCE = ((0.20, 0.12), (0.25, 0.08), (0.30, 0.06), (0.35, 0.02), (0.45
 """(centre distance, chance that two people are one), measured (module docstring)."""
 STRAY_CHANCE = ((0.20, 0.6), (0.30, 0.44), (0.35, 0.29), (0.40, 0.11), (0.45, 0.0))
 """(distance to a person's centre, chance that a face nobody was given is them)."""
-EDGE_CHANCE = ((0.28, 0.0), (0.34, 0.08), (1.0, 0.10))
-"""(root mean square distance to the person's other faces, chance it is not them)."""
+EDGE_CHANCE = ((-0.08, 0.0), (-0.06, 0.04), (-0.04, 0.16), (-0.02, 0.29), (0.0, 0.42),
+               (0.02, 0.51), (0.04, 0.75))
+"""(how much closer, in root mean square distance, a face is to the faces of the nearest
+other person than to the other faces of its own, chance that it is not its person)."""
 LOOKALIKES = 5
 """Nearest other people considered per person."""
-EDGES = 0.1
-"""Share of a person's faces, farthest first, considered as edge faces."""
+EDGES = 0.3
+"""Share of a person's faces, farthest from its centre first, considered as edge faces."""
 
 Kind = Literal["fragment", "edge", "stray"]
 Order = Literal["gain", "naive"]
@@ -99,6 +103,9 @@ class Library:
 class _People:
     ids: np.ndarray
     centres: np.ndarray
+    """Unit centres (the normalised mean of each person's faces)."""
+    means: np.ndarray
+    """The plain means: ``2 - 2 f . mean`` is a face's mean square distance to them."""
     sizes: np.ndarray
     rows: dict[int, np.ndarray]
     """Person -> its rows, nearest its centre first."""
@@ -126,7 +133,9 @@ def _people(lib: Library, block: int = 65536) -> _People:
     bounds = np.flatnonzero(np.diff(member[order])) + 1
     for chunk in np.split(order, bounds) if len(order) else []:
         rows[int(ids[member[chunk[0]]])] = has[chunk]
-    return _People(ids, centres, np.bincount(member, minlength=len(ids)), rows)
+    sizes = np.bincount(member, minlength=len(ids))
+    means = (sums / np.maximum(sizes, 1)[:, None]).astype(np.float32)
+    return _People(ids, centres, means, sizes, rows)
 
 
 def _chance(table: tuple[tuple[float, float], ...], d: float) -> float:
@@ -182,22 +191,35 @@ def _fragments(lib: Library, people: _People, shown: dict[int, set[int]],
 
 
 def _edges(lib: Library, people: _People) -> list[Question]:
-    """Faces far from the rest of their person: by the root mean square distance to the
-    person's other faces (``2 - 2 f . mean(others)`` on unit vectors: no n x n matrix)."""
+    """Faces that sit closer to another person than to the rest of their own: the root
+    mean square distance to the person's other faces (``2 - 2 f . mean(others)`` on unit
+    vectors: no n x n matrix) minus that to the faces of the nearest other person."""
     v = as_unit_float32(lib.vectors)
-    out = []
+    cand, own, owner = [], [], []
     for p in people.ids.tolist():
         rows = people.rows[p]
         n = len(rows)
         if n < 3:
             continue
-        far = rows[::-1][: max(1, int(n * EDGES))]  # farthest from the centre first
+        far = rows[::-1][: max(1, int(np.ceil(n * EDGES)))]  # farthest from the centre
         others = (v[rows].sum(axis=0, dtype=np.float64) - v[far]) / (n - 1)
-        rms = np.sqrt(np.clip(2 - 2 * np.einsum("ij,ij->i", v[far], others), 0, None))
-        for row, d in zip(far.tolist(), rms.tolist(), strict=True):
-            if (c := _chance(EDGE_CHANCE, d)) > 0:
-                out.append(_question(_person_side(lib, people, p), _face_side(lib, row),
-                                     "edge", c * (n - 1), d))
+        own.append(np.sqrt(np.clip(2 - 2 * np.einsum("ij,ij->i", v[far], others), 0, None)))
+        cand.append(far)
+        owner += [p] * len(far)
+    if not cand or len(people.ids) < 2:
+        return []
+    rows, own_d = np.concatenate(cand), np.concatenate(own)
+    _, idx = search(build_index(people.centres), v[rows], 2)
+    mine = np.searchsorted(people.ids, np.array(owner))
+    near = np.where(idx[:, 0] == mine, idx[:, 1], idx[:, 0])  # the nearest not theirs
+    cos = np.einsum("ij,ij->i", v[rows], people.means[np.clip(near, 0, None)])
+    other = np.where(near >= 0, np.sqrt(np.clip(2 - 2 * cos, 0, None)), np.inf)
+    out = []
+    for row, p, margin in zip(rows.tolist(), owner, (own_d - other).tolist(), strict=True):
+        if (c := _chance(EDGE_CHANCE, margin)) > 0:
+            n = len(people.rows[p])
+            out.append(_question(_person_side(lib, people, p), _face_side(lib, row),
+                                 "edge", c * (n - 1), margin))
     return out
 
 
