@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from daemon.people.labels import load_labels
-from tests.test_web import client_for, form_tokens, labels_text, lib, scanned  # noqa: F401
+from tests.test_web import client_for, form_tokens, labels_text, scanned  # noqa: F401
+from tests.test_web import lib as web_lib  # noqa: F401
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def lib(web_lib: Path, shared_photos: Path) -> Path:  # noqa: F811
+    """The web tests' library and a collage of four bald actors (faces nobody was given,
+    some close enough to a known person to be asked about), scanned in once."""
+    from daemon.cli import main
+
+    collage = web_lib / "photos" / "groups" / "bald_guys.jpg"
+    if not collage.exists():
+        shutil.copy2(shared_photos / "groups" / collage.name, collage)
+        assert main(["--config", str(web_lib / "config.toml"), "scan"]) == 0
+    return web_lib
 
 
 def _shown(html: str) -> tuple[str, int]:
@@ -20,7 +35,7 @@ def _shown(html: str) -> tuple[str, int]:
     return qid, left
 
 
-def test_review_page_asks_one_question_and_records_the_answer(lib: Path) -> None:  # noqa: F811
+def test_review_page_asks_one_question_and_records_the_answer(lib: Path) -> None:
     client = client_for(lib)
     page = client.get("/review")
     assert page.status_code == 200
@@ -40,7 +55,7 @@ def test_review_page_asks_one_question_and_records_the_answer(lib: Path) -> None
     assert nxt != qid and now_left == left - 1
 
 
-def test_not_sure_stays_out_of_labels_and_out_of_the_page(lib: Path) -> None:  # noqa: F811
+def test_not_sure_stays_out_of_labels_and_out_of_the_page(lib: Path) -> None:
     client = client_for(lib)
     qid, left = _shown(client.get("/review").text)
     r = client.post("/review/answer", data={**form_tokens(client, "/review"),
@@ -52,7 +67,7 @@ def test_not_sure_stays_out_of_labels_and_out_of_the_page(lib: Path) -> None:  #
     (lib / "state" / "review.json").unlink()
 
 
-def test_review_answers_need_the_token_and_a_real_answer(lib: Path) -> None:  # noqa: F811
+def test_review_answers_need_the_token_and_a_real_answer(lib: Path) -> None:
     client = client_for(lib)
     qid, _ = _shown(client.get("/review").text)
     tokens = form_tokens(client, "/review")
@@ -69,7 +84,7 @@ def test_review_answers_need_the_token_and_a_real_answer(lib: Path) -> None:  # 
     assert labels_text(lib) == "# edited by hand meanwhile\n"
 
 
-def test_split_page_offers_the_parts_and_a_no_makes_a_person(lib: Path) -> None:  # noqa: F811
+def test_split_page_offers_the_parts_and_a_no_makes_a_person(lib: Path) -> None:
     # Runs last in this module: it re-clusters the module's library.
     from daemon.cli import main
     from tests.test_web import albums
