@@ -218,10 +218,10 @@ def _line_of(text: str, key: str, table: str | None = None) -> int | None:
     patterns = [rf"^\s*{k}\s*[=.]", rf"^\s*\[\[?\s*{k}\s*[\].]"]
     if table:
         patterns.append(rf"^\s*\[\s*{re.escape(table)}\s*\.\s*{k}\s*[\].]")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if any(re.match(p, line) for p in patterns):
-            return number
-    return None
+    # One search over the text (a file of many answers has hundreds of keys): spaces
+    # within one line only, as a line-by-line match would have it.
+    found = re.search("|".join(patterns).replace(r"\s*", r"[^\S\n]*"), text, re.MULTILINE)
+    return text.count("\n", 0, found.start()) + 1 if found else None
 
 
 def _error(text: str, message: str, key: str, table: str | None = None) -> LabelsError:

@@ -37,10 +37,12 @@ DEFAULT_LIMIT = 25
 def cmd_answer(cfg: Config, qid: str, answer: str, out: TextIO | None = None) -> int:
     """``facecluster review answer ID yes|no|unsure``."""
     out = out or sys.stdout
-    from daemon.store import Store  # only "not sure" counts faces
-
     current = labels_mod.load_labels(cfg.labels_file)
-    store = Store.open_readonly(cfg.state_dir) if answer == "unsure" else None
+    store = None
+    if answer == "unsure":  # only "not sure" counts faces: the store is not read otherwise
+        from daemon.store import Store
+
+        store = Store.open_readonly(cfg.state_dir)
     try:
         edit = record.record_answer(cfg.labels_file, cfg.state_dir, current, qid, answer,
                                      store)
