@@ -158,3 +158,33 @@ def test_exif_dates_and_the_birth_rule() -> None:
     faces = [(1, "old"), (2, "march"), (3, "undated"), (4, None)]
     dates = {"old": "2019-02-28", "march": "2019-03-01", "undated": ""}
     assert before_birth(faces, dates, born) == {(1, 7), (1, 9)}
+
+
+def test_photo_dates_are_read_once_per_content_jpeg_and_heic(tmp_path: Path) -> None:
+    import io
+
+    import pillow_heif
+    from PIL import Image
+
+    from daemon.review.dates import exif_date, photo_dates
+
+    def exif(when: str) -> bytes:
+        tags = Image.Exif()
+        tags.get_ifd(0x8769)[36867] = when
+        return tags.tobytes()
+
+    picture = Image.new("RGB", (64, 48), (120, 90, 60))
+    jpeg, heic, bare = tmp_path / "a.jpg", tmp_path / "b.heic", tmp_path / "c.jpg"
+    picture.save(jpeg, exif=exif("2018:07:01 12:00:00"))
+    buf = io.BytesIO()
+    pillow_heif.from_pillow(picture).save(buf, quality=80, exif=exif("2021:01:02 08:00:00"))
+    heic.write_bytes(buf.getvalue())
+    picture.save(bare)
+    (tmp_path / "d.jpg").write_bytes(b"not a photo")
+    assert [exif_date(p) for p in (jpeg, heic, bare, tmp_path / "d.jpg")] == [
+        "2018-07-01", "2021-01-02", None, None]
+    state = tmp_path / "state"
+    state.mkdir()
+    assert photo_dates(state, [("h1", jpeg), ("h2", bare)]) == {"h1": "2018-07-01", "h2": ""}
+    jpeg.unlink()  # kept by content: not read again
+    assert photo_dates(state, [("h1", jpeg), ("h3", heic)])["h1"] == "2018-07-01"

@@ -45,19 +45,34 @@ def parse_exif_date(value: object) -> str | None:
 
 
 def exif_date(path: Path) -> str | None:
-    """When the photo was taken, by its EXIF (original, digitized, else file date)."""
+    """When the photo was taken, by its EXIF (original, digitized, else file date); HEIC
+    and HEIF through pillow-heif's header reader (Pillow alone does not open them)."""
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            exif = image.getexif()
-            inner = exif.get_ifd(_EXIF_IFD)
-            for value in (inner.get(_ORIGINAL), inner.get(_DIGITIZED), exif.get(_DATETIME)):
-                if (date := parse_exif_date(value)) is not None:
-                    return date
+        try:
+            with Image.open(path) as image:
+                exif = image.getexif()
+        except Image.UnidentifiedImageError:
+            exif = _heif_exif(path)
+        inner = exif.get_ifd(_EXIF_IFD)
+        for value in (inner.get(_ORIGINAL), inner.get(_DIGITIZED), exif.get(_DATETIME)):
+            if (date := parse_exif_date(value)) is not None:
+                return date
     except Exception as e:  # noqa: BLE001 - RAW, a broken file: no date, not an error
         log.debug("photo_date_unreadable", path=str(path), error=str(e))
     return None
+
+
+def _heif_exif(path: Path):  # noqa: ANN202 - a PIL.Image.Exif
+    import pillow_heif
+    from PIL import Image
+
+    exif = Image.Exif()
+    data = pillow_heif.open_heif(path).info.get("exif")  # the header, not the pixels
+    if data:
+        exif.load(data)
+    return exif
 
 
 def read_dates(state_dir: Path) -> dict[str, str]:
