@@ -137,3 +137,16 @@ def test_split_finds_two_look_alikes_glued_into_one_person() -> None:
     assert [len(p.faces) for p in parts] == [7, 5]
     assert set(parts[1].faces) == set(range(107, 112)) and len(parts[0].shown) == 6
     assert split_faces(ids[:3], v[:3], None, params) == []  # too few to split
+
+
+def test_nearest_reference_in_blocks_and_on_a_sample(monkeypatch) -> None:
+    from daemon.cluster import links
+
+    v, truth = blobs(2, 40, 0.05, seed=9)
+    rows, refs = np.arange(80), np.array([0, 1, 2, 40, 41, 42, 43, 44])
+    full = links._nearest(v, rows, refs)
+    assert (truth[refs[full]] == truth).all()
+    monkeypatch.setattr(links, "_BLOCK", 3)  # 3 rows a block, 3 references sampled
+    small = links._nearest(v, rows, refs)
+    assert set(refs[small].tolist()) <= {0, 40, 44}  # the even sample: first, middle, last
+    assert (truth[refs[small]] == truth).all()

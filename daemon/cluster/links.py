@@ -226,8 +226,21 @@ def _sides(groups: Sequence[int], apart: dict[int, set[int]], size: dict[int, in
     return sides
 
 
+_BLOCK = 4096  # rows per block, and reference faces at most: 64 MB of similarities
+
+
 def _nearest(vectors: np.ndarray, rows: np.ndarray, refs: np.ndarray) -> np.ndarray:
-    """Index into ``refs`` of the nearest reference face (cosine) for each row."""
-    ref_vecs = as_unit_float32(vectors[refs])
-    block = as_unit_float32(vectors[rows])
-    return np.argmax(block @ ref_vecs.T, axis=1)
+    """Index into ``refs`` of the nearest reference face (cosine) for each row.
+
+    A person of tens of thousands of faces is represented by an even sample of
+    :data:`_BLOCK` of them, and the rows are read in blocks: memory stays bounded.
+    """
+    pick = np.arange(len(refs))
+    if len(refs) > _BLOCK:
+        pick = np.linspace(0, len(refs) - 1, _BLOCK).astype(np.int64)
+    ref_vecs = as_unit_float32(vectors[refs[pick]])
+    out = np.empty(len(rows), dtype=np.int64)
+    for start in range(0, len(rows), _BLOCK):
+        block = as_unit_float32(vectors[rows[start:start + _BLOCK]])
+        out[start:start + len(block)] = pick[np.argmax(block @ ref_vecs.T, axis=1)]
+    return out
