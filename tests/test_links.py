@@ -100,7 +100,9 @@ def test_answers_in_labels_become_rows_with_consequences() -> None:
     answers = answer_closure(labels)
     assert answers.different("person-0001", "person-0003")  # 1 = 2 and 2 != 3
     assert answers.different("face-40", "person-0001")
-    assert canonical_people(answers) == {2: 1}  # the named person stands for the group
+    assert canonical_people(answers, labels) == {2: 1}  # the named one stands for them
+    assert canonical_people(answers, labels, known={2, 3}) == {1: 2}  # 1: a typo
+    assert canonical_people(answers, labels, known={3}) == {}
     face_ids = [10, 11, 20, 21, 30, 31, 40]
     person_of = {10: 1, 11: 1, 20: 2, 21: 2, 30: 3, 31: 3, 40: 1}
     rows = face_links(answers, face_ids, person_of, {})

@@ -15,7 +15,7 @@ change); this module turns them into what a clustering obeys:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,39 +24,51 @@ from daemon.cluster.links import Closure, Links, closure
 from daemon.people.labels import Labels, parse_ref, person_key
 
 
-def answer_closure(labels: Labels) -> Closure:
-    """Every ``same_as`` / ``not`` of labels.toml, with consequences.
-
-    Entities are the references as written (``person-0007``, ``face-12``); a group is
-    stood for by a named person if it has one, else by a person with an entry in
-    labels.toml, else its smallest person, else its smallest face.
-    """
-    same, different = [], []
-    for pid, lab in labels.people.items():
-        me = person_key(pid)
-        same += [(me, r) for r in lab.same_as]
-        different += [(me, r) for r in lab.different]
-
-    def prefer(entity: Hashable) -> tuple:
+def _standing(labels: Labels) -> Callable[[Hashable], tuple]:
+    """Which member of a group stands for it: a named person first, then a person with an
+    entry in labels.toml, then the smallest person, then the smallest face."""
+    def rank(entity: Hashable) -> tuple:
         kind, number = parse_ref(str(entity)) or ("face", 0)
         if kind == "face":
             return (3, number)
         lab = labels.people.get(number)
         return (0 if lab and lab.name else 1 if lab else 2, number)
 
-    return closure(same, different, prefer=prefer)
+    return rank
 
 
-def canonical_people(answers: Closure) -> dict[int, int]:
-    """Person id -> the person id that stands for its group, for every person in a group
-    with another person (people alone are left out)."""
+def answer_closure(labels: Labels) -> Closure:
+    """Every ``same_as`` / ``not`` of labels.toml, with consequences.
+
+    Entities are the references as written (``person-0007``, ``face-12``); a group is
+    stood for by the member :func:`_standing` ranks first.
+    """
+    same, different = [], []
+    for pid, lab in labels.people.items():
+        me = person_key(pid)
+        same += [(me, r) for r in lab.same_as]
+        different += [(me, r) for r in lab.different]
+    return closure(same, different, prefer=_standing(labels))
+
+
+def canonical_people(answers: Closure, labels: Labels,
+                     known: Set[int] | None = None) -> dict[int, int]:
+    """Person id -> the person id that stands for its group, for every other person of a
+    group with two people or more.
+
+    With ``known`` (the people the store has), only a known person can stand for a group:
+    an answer naming an id nobody has (a typo) never hands faces to it, and a group
+    without a known person maps nobody.
+    """
+    rank = _standing(labels)
     out: dict[int, int] = {}
-    for leader, members in answers.members().items():
-        lead = parse_ref(str(leader))
-        people = [ref[1] for m in members if (ref := parse_ref(str(m))) and ref[0] == "person"]
-        if lead is None or lead[0] != "person" or len(people) < 2:
+    for members in answers.members().values():
+        people = sorted((m for m in members if str(m).startswith("person-")), key=rank)
+        ids = [parse_ref(str(m))[1] for m in people]  # type: ignore[index]
+        usable = [p for p in ids if known is None or p in known]
+        if len(ids) < 2 or not usable:
             continue
-        out.update((p, lead[1]) for p in people if p != lead[1])
+        out.update((p, usable[0]) for p in ids if p != usable[0])
     return out
 
 

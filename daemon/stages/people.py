@@ -21,7 +21,7 @@ from daemon import cluster
 from daemon.config import Config
 from daemon.fsutil import utc_now
 from daemon.people import labels
-from daemon.people.identity import Identity
+from daemon.people.identity import Identity, person_refs
 from daemon.review import dates
 from daemon.review.answers import answer_closure, canonical_people, face_links
 from daemon.stages.reports import ClusterReport
@@ -73,7 +73,7 @@ class People:
         self._labels_problem = error
         self.labels_error = str(error) if error else None
         self.answers = answer_closure(self.labels)
-        self.alias = canonical_people(self.answers)
+        self.alias = self._standing_for()
         if self.answers.contradictions:
             log.warning("answers_contradict", file=str(self.cfg.labels_file),
                         pairs=[f"{a} / {b}" for a, b in self.answers.contradictions],
@@ -111,8 +111,22 @@ class People:
         ]
 
     def _new_person_id(self) -> int:
-        """A fresh id, stepping over ids labels.toml mentions (see Identity.reserve)."""
-        return self.store.new_person_id(skip=self.labels.people.keys())
+        """A fresh id, stepping over ids labels.toml mentions, in its answers too (see
+        Identity.reserve)."""
+        return self.store.new_person_id(skip=person_refs(self.labels))
+
+    def _known_people(self) -> set[int]:
+        """The people the store has, and those the anchors bring back."""
+        known = {r.id for r in self.store.people() if not r.retired}
+        return known | set(self.identity.anchors.people)
+
+    def _standing_for(self, known: set[int] | None = None) -> dict[int, int]:
+        """People the answers made one -> the person who stands for them, among the
+        ``known`` people: never an id nobody has (a typo)."""
+        if not self.answers.group_of:
+            return {}
+        return canonical_people(self.answers, self.labels,
+                                self._known_people() if known is None else known)
 
     def cluster_params(self) -> cluster.ClusterParams:
         """The engine's measured defaults, with the config's overrides."""
@@ -148,6 +162,8 @@ class People:
         """Re-cluster every face of the current engine; person ids stay stable."""
         t0 = time.monotonic()
         self.identity.reserve(self.store, self.labels)
+        known_people = self._known_people() if self.answers.group_of else set()
+        self.alias = self._standing_for(known_people)  # people came and went since
         matches = self.identity.rematch(self.store)
         ids, vecs = self.store.vectors(self.engine_id)
         records = self.store.faces(engine=self.engine_id)
@@ -157,7 +173,10 @@ class People:
         answered = face_links(self.answers, ids, known, matches.faces)
         groups = cluster.cluster_faces(vecs, self.cluster_params(), photos, scores,
                                        links=answered.links)
-        previous |= answered.person_for  # an answer outranks an earlier clustering
+        # An answer outranks an earlier clustering (a face answered to be an id nobody
+        # has is only kept apart from the people it is not).
+        previous |= {f: self.alias.get(p, p) for f, p in answered.person_for.items()
+                     if self.alias.get(p, p) in known_people}
         named = {pid for pid, lab in self.labels.people.items() if lab.name}
         excluded = self._excluded() | answered.excluded | self._before_birth(records)
         result = self.identity.assign(
@@ -168,13 +187,8 @@ class People:
         )
         self._provisional = set()
         self._neighbours = None  # people changed: the neighbour index is rebuilt on demand
-        # An answer may name a person the store has no row for (never seen, or a typo the
-        # user stands by): the answer makes them real, as a name does for anchored ids.
-        answered_ids = set(self.alias.values()) | set(answered.person_for.values())
         with self.store.batch():
             self.identity.restore(self.store, result)
-            self.store.restore_people({p for p in result.assignment.values()
-                                       if p in answered_ids})
             self.store.set_persons(result.assignment)
             # People answered to be someone else left no face behind: retired like any
             # person left empty (their faces counted as the one standing for them).
