@@ -91,6 +91,20 @@ def _parser() -> argparse.ArgumentParser:
     no = sub.add_parser("not", help="this photo or face is not this person")
     no.add_argument("person", help="id such as person-0007, a name, or an album folder")
     no.add_argument("what", metavar="PHOTO|face-N", help="a photo path or a face id")
+    rv = sub.add_parser("review", help='answer "same person?" questions that fix the most faces')
+    rv.add_argument("--json", action="store_true", help="print the questions for scripts")
+    rv.add_argument("--limit", type=int, default=25, help="at most this many (default 25)")
+    rv.add_argument("--order", choices=("gain", "naive"), default="gain",
+                    help="gain: most faces fixed first (default); naive: the look-alike "
+                    "lists top to bottom (for comparing)")
+    rsub = rv.add_subparsers(dest="review_command", metavar="ACTION")
+    an = rsub.add_parser("answer", help="record one answer: answer ID yes|no|unsure")
+    an.add_argument("id", help="a question id, e.g. person-0007+person-0012")
+    an.add_argument("answer", choices=("yes", "no", "unsure"))
+    sp = sub.add_parser("split", help="a person who is two: re-cluster their faces stricter "
+                        "and ask about the parts")
+    sp.add_argument("person", help="id such as person-0007, a name, or an album folder")
+    sp.add_argument("--json", action="store_true", help="print the parts for scripts")
     ex = sub.add_parser("export", help="write one person's album as a ZIP file")
     ex.add_argument("person", help="album folder, name, or id such as person-0007")
     ex.add_argument(
@@ -364,6 +378,31 @@ def _naming(command: str):  # noqa: ANN202
     return run
 
 
+def _cmd_review(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.review import command
+
+    if args.review_command == "answer":
+        return command.cmd_answer(cfg, args.id, args.answer)
+    if args.limit < 0:
+        raise UserError("--limit must not be negative")
+    with _reader(cfg) as pipeline:
+        if args.json:
+            return command.cmd_json(pipeline, args.limit, args.order)
+        return command.cmd_loop(pipeline, args.limit, args.order)
+
+
+def _cmd_split(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.cli import naming as naming_cli
+    from daemon.review import command
+
+    with _reader(cfg) as pipeline:
+        ids = naming_cli.resolve(pipeline, args.person)
+        if len(ids) != 1:
+            raise UserError(f"{args.person!r} is {len(ids)} people (a merged album): "
+                            "split one of them, by id")
+        return command.cmd_split(pipeline, ids[0], args.json)
+
+
 def _cmd_export(cfg: Config, args: argparse.Namespace) -> int:
     from daemon import albums
 
@@ -445,6 +484,8 @@ COMMANDS = {
     "run": _cmd_run,
     "status": _cmd_status,
     "people": _cmd_people,
+    "review": _cmd_review,
+    "split": _cmd_split,
     "export": _cmd_export,
     "import": _cmd_import,
     "rebuild": _cmd_rebuild,

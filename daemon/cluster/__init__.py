@@ -8,6 +8,7 @@
 - :mod:`.blobs` re-cuts clusters of many look-alike people, sparing a cluster whose
   close pairs stay inside it (:mod:`.cohesion`: one varied person);
 - :mod:`.fragments` merges clusters that link mostly to each other (second linkage pass);
+- :mod:`.links` obeys the user's answers: must-link / cannot-link with consequences;
 - :mod:`.similar` lists, per person, the people they may be the same as;
 - :mod:`.stable` keeps person ids stable and assigns new faces by a neighbour vote;
 - :mod:`.local` decides a new face the vote left open from its neighbourhood alone;
@@ -22,6 +23,7 @@ from daemon.cluster.dbscan import (
     default_params,
     with_eps,
 )
+from daemon.cluster.links import Closure, Links, apply_links, closure
 from daemon.cluster.local import LocalDecision, decide_locally
 from daemon.cluster.metrics import Scores, bcubed_scores, pairwise_scores
 from daemon.cluster.neighbours import IndexParams, eps_graph
@@ -30,15 +32,19 @@ from daemon.cluster.stable import FaceIndex, StableResult, assign_new, stable_id
 
 __all__ = [
     "NOISE",
+    "Closure",
     "ClusterParams",
     "FaceIndex",
     "IndexParams",
+    "Links",
     "LocalDecision",
     "LookAlike",
     "Scores",
     "StableResult",
+    "apply_links",
     "assign_new",
     "bcubed_scores",
+    "closure",
     "cluster_faces",
     "decide_locally",
     "default_params",

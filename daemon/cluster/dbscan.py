@@ -28,6 +28,7 @@ from daemon.cluster.constraints import (
     shared_photo_pairs,
 )
 from daemon.cluster.fragments import merge_fragments
+from daemon.cluster.links import Links, apply_links
 from daemon.cluster.neighbours import IndexParams, build_index, eps_graph, search
 from daemon.cluster.quality import attach, weak_faces
 from daemon.cluster.rejoin import rejoin
@@ -352,7 +353,7 @@ def drop_same_photo(graph: sp.csr_matrix, photos: np.ndarray) -> sp.csr_matrix:
 
 
 def cluster_faces(vectors: np.ndarray, params: ClusterParams, photos=None,
-                  scores=None) -> np.ndarray:
+                  scores=None, *, links: Links | None = None) -> np.ndarray:
     """Cluster unit face vectors into people: int64 labels, -1 = noise.
 
     DBSCAN on the sparse eps-graph, then the chaining guard, then the re-join of
@@ -365,7 +366,9 @@ def cluster_faces(vectors: np.ndarray, params: ClusterParams, photos=None,
     photo: such faces are two people, so no step puts them in one cluster
     (:mod:`.constraints`). ``scores`` (optional, the detector's score per face) keeps
     faces below ``params.weak_score`` out of the clustering; they join a person only
-    by a clear vote afterwards (:mod:`.quality`).
+    by a clear vote afterwards (:mod:`.quality`). ``links`` (the user's answers as
+    must-link / cannot-link rows, :mod:`.links`) are obeyed last, before the same-photo
+    rule: an answer outranks any distance.
     """
     v = np.asarray(vectors, dtype=np.float32)  # no copy for float32 (or a float32 memmap)
     ph = as_photos(photos, len(v))
@@ -400,6 +403,8 @@ def cluster_faces(vectors: np.ndarray, params: ClusterParams, photos=None,
     if params.merge_eps > 0:
         labels = merge_fragments(v, labels, graph, params.merge_eps, params.merge_share,
                                  ph, rows=None if len(strong) == len(v) else strong)
+    if links:
+        labels = apply_links(labels, v, links)
     if ph is not None:
         labels = enforce(labels, ph, v)
     return renumber(_drop_small(labels, params.min_samples))

@@ -35,6 +35,7 @@ import structlog
 
 from daemon.albums.dirs import AlbumError
 from daemon.albums.spare import keep_spare, read_spare
+from daemon.cluster.links import closure
 from daemon.fsutil import utc_now
 from daemon.people.anchors import (
     AnchoredResult,
@@ -44,7 +45,7 @@ from daemon.people.anchors import (
     anchored_ids,
     match_keys,
 )
-from daemon.people.labels import MAX_PERSON_ID, Labels, parse_face_key, person_key
+from daemon.people.labels import MAX_PERSON_ID, Labels, parse_face_key, parse_ref, person_key
 from daemon.store import Store
 from daemon.store import anchors as anchors_file
 from daemon.store.anchors import Anchors, AnchorsError
@@ -87,17 +88,36 @@ def conflict(shared: SharedCluster, labels_: Labels) -> dict:
 
 
 def _groups(labels_: Labels) -> dict[int, Hashable]:
-    """People the user referred to -> group; one name is one group (a merge)."""
-    return {
+    """People the user referred to -> group; one name is one group (a merge), and so is
+    a person with the people its ``same_as`` lists (an answer "yes")."""
+    groups = {
         p: ("name", lab.name) if lab.name else ("id", p) for p, lab in labels_.people.items()
     }
+    for p in person_refs(labels_) - set(groups):
+        groups[p] = ("id", p)
+    same = [(groups[p], groups[q]) for p, lab in labels_.people.items()
+            for q in _people_in(lab.same_as)]
+    joined = closure(same, ())
+    return {p: joined.group(g) for p, g in groups.items()}
+
+
+def _people_in(refs: Iterable[str]) -> list[int]:
+    return [n for r in refs if (ref := parse_ref(r)) and ref[0] == "person" for n in [ref[1]]]
+
+
+def person_refs(labels_: Labels) -> set[int]:
+    """Every person id labels.toml refers to: its keys and the people in answers."""
+    out = set(labels_.people)
+    for lab in labels_.people.values():
+        out.update(_people_in((*lab.same_as, *lab.different)))
+    return out
 
 
 def _face_refs(labels_: Labels) -> set[int]:
     return {
         n
         for lab in labels_.people.values()
-        for e in lab.exclude
+        for e in (*lab.exclude, *lab.same_as, *lab.different)
         if (n := parse_face_key(e)) is not None
     }
 
@@ -150,6 +170,11 @@ class Identity:
         self.anchors, self._unsaved = spare, True
         log.warning("identity_anchors_from_album_tree", folder=str(self.albums_dir),
                     people=len(spare.people))
+
+    @property
+    def matches(self) -> Matches:
+        """Today's faces of the anchored keys, as the last :meth:`rematch` found them."""
+        return self._matches or Matches()
 
     @property
     def conflicts(self) -> list[dict]:
@@ -246,15 +271,21 @@ class Identity:
         labels_: Labels,
         photos: Mapping[int, int] | None = None,
         provisional: Set[int] = frozenset(),
+        alias: Mapping[int, int] | None = None,
     ) -> AnchoredResult:
         """Person ids for a fresh clustering (:func:`daemon.people.anchors.anchored_ids`).
 
         Uses the matches of the last :meth:`rematch`; records the conflicts found.
+        ``alias`` maps people the answers made one to the id that stands for them: their
+        anchored faces count as that id's.
         """
         matches = self._matches or Matches()
+        person_of = matches.person_of
+        if alias:
+            person_of = {f: alias.get(p, p) for f, p in person_of.items()}
         result = anchored_ids(
             face_ids, labels, vectors, previous, named, excluded, new_id,
-            matches.person_of, _groups(labels_), photos=photos, provisional=provisional,
+            person_of, _groups(labels_), photos=photos, provisional=provisional,
         )
         self._conflicts = tuple(conflict(s, labels_) for s in result.shared)
         for c in self._conflicts:
@@ -284,7 +315,7 @@ class Identity:
         Anchors of photos the store does not hold (not yet re-indexed, unmounted) stay.
         """
         a = self.anchors
-        referenced = set(labels_.people)
+        referenced = person_refs(labels_)
         if mode == "new":
             people = dict(a.people)
             people.update(self._person_anchors(store, referenced - set(a.people), False))

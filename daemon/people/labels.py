@@ -9,6 +9,8 @@ hides and corrects people in one small TOML file::
     person-0004 = "Grandma"            # same name again: merged into one album
     person-0009 = { name = "Tom", exclude = ["2019/IMG_0042.jpg", "face-1234"] }
     person-0012 = { hide = true }      # no album for this person
+    person-0007 = { name = "Mia", born = "2019-03", same_as = ["person-0031", "face-88"],
+                    not = ["person-0012", "face-90"] }   # answers to review questions
 
 A value is either a name (a string) or an inline table with any of
 
@@ -20,6 +22,15 @@ A value is either a name (a string) or an inline table with any of
 ``exclude``
     "not this person": a list of photo paths, relative to any watched folder or
     absolute, and/or face ids written ``face-1234`` (as shown by ``facecluster``).
+``same_as``
+    people (``person-0031``) and faces (``face-88``) that *are* this person: the answers
+    "yes" of ``facecluster review``. Every clustering keeps them together.
+``not``
+    people and faces that are *not* this person (the answers "no"); every clustering
+    keeps them apart, and so their consequences: A same as B and B not C keeps A from C.
+``born``
+    the person's birth date, ``"2019"``, ``"2019-03"`` or ``"2019-03-14"`` (or a TOML
+    date): a face in a photo taken before it is not this person.
 
 The file is checked strictly: a syntax error, a key that is not ``person-<digits>``,
 a wrong type or an unknown option raises :class:`LabelsError` naming the key and, when
@@ -35,6 +46,7 @@ separator, a hidden or Windows-reserved name, or more than 255 bytes.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import sys
@@ -60,7 +72,8 @@ MAX_FOLDER_BYTES = 255
 
 _PERSON_KEY = re.compile(r"person-([0-9]{1,12})", re.ASCII)
 _FACE_KEY = re.compile(r"face-([0-9]{1,18})", re.ASCII)
-_LABEL_OPTIONS = ("name", "hide", "exclude")
+_LABEL_OPTIONS = ("name", "hide", "exclude", "same_as", "not", "born")
+_BORN = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?", re.ASCII)
 # Characters Windows clients cannot show in a name; Samba would mangle them.
 _WINDOWS_FORBIDDEN = set('<>:"|?*')
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
@@ -101,6 +114,12 @@ class PersonLabel:
     hidden: bool = False
     exclude: tuple[str, ...] = ()
     """Photo paths (relative to a watched folder, or absolute) and ``face-N`` ids."""
+    same_as: tuple[str, ...] = ()
+    """``person-NNNN`` and ``face-N`` references that are this person (answers "yes")."""
+    different: tuple[str, ...] = ()
+    """``person-NNNN`` and ``face-N`` references that are not this person (key ``not``)."""
+    born: str | None = None
+    """Birth date as written, ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` (see :func:`born_on`)."""
 
 
 UNLABELLED = PersonLabel()
@@ -142,6 +161,52 @@ def parse_face_key(entry: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def parse_ref(entry: str) -> tuple[str, int] | None:
+    """``("person", 7)`` for ``person-0007``, ``("face", 12)`` for ``face-12``, else None."""
+    m = _PERSON_KEY.fullmatch(entry)
+    if m is not None:
+        return ("person", int(m.group(1)))
+    n = parse_face_key(entry)
+    return ("face", n) if n is not None else None
+
+
+def ref_key(kind: str, number: int) -> str:
+    """The written form of a reference: ``person-0007`` or ``face-12``."""
+    return person_key(number) if kind == "person" else f"face-{number}"
+
+
+def parse_born(value: object) -> str | None:
+    """A birth date as kept (``YYYY[-MM[-DD]]``), or None when ``value`` is not one."""
+    if isinstance(value, datetime.datetime):
+        value = value.date()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if not isinstance(value, str):
+        return None
+    m = _BORN.fullmatch(value.strip())
+    if m is None:
+        return None
+    year, month, day = int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1)
+    try:
+        datetime.date(year, month, day)
+    except ValueError:
+        return None
+    return value.strip()
+
+
+def born_on(label: PersonLabel) -> str | None:
+    """The earliest day the person can have been born, ``YYYY-MM-DD``, or None.
+
+    ``born = "2019-03"`` means some day of March 2019, so a photo of February 2019
+    cannot show her but one of 1 March can.
+    """
+    if label.born is None:
+        return None
+    parts = label.born.split("-")
+    parts += ["01"] * (3 - len(parts))
+    return "-".join(parts)
+
+
 def normalize_name(name: str) -> str:
     """A name as compared for merging: NFC-normalised, surrounding whitespace removed."""
     return unicodedata.normalize("NFC", name).strip()
@@ -153,10 +218,10 @@ def _line_of(text: str, key: str, table: str | None = None) -> int | None:
     patterns = [rf"^\s*{k}\s*[=.]", rf"^\s*\[\[?\s*{k}\s*[\].]"]
     if table:
         patterns.append(rf"^\s*\[\s*{re.escape(table)}\s*\.\s*{k}\s*[\].]")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if any(re.match(p, line) for p in patterns):
-            return number
-    return None
+    # One search over the text (a file of many answers has hundreds of keys): spaces
+    # within one line only, as a line-by-line match would have it.
+    found = re.search("|".join(patterns).replace(r"\s*", r"[^\S\n]*"), text, re.MULTILINE)
+    return text.count("\n", 0, found.start()) + 1 if found else None
 
 
 def _error(text: str, message: str, key: str, table: str | None = None) -> LabelsError:
@@ -199,7 +264,39 @@ def _parse_label(text: str, key: str, value: object) -> PersonLabel:
             key, "people",
         )
     entries = tuple(e if parse_face_key(e) is not None else os.path.normpath(e) for e in exclude)
-    return PersonLabel(name=name, hidden=hidden, exclude=entries)
+    same_as = _refs(text, key, value, "same_as")
+    different = _refs(text, key, value, "not")
+    own = person_key(parse_person_key(key))
+    if own in same_as or own in different:
+        raise _error(text, f"{key}: a person cannot list itself in same_as or not", key,
+                     "people")
+    both = sorted(set(same_as) & set(different))
+    if both:
+        raise _error(text, f"{key}: {both[0]} is in both same_as and not", key, "people")
+    born = value.get("born")
+    if born is not None and (born := parse_born(born)) is None:
+        raise _error(text, f"{key}.born: expected a date like \"2019-03\", got "
+                     f"{value.get('born')!r}", key, "people")
+    return PersonLabel(name=name, hidden=hidden, exclude=entries, same_as=same_as,
+                       different=different, born=born)
+
+
+def _refs(text: str, key: str, value: dict, option: str) -> tuple[str, ...]:
+    """A ``same_as`` / ``not`` list: ``person-NNNN`` and ``face-N``, written canonically."""
+    refs = value.get(option, [])
+    if isinstance(refs, str):
+        refs = [refs]
+    parsed = [parse_ref(r) if isinstance(r, str) else None for r in refs] if isinstance(
+        refs, list) else [None]
+    if any(p is None for p in parsed):
+        raise _error(text, f"{key}.{option}: expected a list of person-NNNN and face-N",
+                     key, "people")
+    out: list[str] = []
+    for kind, number in parsed:  # type: ignore[misc]
+        written = ref_key(kind, number)
+        if written not in out:
+            out.append(written)
+    return tuple(out)
 
 
 def parse_labels(text: str) -> Labels:

@@ -42,10 +42,13 @@ from daemon.people.labels import (
     PersonLabel,
     looks_like_person_key,
     normalize_name,
+    parse_born,
     parse_face_key,
     parse_labels,
     parse_person_key,
+    parse_ref,
     person_key,
+    ref_key,
 )
 
 STALE_TEMP_SECONDS = 600.0
@@ -466,6 +469,83 @@ def _written_excludes(item: Item) -> list[str]:
     if isinstance(value, str):
         return [str(value)]
     return [str(v) for v in value]  # type: ignore[union-attr]
+
+
+def check_ref(ref: object) -> str:
+    """A ``same_as`` / ``not`` reference as written: ``person-0007`` or ``face-N``."""
+    parsed = parse_ref(ref) if isinstance(ref, str) else None
+    if parsed is None:
+        raise NamingError(f"expected a person-NNNN or face-N, got {ref!r}")
+    return ref_key(*parsed)
+
+
+def answer(
+    path: Path, person_id: int, refs: str | Sequence[str], same: bool, *,
+    expected_digest: str | None = None,
+) -> LabelsEdit:
+    """Record an answer: ``refs`` (people and faces) are (``same``) or are not this person.
+
+    The references go into the person's ``same_as`` or ``not`` list; one the other list
+    held (the user changed their mind) leaves that one: the later answer wins.
+    """
+    checked = _check_person_id(person_id)
+    wanted = [check_ref(r) for r in ([refs] if isinstance(refs, str) else refs)]
+    if not wanted:
+        raise NamingError("give at least one person-NNNN or face-N")
+    if person_key(checked) in wanted:
+        raise NamingError(f"{person_key(checked)} is itself; ask about two different people")
+    add, drop = ("same_as", "not") if same else ("not", "same_as")
+    add_field, drop_field = ("same_as", "different") if same else ("different", "same_as")
+
+    def change(doc: tomlkit.TOMLDocument, labels: dict[int, PersonLabel]) -> None:
+        table = _people_table(doc)
+        old = labels.get(checked, UNLABELLED)
+        had, other = list(getattr(old, add_field)), list(getattr(old, drop_field))
+        new = [r for r in dict.fromkeys(wanted) if r not in had]
+        kept = [r for r in other if r not in wanted]
+        if not new and len(kept) == len(other):
+            return
+        key = _find(table, checked)
+        item = table[key] if key is not None else None
+        changes: dict[str, object | None] = {}
+        if new:
+            added = _ref_array(item, add, lambda r: True)
+            added.extend(new)
+            changes[add] = added
+        if len(kept) != len(other):
+            rest = _ref_array(item, drop, lambda r: check_ref(r) not in wanted)
+            changes[drop] = rest if len(rest) else None
+        _set_options(table, checked, changes)
+        labels[checked] = replace(old, **{add_field: (*had, *new), drop_field: tuple(kept)})
+
+    return _apply(Path(path), change, expected_digest)
+
+
+def _ref_array(item: Item | None, option: str, keep: Callable[[str], bool]) -> tomlkit.items.Array:
+    """The option's references as the user wrote them (those ``keep`` accepts), as a
+    fresh array to write back."""
+    value = _options(item).get(option, []) if item is not None else []
+    written = [str(value)] if isinstance(value, str) else [str(v) for v in value]  # type: ignore[union-attr]
+    array = tomlkit.array()
+    array.extend(r for r in written if keep(r))
+    return array
+
+
+def set_born(
+    path: Path, person_id: int, born: str | None, *, expected_digest: str | None = None
+) -> LabelsEdit:
+    """Set the person's birth date (``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``), or remove it."""
+    checked = _check_person_id(person_id)
+    clean = None if born is None else parse_born(born)
+    if born is not None and clean is None:
+        raise NamingError(f"{born!r} is not a date like 2019, 2019-03 or 2019-03-14")
+
+    def change(doc: tomlkit.TOMLDocument, labels: dict[int, PersonLabel]) -> None:
+        table = _people_table(doc)
+        _set_options(table, checked, {"born": clean})
+        labels[checked] = replace(labels.get(checked, UNLABELLED), born=clean)
+
+    return _apply(Path(path), change, expected_digest)
 
 
 def undo(path: Path, edit: LabelsEdit) -> LabelsEdit:

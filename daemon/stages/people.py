@@ -21,7 +21,9 @@ from daemon import cluster
 from daemon.config import Config
 from daemon.fsutil import utc_now
 from daemon.people import labels
-from daemon.people.identity import Identity
+from daemon.people.identity import Identity, person_refs
+from daemon.review import dates
+from daemon.review.answers import answer_closure, canonical_people, face_links
 from daemon.stages.reports import ClusterReport
 from daemon.store import FaceRecord, Store
 
@@ -70,6 +72,12 @@ class People:
         self.labels, error = labels.load_live_labels(self.cfg.labels_file, self.cfg.state_dir)
         self._labels_problem = error
         self.labels_error = str(error) if error else None
+        self.answers = answer_closure(self.labels)
+        self.alias = self._standing_for()
+        if self.answers.contradictions:
+            log.warning("answers_contradict", file=str(self.cfg.labels_file),
+                        pairs=[f"{a} / {b}" for a, b in self.answers.contradictions],
+                        hint="a 'not' between people answered 'same' is left out")
         if not self._report_labels:
             return self.labels_error
         if error:
@@ -103,8 +111,22 @@ class People:
         ]
 
     def _new_person_id(self) -> int:
-        """A fresh id, stepping over ids labels.toml mentions (see Identity.reserve)."""
-        return self.store.new_person_id(skip=self.labels.people.keys())
+        """A fresh id, stepping over ids labels.toml mentions, in its answers too (see
+        Identity.reserve)."""
+        return self.store.new_person_id(skip=person_refs(self.labels))
+
+    def _known_people(self) -> set[int]:
+        """The people the store has, and those the anchors bring back."""
+        known = {r.id for r in self.store.people() if not r.retired}
+        return known | set(self.identity.anchors.people)
+
+    def _standing_for(self, known: set[int] | None = None) -> dict[int, int]:
+        """People the answers made one -> the person who stands for them, among the
+        ``known`` people: never an id nobody has (a typo)."""
+        if not self.answers.group_of:
+            return {}
+        return canonical_people(self.answers, self.labels,
+                                self._known_people() if known is None else known)
 
     def cluster_params(self) -> cluster.ClusterParams:
         """The engine's measured defaults, with the config's overrides."""
@@ -140,23 +162,38 @@ class People:
         """Re-cluster every face of the current engine; person ids stay stable."""
         t0 = time.monotonic()
         self.identity.reserve(self.store, self.labels)
-        self.identity.rematch(self.store)
+        known_people = self._known_people() if self.answers.group_of else set()
+        self.alias = self._standing_for(known_people)  # people came and went since
+        matches = self.identity.rematch(self.store)
         ids, vecs = self.store.vectors(self.engine_id)
-        photos, scores = cluster.face_context(ids, self.store.faces(engine=self.engine_id))
-        groups = cluster.cluster_faces(vecs, self.cluster_params(), photos, scores)
-        previous = self.store.face_persons(self.engine_id)
+        records = self.store.faces(engine=self.engine_id)
+        photos, scores = cluster.face_context(ids, records)
+        previous = self._alias(self.store.face_persons(self.engine_id))
+        known = self._alias(matches.person_of) | previous
+        answered = face_links(self.answers, ids, known, matches.faces)
+        groups = cluster.cluster_faces(vecs, self.cluster_params(), photos, scores,
+                                       links=answered.links)
+        # An answer outranks an earlier clustering (a face answered to be an id nobody
+        # has is only kept apart from the people it is not).
+        previous |= {f: self.alias.get(p, p) for f, p in answered.person_for.items()
+                     if self.alias.get(p, p) in known_people}
         named = {pid for pid, lab in self.labels.people.items() if lab.name}
+        excluded = self._excluded() | answered.excluded | self._before_birth(records)
         result = self.identity.assign(
-            ids, groups, vecs, previous, named, self._excluded(), self._new_person_id,
-            self.labels, photos=dict(zip(ids.tolist(), photos.tolist(), strict=True)),
-            provisional=self._provisional,
+            ids, groups, vecs, previous, named, excluded,
+            self._new_person_id, self.labels,
+            photos=dict(zip(ids.tolist(), photos.tolist(), strict=True)),
+            provisional=self._provisional, alias=self.alias,
         )
         self._provisional = set()
         self._neighbours = None  # people changed: the neighbour index is rebuilt on demand
         with self.store.batch():
             self.identity.restore(self.store, result)
             self.store.set_persons(result.assignment)
-            self.store.retire_people(result.retired)
+            # People answered to be someone else left no face behind: retired like any
+            # person left empty (their faces counted as the one standing for them).
+            kept = set(result.assignment.values())
+            self.store.retire_people(result.retired | {p for p in self.alias if p not in kept})
             self.store.set_meta("last_recluster", utc_now())
         self.identity.refresh(self.store, self.labels, self.cfg.watch, mode="clustered")
         people = {p for p in result.assignment.values() if p is not None}
@@ -169,6 +206,12 @@ class People:
         )
         log.info("reclustered", **report.__dict__)
         return report
+
+    def _alias(self, persons: dict[int, int]) -> dict[int, int]:
+        """``persons`` with the people the answers made one under one id."""
+        if not self.alias:
+            return persons
+        return {f: self.alias.get(p, p) for f, p in persons.items()}
 
     def _neighbour_index(self, leave_out: set[int]) -> cluster.FaceIndex:
         """The neighbour index over the known faces, built once per clustering.
@@ -211,8 +254,11 @@ class People:
             return 0
         vecs = self.store.face_vectors([f.id for f in faces])
         photo_ids = [f.photo_id for f in faces]
-        votes = cluster.assign_new(neighbours, vecs, self.cluster_params(), photo_ids)
-        excluded = self._excluded(faces)
+        votes = [self.alias.get(p, p) if p is not None else None
+                 for p in cluster.assign_new(neighbours, vecs, self.cluster_params(),
+                                             photo_ids)]
+        excluded = (self._excluded(faces) | self._answered_not(faces)
+                    | self._before_birth(faces))
         assignment = {
             f.id: pid
             for f, pid in zip(faces, votes, strict=True)
@@ -234,6 +280,28 @@ class People:
             self.store.set_persons(assignment)
             self._provisional.update(assignment)
         return len(assignment)
+
+    def _before_birth(self, faces: Sequence[FaceRecord]) -> set[tuple[int, int]]:
+        """(face, person) pairs of photos taken before the person was born (labels.toml's
+        ``born``); photo dates are read only when some person has one."""
+        born = dates.born_after(self.labels, self.alias)
+        if not born or not faces:
+            return set()
+        wanted = {f.photo_id for f in faces}
+        hashes = {rec.id: (rec.content_hash, rec.path) for rec in self.store.iter_photos()
+                  if rec.id in wanted and rec.content_hash}
+        known = dates.photo_dates(self.cfg.state_dir, hashes.values())
+        return dates.before_birth(
+            ((f.id, hashes.get(f.photo_id, (None, None))[0]) for f in faces), known, born)
+
+    def _answered_not(self, faces: Sequence[FaceRecord]) -> set[tuple[int, int]]:
+        """(face, person) pairs the answers forbid among ``faces`` (new faces are rarely
+        named in an answer, but a copy of an answered face is)."""
+        if not self.answers.apart:
+            return set()
+        matches = self.identity.matches
+        ids = [f.id for f in faces]
+        return set(face_links(self.answers, ids, {}, matches.faces).excluded)
 
     def _decide_locally(self, faces: list[FaceRecord], vecs: np.ndarray,
                         shown: dict[int, set[int]], excluded: set[tuple[int, int]]

@@ -26,7 +26,7 @@ from starlette.templating import Jinja2Templates
 
 from daemon.config import Config
 from daemon.store import StoreError
-from daemon.web import actions, pages, pictures, signin
+from daemon.web import actions, pages, pictures, review, signin
 from daemon.web.auth import (
     PasswordError,
     Sessions,
@@ -45,12 +45,16 @@ log = structlog.get_logger(__name__)
 
 HERE = Path(__file__).parent
 _PUBLIC = ("/signin", "/static/")
-_PAGES = ("/", "/person/", "/status", "/signin")
+_PAGES = ("/", "/person/", "/status", "/signin", "/review")
 
 ROUTES = [
     Route("/", pages.people_page),
     Route("/person/{pid:int}", pages.person_page),
     Route("/status", pages.status_page),
+    Route("/review", review.review_page),
+    Route("/review/answer", review.answer_action, methods=["POST"]),
+    Route("/split/{pid:int}", review.split_page),
+    Route("/split", review.split_action, methods=["POST"]),
     Route("/face/{fid:int}.jpg", pictures.face_picture),
     Route("/person/{pid:int}/{kind:str}.jpg", pictures.person_picture),
     Route("/photo/{fid:int}", pictures.photo_file),
@@ -85,6 +89,7 @@ async def _gate(request: Request, call_next: Callable) -> Response:
     path = request.url.path
     page_view = request.method == "GET" and (
         path in _PAGES or (path.startswith("/person/") and path[8:].isdigit())
+        or (path.startswith("/split/") and path[7:].isdigit())
     )
     if session is None and page_view:
         session = fresh = st.sessions.new()

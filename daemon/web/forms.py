@@ -11,7 +11,8 @@ from starlette.requests import Request
 from daemon.web.auth import csrf_ok
 from daemon.web.state import session_of
 
-_NEXT = re.compile(r"/(?:person/[0-9]{1,12}|status)?(?:\?page=[0-9]{1,6})?")
+_NEXT = re.compile(r"/(?:person/[0-9]{1,12}|split/[0-9]{1,12}|status|review)?"
+                   r"(?:\?page=[0-9]{1,6})?")
 """Where a form may send the browser back to: only the page's own pages."""
 
 

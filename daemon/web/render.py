@@ -12,6 +12,7 @@ MESSAGES = {
     "named": "Name saved.", "merged": "People merged under one name.",
     "hidden": "Person hidden.", "shown": "Person shown again.",
     "excluded": "Marked as not this person.", "undone": "Last change undone.",
+    "answered": "Answer saved; it applies at the next clustering.",
 }
 """The note shown after an edit, by the ``done`` query parameter it redirects with."""
 
