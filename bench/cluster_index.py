@@ -68,12 +68,12 @@ def build_corpus(n: int) -> list[Path]:
     return sorted(out.glob("*.jpg"))
 
 
-def _config(mode: str, port: int):  # noqa: ANN202 - daemon.config.Config
+def _config(mode: str, port: int, folder: Path):  # noqa: ANN202 - daemon.config.Config
     from daemon.config import load_config
 
     d = Path(tempfile.mkdtemp(prefix="fc-bench-"))
     workers = {"local2": 2, "dask2": 2, "local1": 1, "nas+desk": 1}[mode]
-    text = (f'watch = ["{CORPUS}"]\nstate_dir = "{d}/state"\nalbums_dir = "{d}/albums"\n'
+    text = (f'watch = ["{folder}"]\nstate_dir = "{d}/state"\nalbums_dir = "{d}/albums"\n'
             f'workers = {workers}\n[engine]\nmodels_dir = "{REPO / "models"}"\n')
     if mode in ("dask2", "nas+desk"):
         text += f'[cluster]\nscheduler = "serve"\nlisten = "127.0.0.1:{port}"\n'
@@ -108,7 +108,7 @@ def child(mode: str, photos: list[Path], port: int) -> dict:
     from daemon.indexer.models import sha256_file
     from daemon.remote import make_indexer
 
-    cfg = _config(mode, port)
+    cfg = _config(mode, port, photos[0].parent)
     indexer = make_indexer(cfg)
     desk = None
     with indexer:
@@ -134,11 +134,11 @@ def child(mode: str, photos: list[Path], port: int) -> dict:
             "indexing": described}
 
 
-def _run(mode: str, n: int, port: int) -> dict:
+def _run(mode: str, n: int, port: int, folder: str | None) -> dict:
     pin = ["taskset", "-c", "0"] if mode in ("local1", "nas+desk") else []
     load = os.getloadavg()[0]
     cmd = [*pin, sys.executable, __file__, "--child", mode, "--photos", str(n),
-           "--port", str(port)]
+           "--port", str(port), *(["--dir", folder] if folder else [])]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     if out.returncode or not lines:
@@ -155,17 +155,24 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="24 photos, one round")
     ap.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=18786)
+    ap.add_argument("--dir", help="index the first --photos JPEGs of this folder instead "
+                    "(e.g. the throughput bench's 12 MP people corpus, where a photo costs "
+                    "what a phone's does, not the ~15 ms of a small FIW group shot)")
     args = ap.parse_args()
     if args.quick:
         args.photos, args.repeat = 24, 1
-    photos = build_corpus(args.photos)
+    if args.dir:
+        photos = sorted(Path(args.dir).glob("*.jpg"))[:args.photos]
+        args.photos = len(photos)
+    else:
+        photos = build_corpus(args.photos)
     if args.child:
         print("RESULT " + json.dumps(child(args.child, photos, args.port), default=str))
         return
     runs: dict[str, list[dict]] = defaultdict(list)
     for rnd in range(args.repeat):
         for mode in MODES:
-            r = _run(mode, args.photos, args.port + rnd)
+            r = _run(mode, args.photos, args.port + rnd, args.dir)
             runs[mode].append(r)
             print(f"round {rnd + 1} {mode:9s} {r['rate']:6.2f} photos/s "
                   f"({r['photos']} photos, {r['faces']} faces, {r['seconds']:.1f} s, "
