@@ -31,9 +31,9 @@ from daemon.web.auth import (
     PasswordError,
     Sessions,
     SignInLimiter,
-    current_password_hash,
     is_forwarded,
     is_loopback,
+    password_set,
 )
 from daemon.web.images import FaceImages
 from daemon.web.library import Library, NotFound
@@ -133,7 +133,7 @@ def create_app(cfg: Config, *, sessions: Sessions | None = None,
     """
     # behind_https: a reverse proxy serves the page, so every visitor comes from afar.
     sign_in = not is_loopback(cfg.web.listen) or cfg.web.behind_https
-    if sign_in and current_password_hash(cfg.state_dir, cfg.web.password_file) is None:
+    if sign_in and not password_set(cfg.state_dir, cfg.web.password_file):
         why = (f"web.listen = {cfg.web.listen!r} reaches other machines"
                if not is_loopback(cfg.web.listen)
                else "web.behind_https = true puts it behind a reverse proxy")

@@ -147,20 +147,35 @@ def read_password_hash(state_dir: Path) -> str | None:
     return text or None
 
 
-def current_password_hash(state_dir: Path, password_file: Path | None) -> str | None:
-    """The hash sign-ins are checked against, or None when there is no usable password.
-
-    With ``web.password_file`` set it is that file's content (a container or systemd
-    secret, so the password sits in no config file; a changed secret applies at the next
-    sign-in); else the hash ``facecluster web passwd`` stored.
-    """
-    if password_file is None:
-        return read_password_hash(state_dir)
+def _file_password(password_file: Path) -> str | None:
     try:
         password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError):
         return None
-    return hash_password(password) if len(password) >= MIN_PASSWORD_LENGTH else None
+    return password if len(password) >= MIN_PASSWORD_LENGTH else None
+
+
+def password_set(state_dir: Path, password_file: Path | None) -> bool:
+    """Whether sign-ins have a usable password to be checked against.
+
+    With ``web.password_file`` set it is that file's content (a container or systemd
+    secret, so the password sits in no config file; a changed secret applies at the next
+    sign-in); else the hash ``facecluster web passwd`` stored. No hashing: the sign-in
+    page asks this on every anonymous view.
+    """
+    if password_file is None:
+        return read_password_hash(state_dir) is not None
+    return _file_password(password_file) is not None
+
+
+def check_password(state_dir: Path, password_file: Path | None, given: str) -> bool:
+    """Whether ``given`` is the password (constant time; one scrypt for a stored hash)."""
+    if password_file is None:
+        stored = read_password_hash(state_dir)
+        return stored is not None and verify_password(given, stored)
+    want = _file_password(password_file)
+    return want is not None and hmac.compare_digest(given.encode("utf-8"),
+                                                    want.encode("utf-8"))
 
 
 MAX_TRACKED = 10_000

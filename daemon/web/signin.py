@@ -8,11 +8,11 @@ from starlette.responses import RedirectResponse, Response
 
 from daemon.web.auth import (
     TooManyAttempts,
-    current_password_hash,
+    check_password,
     forwarded_client,
     is_forwarded,
     is_loopback,
-    verify_password,
+    password_set,
 )
 from daemon.web.forms import read_form, text
 from daemon.web.render import render
@@ -36,8 +36,8 @@ def client_address(request: Request) -> str:
 def signin_page(request: Request) -> Response:
     """The password form."""
     cfg = web_state(request).cfg
-    stored = current_password_hash(cfg.state_dir, cfg.web.password_file)
-    return render(request, "signin.html", {"error": None if stored else NO_PASSWORD})
+    ready = password_set(cfg.state_dir, cfg.web.password_file)
+    return render(request, "signin.html", {"error": None if ready else NO_PASSWORD})
 
 
 async def signin_action(request: Request) -> Response:
@@ -50,10 +50,10 @@ async def signin_action(request: Request) -> Response:
     except TooManyAttempts as e:
         log.warning("web_signin_limited", client=client)
         return render(request, "signin.html", {"error": str(e)}, status=429)
-    stored = current_password_hash(st.cfg.state_dir, st.cfg.web.password_file)
-    if not stored:
+    web = st.cfg.web
+    if not password_set(st.cfg.state_dir, web.password_file):
         return render(request, "signin.html", {"error": NO_PASSWORD}, status=403)
-    if not verify_password(text(form, "password") or "", stored):
+    if not check_password(st.cfg.state_dir, web.password_file, text(form, "password") or ""):
         st.limiter.failed(client)
         log.warning("web_signin_failed", client=client)
         return render(request, "signin.html", {"error": "wrong password"}, status=403)
