@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -132,13 +132,15 @@ class FaceImages:
         except Exception as e:  # PhotoError, OSError, cv2.error, ValueError: show none
             raise NoPicture(f"face {face.id}: {e}") from e
 
-    def crop(self, face: FaceRecord, real_path: str, stored: bytes | None = None) -> bytes:
+    def crop(self, face: FaceRecord, real_path: str,
+             stored: bytes | Callable[[], bytes | None] | None = None) -> bytes:
         """JPEG of one face (``real_path``: its photo, already checked to be allowed;
-        ``stored``: its crop from the crop store, if any)."""
+        ``stored``: its crop from the crop store, or a function reading it, called only
+        when the cache misses: most views are cache hits and need no store read)."""
         key = self._crop_key(face.id)
         if (hit := self._cached(*key)) is not None:
             return hit
-        data = _encode(self._crop(face, real_path, stored))
+        data = _encode(self._crop(face, real_path, stored() if callable(stored) else stored))
         self._store(*key, data)
         return data
 
@@ -157,13 +159,15 @@ class FaceImages:
         return _encode(image)
 
     def montage(self, faces: Sequence[tuple[FaceRecord, str]],
-                stored: Mapping[int, bytes] | None = None) -> bytes:
+                stored: Mapping[int, bytes] | Callable[[], Mapping[int, bytes]] | None = None
+                ) -> bytes:
         """JPEG grid of these faces (each with its checked photo path; ``stored``: face id
-        -> crop from the crop store)."""
+        -> crop from the crop store, or a function reading them on a cache miss)."""
         key = hashlib.sha1(",".join(str(f.id) for f, _ in faces).encode()).hexdigest()
         where = (("montages",), f"{key}.jpg")
         if (hit := self._cached(*where)) is not None:
             return hit
+        stored = stored() if callable(stored) else stored
         tiles = []
         for face, real in faces:
             try:

@@ -9,6 +9,8 @@ in the thread pool like the pages.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -33,14 +35,18 @@ def _jpeg(data: bytes, max_age: int) -> Response:
                     headers={"cache-control": f"private, max-age={max_age}"})
 
 
+def _stored_crop(st: WebState, face_id: int) -> Callable[[], bytes | None]:
+    """Reads the face's crop from the store, when the picture cache misses."""
+    return lambda: st.library.store.face_crops([face_id]).get(face_id)
+
+
 def face_picture(request: Request) -> Response:
     """One face, cropped from its photo."""
     st = web_state(request)
     face = st.library.face(request.path_params["fid"])
     real = st.library.check_inside(face.path)
-    stored = st.library.store.face_crops([face.id]).get(face.id)
     try:
-        return _jpeg(st.images.crop(face, real, stored), FACE_MAX_AGE)
+        return _jpeg(st.images.crop(face, real, _stored_crop(st, face.id)), FACE_MAX_AGE)
     except NoPicture as e:
         raise HTTPException(404, "no picture") from e
 
@@ -69,12 +75,13 @@ def person_picture(request: Request) -> Response:
     faces = _drawable(st, st.library.best_faces(pid, lab, MONTAGE_FACES))
     if not faces:
         raise HTTPException(404, "no such person")
-    stored = st.library.store.face_crops([f.id for f, _ in faces])
     try:
         if kind == "montage":
-            return _jpeg(st.images.montage(faces, stored), PERSON_MAX_AGE)
+            ids = [f.id for f, _ in faces]
+            return _jpeg(st.images.montage(faces, lambda: st.library.store.face_crops(ids)),
+                         PERSON_MAX_AGE)
         face, real = faces[0]
-        return _jpeg(st.images.crop(face, real, stored.get(face.id)), PERSON_MAX_AGE)
+        return _jpeg(st.images.crop(face, real, _stored_crop(st, face.id)), PERSON_MAX_AGE)
     except NoPicture as e:
         raise HTTPException(404, "no picture") from e
 
