@@ -93,11 +93,12 @@ class ServiceStatus:
 
     @property
     def summary(self) -> str:
-        """Phase and message in one, said once: ``idle, 87 photos`` (not ``idle — idle,
-        87 photos``), ``indexing — 12/40 photos``."""
-        if not self.message or self.message.split(",")[0].split(":")[0] == self.phase:
-            return self.message or self.phase
-        return f"{self.phase} — {self.message}"
+        """The phase as the user reads it: ``idle, 87 photos``, ``indexing 12/40``.
+
+        Every message the service sets already names its phase (``set_phase`` defaults
+        the message to the phase), so the phase is never printed in front of it again.
+        """
+        return self.message or self.phase
 
 
 def write_service_status(state_dir: Path, status: ServiceStatus) -> None:
