@@ -36,8 +36,7 @@ from daemon.albums.dirs import clear_leftovers, exists_at, open_dir, open_root
 from daemon.albums.names import MAX_NAME_BYTES, fit_name, short_hash
 from daemon.albums.plan import AlbumPlan, FaceRef
 from daemon.fsutil import atomic_write
-from daemon.indexer.crops import MARGIN as _MARGIN
-from daemon.indexer.crops import Box, crop_face, decode_crop
+from daemon.indexer.crops import Box, crop_face, crop_side, decode_crop
 from daemon.indexer.image import load_reduced
 
 log = structlog.get_logger(__name__)
@@ -121,7 +120,7 @@ def load_image(path: Path, max_pixels: int, boxes: Sequence[Box], sizes: Sequenc
     """The upright photo (BGR) just sharp enough for a crop of each box at its size, and
     its scale to full-resolution boxes (the indexer's loader, for the same boxes)."""
     pairs = zip(boxes, sizes, strict=True)
-    shrink = min(max(w, h) * _MARGIN / size for (_, _, w, h), size in pairs)
+    shrink = min(crop_side(box) / size for box, size in pairs)
     return load_reduced(path, max_pixels, shrink)
 
 

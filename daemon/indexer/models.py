@@ -233,11 +233,18 @@ def _write_disk_cache(models_dir: Path, data: dict[str, dict]) -> None:
         log.debug("model_hash_cache_not_written", path=str(target), error=str(e))
 
 
-def cached_sha256(path: Path) -> str:
-    """The sha256 of ``path``, re-hashed only when its size, mtime or inode changed."""
+def cached_sha256(path: Path, *, on_disk: bool = True) -> str:
+    """The sha256 of ``path``, re-hashed only when its size, mtime or inode changed.
+
+    ``on_disk=False`` remembers it in this process only, for files in a folder that is
+    not ours to write (dlib's models in site-packages).
+    """
     st = path.stat()
     key = _stat_key(path, st)
     if key in _memory_cache:
+        return _memory_cache[key]
+    if not on_disk:
+        _memory_cache[key] = sha256_file(path)
         return _memory_cache[key]
     disk = _read_disk_cache(path.parent)
     entry = disk.get(path.name)

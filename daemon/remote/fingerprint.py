@@ -7,23 +7,11 @@ faces embedded by different weights must never be compared. No Dask here.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.config import EngineConfig
-from daemon.indexer.models import sha256_file
-
-_hashes: dict[tuple[str, int, int, int], str] = {}
-
-
-def _sha256(path: Path) -> str:
-    # In memory only: the dlib files live in site-packages, not a folder of ours to write.
-    st = os.stat(path)
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _hashes:
-        _hashes[key] = sha256_file(path)
-    return _hashes[key]
+from daemon.indexer.models import cached_sha256
 
 
 @dataclass(frozen=True)
@@ -62,6 +50,12 @@ class Fingerprint:
         return self.engine + " (" + ", ".join(f"{r} {h[:12]}" for r, h in self.models) + ")"
 
 
+def _hash(role: str, path: Path) -> str:
+    # The manifest's models sit in our models folder, whose hash cache the engine keeps
+    # too; dlib's live in site-packages, not a folder of ours to write.
+    return cached_sha256(path, on_disk=not role.startswith("dlib"))
+
+
 def fingerprint(engine_cfg: EngineConfig) -> Fingerprint:
     """The fingerprint of the engine ``engine_cfg`` opens (hashes files; loads no model).
 
@@ -71,5 +65,5 @@ def fingerprint(engine_cfg: EngineConfig) -> Fingerprint:
 
     files = model_files(engine_cfg)
     return Fingerprint(
-        engine_id_for(engine_cfg), tuple(sorted((k, _sha256(p)) for k, p in files.items()))
+        engine_id_for(engine_cfg), tuple(sorted((k, _hash(k, p)) for k, p in files.items()))
     )

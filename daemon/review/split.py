@@ -17,10 +17,10 @@ import numpy as np
 
 from daemon.cluster.dbscan import NOISE, ClusterParams, cluster_faces, with_eps
 from daemon.cluster.neighbours import as_unit_float32
+from daemon.review.questions import SHOWN
 
 STRICT = 0.85
 """The split's eps as a share of the person's usual one."""
-SHOWN = 6
 
 
 @dataclass(frozen=True)

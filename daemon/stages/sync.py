@@ -9,7 +9,6 @@ and forget what vanished, never under a watched folder that is not really there
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +18,7 @@ import structlog
 
 from daemon.config import Config
 from daemon.indexer import IndexedPhoto, PhotoError
+from daemon.indexer.models import sha256_file
 from daemon.indexer.types import Indexer
 from daemon.library import photos
 from daemon.library.roots import MountPoints, root_present, root_watchable
@@ -36,12 +36,12 @@ ProgressFn = Callable[[int], None]
 
 
 def content_hash(path: Path) -> str:
-    """SHA-256 of the file's bytes: how a moved or duplicated photo is recognised."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 of the file's bytes: how a moved or duplicated photo is recognised.
+
+    The same digest Dask workers check a photo against (:mod:`daemon.remote`), so both
+    use one function.
+    """
+    return sha256_file(path)
 
 
 def given_up(rec: PhotoRecord) -> bool:
