@@ -122,10 +122,11 @@ def cmd_loop(pipeline, limit: int, order: str, stdin: TextIO | None = None,  # n
     for number, q in enumerate(todo, start=1):
         if not unsettled([q], answer_closure(current)):
             continue  # an earlier answer of this session settled it
-        faces = {f.id: f for f in pipeline.store.faces(ids=[*q.a.faces, *q.b.faces])}
+        shown = [*q.a.faces, *q.b.faces]
+        faces = {f.id: f for f in pipeline.store.faces(ids=shown)}
         write_question_picture(picture, [faces[f] for f in q.a.faces if f in faces],
                                [faces[f] for f in q.b.faces if f in faces],
-                               cfg.detection.max_pixels)
+                               cfg.detection.max_pixels, pipeline.store.face_crops(shown))
         answer = _ask(q, number, len(todo), picture, current, stdin.readline, out)
         if answer is None:
             break
@@ -168,7 +169,8 @@ def cmd_split(pipeline, pid: int, as_json: bool, stdin: TextIO | None = None,  #
     for number, part in enumerate(rest, start=2):
         write_question_picture(picture, [by_id[f] for f in main.shown],
                                [by_id[f] for f in part.shown],
-                               pipeline.cfg.detection.max_pixels)
+                               pipeline.cfg.detection.max_pixels,
+                               pipeline.store.face_crops([*main.shown, *part.shown]))
         print(f"\n[part {number}/{len(parts)}] Is the right side ({len(part.faces)} faces) "
               f"the same person as the left ({key})?\n  picture: {picture}", file=out)
         answer = _key(stdin.readline, out)

@@ -7,7 +7,7 @@ it). A face whose photo cannot be read is drawn as an empty grey tile, never an 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -16,6 +16,7 @@ import structlog
 
 from daemon.albums.pictures import crop_face, load_image, scaled
 from daemon.fsutil import atomic_write
+from daemon.indexer.crops import decode_crop
 from daemon.store import FaceRecord
 
 log = structlog.get_logger(__name__)
@@ -27,11 +28,19 @@ GAP = 24
 _GREY = 40
 
 
-def face_tiles(faces: Sequence[FaceRecord], max_pixels: int, size: int = TILE
-               ) -> list[np.ndarray]:
-    """A ``size`` x ``size`` crop of each face, in order (grey where unreadable)."""
+def face_tiles(faces: Sequence[FaceRecord], max_pixels: int, size: int = TILE,
+               stored: Mapping[int, bytes] | None = None) -> list[np.ndarray]:
+    """A ``size`` x ``size`` crop of each face, in order (grey where unreadable).
+
+    ``stored`` (face id -> the crop store's JPEG) spares decoding each face's whole photo;
+    a face without one (an older store) is cut from its photo.
+    """
     out = []
     for f in faces:
+        tile = decode_crop((stored or {}).get(f.id, b""), size)
+        if tile is not None:
+            out.append(tile)
+            continue
         try:
             image, scale = load_image(f.path, max_pixels, [f.box], [size])
             out.append(crop_face(image, scaled(f.box, scale), size))
@@ -59,9 +68,10 @@ def side_by_side(left: Sequence[np.ndarray], right: Sequence[np.ndarray],
 
 
 def write_question_picture(path: Path, a: Sequence[FaceRecord], b: Sequence[FaceRecord],
-                           max_pixels: int) -> Path:
+                           max_pixels: int, stored: Mapping[int, bytes] | None = None) -> Path:
     """Write the picture of one question as a JPEG at ``path`` (atomically)."""
-    sheet = side_by_side(face_tiles(a, max_pixels), face_tiles(b, max_pixels))
+    sheet = side_by_side(face_tiles(a, max_pixels, stored=stored),
+                         face_tiles(b, max_pixels, stored=stored))
     ok, data = cv2.imencode(".jpg", sheet, [cv2.IMWRITE_JPEG_QUALITY, 88])
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR image
         raise OSError(f"could not encode {path}")

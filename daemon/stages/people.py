@@ -178,7 +178,7 @@ class People:
         previous |= {f: self.alias.get(p, p) for f, p in answered.person_for.items()
                      if self.alias.get(p, p) in known_people}
         named = {pid for pid, lab in self.labels.people.items() if lab.name}
-        excluded = self._excluded() | answered.excluded | self._before_birth(records)
+        excluded = self._excluded(records) | answered.excluded | self._before_birth(records)
         result = self.identity.assign(
             ids, groups, vecs, previous, named, excluded,
             self._new_person_id, self.labels,
