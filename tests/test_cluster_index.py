@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+from net import free_port  # noqa: E402
+
 from daemon.config import Config, load_config  # noqa: E402
 from daemon.remote.indexer import ClusterIndexer  # noqa: E402
 from daemon.stages.pipeline import Pipeline  # noqa: E402
@@ -29,12 +30,6 @@ from daemon.stages.sync import given_up  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 POISON_PRELOAD = Path(__file__).resolve().parent / "cluster_poison.py"
 KNOWN = ["biden", "obama", "kit_harington", "rose_leslie"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(root: Path, models: Path, *, engine: str = "yunet", cluster: str = "") -> Path:
@@ -109,7 +104,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, yunet_file: Path) -> Itera
     models = root / "models"
     models.mkdir()
     shutil.copy2(yunet_file, models / yunet_file.name)
-    port = _free_port()
+    port = free_port()
     table = f'[cluster]\nscheduler = "serve"\nlisten = "127.0.0.1:{port}"\nindex_here = false\n'
     cfg = load_config(_config(root, models, cluster=table))
     # A poison photo gives up after killing two workers (Dask's default allows three).
@@ -265,7 +260,7 @@ def test_without_a_scheduler_the_local_pool_indexes(tmp_path: Path, models_dir: 
     photos.mkdir()
     for name, src in _lfw(testdata, 2, skip=50).items():
         shutil.copy2(src, photos / name)
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     cfg = load_config(_config(tmp_path, models_dir, cluster=(
         f'[cluster]\nscheduler = "tcp://127.0.0.1:{port}"\n')))
     indexer = ClusterIndexer(cfg, connect_timeout=2.0)
@@ -277,8 +272,18 @@ def test_without_a_scheduler_the_local_pool_indexes(tmp_path: Path, models_dir: 
 
 
 def test_the_served_scheduler_listens_on_loopback_only(cluster: Cluster) -> None:
+    """What the kernel has bound, not what the config says: the scheduler (and Dask's
+    status pages) serve from this process, and every socket it listens on is loopback."""
+    import ipaddress
+
+    import psutil  # distributed depends on it
+
+    port = int(cluster.address.rsplit(":", 1)[1])
+    listening = [c.laddr for c in psutil.Process().net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN]
+    assert port in {a.port for a in listening}
+    assert all(ipaddress.ip_address(a.ip).is_loopback for a in listening), listening
     info = cluster.indexer._client.scheduler_info()
-    assert cluster.address.startswith("tcp://127.0.0.1:")
     for w in info["workers"].values():
         assert w["host"] == "127.0.0.1"
 
@@ -292,7 +297,7 @@ def test_a_served_scheduler_without_workers_stays_up_while_this_machine_indexes(
     for name, src in _lfw(testdata, 1, skip=55).items():
         shutil.copy2(src, photos / name)
     cfg = load_config(_config(tmp_path, models_dir, cluster=(
-        f'[cluster]\nscheduler = "serve"\nlisten = "127.0.0.1:{_free_port()}"\n'
+        f'[cluster]\nscheduler = "serve"\nlisten = "127.0.0.1:{free_port()}"\n'
         "index_here = false\n")))
     with ClusterIndexer(cfg, lost_after=2.0) as indexer:
         [(_, result)] = list(indexer.imap(sorted(photos.iterdir())))

@@ -4,7 +4,6 @@ a served scheduler and its worker use; a peer without a certificate of that CA i
 from __future__ import annotations
 
 import shutil
-import socket
 import stat
 from pathlib import Path
 
@@ -13,15 +12,11 @@ import pytest
 pytest.importorskip("distributed")
 pytest.importorskip("cryptography")
 
+from net import free_port
+
 from daemon.config import load_config  # noqa: E402
 from daemon.remote.certs import make_certs  # noqa: E402
 from daemon.remote.indexer import ClusterIndexer  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _refused(address: str, security) -> bool:  # noqa: ANN001
@@ -55,7 +50,7 @@ def test_certs_make_a_tls_cluster_that_refuses_strangers_and_outlives_its_schedu
     people = sorted((testdata / "faces" / "lfw-dev").iterdir())[60:72]
     for i, person in enumerate(people):
         shutil.copy2(next(iter(sorted(person.iterdir()))), photos / f"{i:02d}.jpg")
-    port = _free_port()
+    port = free_port()
     (tmp_path / "config.toml").write_text(
         f'watch = ["photos"]\nworkers = 1\n[engine]\ndetector = "yunet"\nembedder = "dlib"\n'
         f'models_dir = "{models_dir}"\n[cluster]\nscheduler = "serve"\n'

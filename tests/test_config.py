@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,8 +118,10 @@ def test_reload_reads_a_local_file_that_appeared(tmp_path: Path) -> None:
 
 def test_makefile_passes_the_main_file_so_the_local_one_applies_over_it() -> None:
     """`make run` used to pass config.local.toml alone, or config.toml alone."""
-    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
-    assert "\nCONFIG ?= config.toml\n" in makefile
+    repo = Path(__file__).resolve().parent.parent
+    shown = subprocess.run(["make", "-n", "run"], cwd=repo, capture_output=True, text=True,
+                           check=True).stdout
+    assert "--config config.toml run" in shown
 
 
 def test_config_watch_notices_edits_and_replacements(tmp_path) -> None:

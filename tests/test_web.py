@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from net import free_port
 from starlette.testclient import TestClient
 
 from daemon.cli.commands import main
@@ -522,14 +523,6 @@ def test_lan_bind_requires_sign_in(lib: Path):
 # -- a real browser -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_images(browser, timeout: float = 120) -> None:
     """Wait until every image in view has loaded (crops are drawn on first request)."""
     import time
@@ -558,7 +551,7 @@ def test_browser_names_and_merges_people(lib: Path):
     if chromium is None:
         pytest.skip("no chromium on PATH (apt-get install chromium; .ci/run installs it)")
     cfg = load_config(lib / "config.toml")
-    cfg = replace(cfg, web=replace(cfg.web, enabled=True, port=_free_port()))
+    cfg = replace(cfg, web=replace(cfg.web, enabled=True, port=free_port()))
     server = WebThread(cfg)
     server.start()
     url = f"http://127.0.0.1:{cfg.web.port}"

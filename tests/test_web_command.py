@@ -11,15 +11,11 @@ import threading
 import time
 from pathlib import Path
 
+from net import free_port
+
 from daemon.cli import main
 from daemon.config import load_config
 from daemon.web.server import WebThread
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(tmp_path: Path, port: int) -> Path:
@@ -30,7 +26,7 @@ def _config(tmp_path: Path, port: int) -> Path:
 
 
 def test_web_while_the_service_serves_the_page_names_its_url(tmp_path: Path, capsys):
-    port = _free_port()
+    port = free_port()
     config = _config(tmp_path, port)
     web = WebThread(load_config(config))  # as `facecluster run` serves it
     web.start()
@@ -59,7 +55,7 @@ def test_web_on_a_port_another_program_holds_says_so(tmp_path: Path, capsys):
 
 
 def test_web_prints_where_it_serves(tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     config = _config(tmp_path, port)
     proc = subprocess.Popen(
         [sys.executable, "-m", "daemon", "--config", str(config), "web"],

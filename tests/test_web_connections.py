@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from net import free_port
 
 from daemon.config import from_dict
 from daemon.web.connections import ConnectionBook, ConnectionLimits
@@ -24,15 +25,9 @@ from daemon.web.server import WebThread
 HALF_HEAD = b"GET /signin HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def _page(tmp_path: Path, limits: ConnectionLimits | None = None) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     cfg = from_dict({"watch": [str(tmp_path / "photos")], "state_dir": str(tmp_path / "state"),
                      "labels_file": str(tmp_path / "labels.toml"),
                      "web": {"enabled": True, "port": port}}, tmp_path)

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
+from net import free_port
 
 from daemon.config import from_dict
 from daemon.service.loop import restart_web
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(port: int, within: float = 20.0) -> bool:
@@ -34,8 +28,8 @@ def _answers(port: int, within: float = 20.0) -> bool:
 def test_the_page_follows_its_config(tmp_path: Path):
     off = from_dict({"watch": [str(tmp_path / "photos")], "state_dir": str(tmp_path / "state"),
                      "labels_file": str(tmp_path / "labels.toml")}, tmp_path)
-    on = replace(off, web=replace(off.web, enabled=True, port=_free_port()))
-    moved = replace(on, web=replace(on.web, port=_free_port()))
+    on = replace(off, web=replace(off.web, enabled=True, port=free_port()))
+    moved = replace(on, web=replace(on.web, port=free_port()))
     assert restart_web(None, off, off) is None
     web = restart_web(None, off, on)
     try:

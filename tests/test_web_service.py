@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
+from net import free_port
 from test_service import RunningService
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _page(client: httpx.Client) -> str | None:
@@ -40,7 +34,7 @@ def test_the_service_serves_the_page_and_its_edits_reach_the_albums(
     tmp_path: Path, yunet_file: Path, shared_photos: Path
 ) -> None:
     svc = _service(tmp_path, yunet_file, shared_photos)
-    port = _free_port()
+    port = free_port()
     svc.cfg.write_text(svc.cfg.read_text() + f"[web]\nenabled = true\nport = {port}\n")
     base = f"http://127.0.0.1:{port}"
     svc.start()
@@ -70,7 +64,7 @@ def test_turning_the_page_on_and_off_in_the_config_applies_while_the_service_run
 ) -> None:
     svc = _service(tmp_path, yunet_file, shared_photos)
     plain = svc.cfg.read_text()
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     svc.start()
     try:
