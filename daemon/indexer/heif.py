@@ -29,8 +29,13 @@ import struct
 
 import cv2
 import numpy as np
+import structlog
 
+from daemon.indexer import heifdecode
+from daemon.indexer.heifbox import Unsupported, primary_layout
 from daemon.indexer.types import PhotoError
+
+log = structlog.get_logger(__name__)
 
 HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
 AVIF_BRANDS = frozenset({b"avif", b"avis"})
@@ -160,6 +165,9 @@ def decode(data: bytes, kind: str) -> np.ndarray:
                 im.seek(0)  # an image sequence: its first frame
                 rgb = np.asarray(im.convert("RGB"))
         else:
+            fast = _decode_fast(data)
+            if fast is not None:
+                return fast
             import pillow_heif
 
             # libheif converts YUV straight to BGR (bgr_mode), read from its buffer without
@@ -179,6 +187,23 @@ def decode(data: bytes, kind: str) -> np.ndarray:
         raise PhotoError(f"cannot decode {kind.upper()} (corrupt or truncated): {_short(e)}") from e
     _check_layout(rgb, kind)
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def _decode_fast(data: bytes) -> np.ndarray | None:
+    """The primary image through FFmpeg's HEVC decoder, or None to take libheif's way.
+
+    FFmpeg decodes a 12 MP HEIC in ~25% less CPU than libde265 (bench/THROUGHPUT.md).
+    Layouts the box parser does not model, and any decoder failure, fall back: libheif
+    then decodes the file or raises the error the user sees.
+    """
+    try:
+        layout = primary_layout(data)
+        return heifdecode.decode(layout)
+    except Unsupported as e:
+        log.debug("heic_fallback", reason=str(e))
+    except heifdecode.DecodeError as e:
+        log.debug("heic_fallback", reason=f"FFmpeg: {e}")
+    return None
 
 
 def _check_layout(pixels: np.ndarray, kind: str) -> None:
