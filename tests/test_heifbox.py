@@ -201,3 +201,12 @@ def test_damaged_tile_data_falls_back_to_libheif_error(small: np.ndarray) -> Non
     except heif.PhotoError:
         return  # libheif refused it too: the user sees the usual error
     assert image.shape == small.shape
+
+
+def test_a_failing_fast_path_falls_back_to_libheif(small: np.ndarray, monkeypatch) -> None:
+    def broken(layout: heifbox.Layout) -> np.ndarray:
+        raise TypeError("an older PyAV without this keyword")
+
+    data = formats.heic_bytes(small, 6)
+    monkeypatch.setattr(heifdecode, "decode", broken)
+    assert_same_picture(heif.decode(data, "heif"), libheif(data))

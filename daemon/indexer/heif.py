@@ -203,6 +203,8 @@ def _decode_fast(data: bytes) -> np.ndarray | None:
         log.debug("heic_fallback", reason=str(e))
     except heifdecode.DecodeError as e:
         log.debug("heic_fallback", reason=f"FFmpeg: {e}")
+    except Exception as e:  # an older PyAV API, a parser bug: never worth the photo
+        log.debug("heic_fallback", reason=f"{type(e).__name__}: {e}")
     return None
 
 
