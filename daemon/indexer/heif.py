@@ -1,17 +1,20 @@
 """Reading HEIF-family photos: HEIC (iPhones, newer Android and cameras) and AVIF.
 
 Both are ISO base media files (an ``ftyp`` box, a ``meta`` box describing the images,
-then the coded data). Codecs are where a library beats hand-written code: HEIC is
-decoded by pillow-heif (libheif + libde265), AVIF by Pillow's own libavif plugin. Both
-libraries parse the container without decoding pixels, so the stored size is known, and
-checked against ``max_pixels``, before any pixel buffer exists.
+then the coded data). Codecs are where a library beats hand-written code: HEIC's HEVC
+data is decoded by FFmpeg (PyAV; :mod:`.heifbox` finds it, :mod:`.heifdecode` decodes
+it), with pillow-heif (libheif + libde265) for every layout that path does not model;
+AVIF by Pillow's own libavif plugin. The libraries parse the container without decoding
+pixels, so the stored size is known, and checked against ``max_pixels``, before any
+pixel buffer exists.
 
 Orientation, applied once and only once. HEIF stores rotation and mirroring as ``irot``
 and ``imir`` properties of the image, and the specification says they must be applied;
 phones also write an EXIF orientation that describes the *same* turn, so applying both
 rotates twice. So:
 
-- HEIC: libheif applies ``irot``/``imir`` while decoding; the EXIF tag is then ignored.
+- HEIC: libheif (or :mod:`.heifdecode`, the same way) applies ``irot``/``imir`` while
+  decoding; the EXIF tag is then ignored.
   Only a file without those properties (some converters record the turn in EXIF alone)
   has its EXIF orientation honoured.
 - AVIF: Pillow does not turn the pixels; it reports ``irot``/``imir`` as the EXIF
