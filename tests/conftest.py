@@ -56,3 +56,13 @@ def _fresh_logging():
     import structlog
 
     structlog.reset_defaults()
+
+
+@pytest.fixture(scope="session")
+def face_photo(shared_photos: Path):
+    """A small real photo with one face (320x240), upright BGR pixels."""
+    import cv2
+
+    image = cv2.imread(str(shared_photos / "known" / "obama" / "obama_small.jpg"))
+    assert image is not None
+    return image

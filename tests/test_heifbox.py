@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import struct
-from pathlib import Path
 
 import cv2
 import formats
@@ -19,16 +18,8 @@ import pytest
 
 from daemon.indexer import heif, heifbox, heifdecode
 
-SMALL = Path("known") / "obama" / "obama_small.jpg"  # 320x240, one face
 # libheif and FFmpeg round YUV->RGB differently: off by one or two levels, never more.
 MEAN_DIFF = 1.0
-
-
-@pytest.fixture(scope="module")
-def small(shared_photos: Path) -> np.ndarray:
-    image = cv2.imread(str(shared_photos / SMALL))
-    assert image is not None
-    return image
 
 
 def libheif(data: bytes) -> np.ndarray:
@@ -47,32 +38,32 @@ def assert_same_picture(got: np.ndarray, want: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_turns_like_libheif(small: np.ndarray, orientation: int) -> None:
-    data = formats.heic_bytes(small, orientation)
+def test_turns_like_libheif(face_photo: np.ndarray, orientation: int) -> None:
+    data = formats.heic_bytes(face_photo, orientation)
     assert_same_picture(fast(data), libheif(data))
 
 
-def test_exif_only_turn_is_left_to_the_caller(small: np.ndarray) -> None:
-    data = formats.heic_exif_only(small, 6)
+def test_exif_only_turn_is_left_to_the_caller(face_photo: np.ndarray) -> None:
+    data = formats.heic_exif_only(face_photo, 6)
     layout = heifbox.primary_layout(data)
     assert layout.transforms == ()
     assert_same_picture(heifdecode.decode(layout), libheif(data))
 
 
-def test_burst_gives_its_primary(small: np.ndarray) -> None:
-    first = cv2.flip(small, 0)
-    data = formats.heic_burst(first, small)
+def test_burst_gives_its_primary(face_photo: np.ndarray) -> None:
+    first = cv2.flip(face_photo, 0)
+    data = formats.heic_burst(first, face_photo)
     assert_same_picture(fast(data), libheif(data))
-    assert np.abs(fast(data).astype(np.int16) - small).mean() < 8
+    assert np.abs(fast(data).astype(np.int16) - face_photo).mean() < 8
 
 
-def test_ten_bit_and_avif_are_left_to_the_libraries(small: np.ndarray) -> None:
+def test_ten_bit_and_avif_are_left_to_the_libraries(face_photo: np.ndarray) -> None:
     with pytest.raises(heifbox.Unsupported, match="10-bit"):
-        heifbox.primary_layout(formats.heic_10bit(small))
+        heifbox.primary_layout(formats.heic_10bit(face_photo))
     with pytest.raises(heifbox.Unsupported, match="av1C|av01"):
-        heifbox.primary_layout(formats.avif_bytes(small))
+        heifbox.primary_layout(formats.avif_bytes(face_photo))
     # heif.decode still reads them, through the libraries
-    assert heif.decode(formats.heic_10bit(small), "heif").shape == small.shape
+    assert heif.decode(formats.heic_10bit(face_photo), "heif").shape == face_photo.shape
 
 
 # -- grids ---------------------------------------------------------------------------------
@@ -147,19 +138,19 @@ def grid_heic(image: np.ndarray, tile: int, rotation: int = 0, mirror: int | Non
 
 @pytest.mark.parametrize(("rotation", "mirror"), [(0, None), (1, None), (3, 0), (2, 1)])
 def test_grid_assembled_and_turned_like_libheif(
-    small: np.ndarray, rotation: int, mirror: int | None
+    face_photo: np.ndarray, rotation: int, mirror: int | None
 ) -> None:
-    data = grid_heic(small, 64, rotation, mirror)
+    data = grid_heic(face_photo, 64, rotation, mirror)
     layout = heifbox.primary_layout(data)
     assert (layout.rows, layout.cols, len(layout.tiles)) == (4, 5, 20)
     got = heifdecode.decode(layout)
     assert_same_picture(got, libheif(data))
     if (rotation, mirror) == (0, None):
-        assert np.abs(got.astype(np.int16) - small).mean() < 8  # the picture, not just a match
+        assert np.abs(got.astype(np.int16) - face_photo).mean() < 8  # the picture, not just a match
 
 
-def test_heif_decode_takes_the_fast_path(small: np.ndarray, monkeypatch) -> None:
-    data = formats.heic_bytes(small, 6)
+def test_heif_decode_takes_the_fast_path(face_photo: np.ndarray, monkeypatch) -> None:
+    data = formats.heic_bytes(face_photo, 6)
     calls = []
     real = heifdecode.decode
     monkeypatch.setattr(heifdecode, "decode", lambda layout: calls.append(layout) or real(layout))
@@ -170,8 +161,8 @@ def test_heif_decode_takes_the_fast_path(small: np.ndarray, monkeypatch) -> None
 # -- hostile input -------------------------------------------------------------------------
 
 
-def test_cut_or_damaged_containers_raise_only_unsupported(small: np.ndarray) -> None:
-    data = grid_heic(small, 128, 1)
+def test_cut_or_damaged_containers_raise_only_unsupported(face_photo: np.ndarray) -> None:
+    data = grid_heic(face_photo, 128, 1)
     meta_end = data.index(b"mdat")
     rng = np.random.default_rng(7)
     outcomes = set()
@@ -192,21 +183,31 @@ def _outcome(data: bytes) -> str:
     return "layout"
 
 
-def test_damaged_tile_data_falls_back_to_libheif_error(small: np.ndarray) -> None:
-    data = bytearray(formats.heic_bytes(small))
+def test_damaged_tile_data_falls_back_to_libheif_error(face_photo: np.ndarray) -> None:
+    data = bytearray(formats.heic_bytes(face_photo))
     mdat = bytes(data).index(b"mdat")
     data[mdat + 40 : mdat + 400] = b"\xff" * 360
     try:
         image = heif.decode(bytes(data), "heif")
     except heif.PhotoError:
         return  # libheif refused it too: the user sees the usual error
-    assert image.shape == small.shape
+    assert image.shape == face_photo.shape
 
 
-def test_a_failing_fast_path_falls_back_to_libheif(small: np.ndarray, monkeypatch) -> None:
+def test_a_failing_fast_path_falls_back_to_libheif(face_photo: np.ndarray, monkeypatch) -> None:
     def broken(layout: heifbox.Layout) -> np.ndarray:
         raise TypeError("an older PyAV without this keyword")
 
-    data = formats.heic_bytes(small, 6)
+    data = formats.heic_bytes(face_photo, 6)
     monkeypatch.setattr(heifdecode, "decode", broken)
     assert_same_picture(heif.decode(data, "heif"), libheif(data))
+
+
+def test_coded_size_must_agree_with_the_stated_one(face_photo: np.ndarray) -> None:
+    data = formats.heic_bytes(face_photo)
+    layout = heifbox.primary_layout(data)
+    assert heifbox.sps_size(layout.tiles[0].hvcc) == (320, 240)
+    # a container stating less than the HEVC stream codes: the decoder would allocate a
+    # frame the pixel-bomb check never saw, so the fast path declines it
+    with pytest.raises(heifbox.Unsupported, match="coded 320x240"):
+        heifbox.primary_layout(formats.with_ispe(data, 100))

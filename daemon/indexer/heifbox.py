@@ -241,7 +241,64 @@ def _tile(meta: _Meta, data: bytes, item: int) -> Tile:
     if chroma != 1 or luma_bits or chroma_bits:
         raise Unsupported(f"HEVC chroma format {chroma}, {8 + luma_bits}-bit")
     width, height = _extent(props, item)
+    coded_w, coded_h = sps_size(hvcc)
+    # The coded size may exceed the stated one by the conformance padding (< 64 px, a
+    # CTB); more would let the decoder allocate a frame the size check never saw.
+    if not (width <= coded_w < width + 64 and height <= coded_h < height + 64):
+        raise Unsupported(f"coded {coded_w}x{coded_h} for a stated {width}x{height}")
     return Tile(hvcc, _item_bytes(meta, data, item), width, height)
+
+
+class _Bits:
+    """MSB-first bit reader over an HEVC RBSP (emulation prevention bytes removed)."""
+
+    def __init__(self, rbsp: bytes) -> None:
+        self.value, self.left = int.from_bytes(rbsp, "big"), len(rbsp) * 8
+
+    def u(self, n: int) -> int:
+        if n > self.left:
+            raise Unsupported("SPS shorter than its fields")
+        self.left -= n
+        return (self.value >> self.left) & ((1 << n) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise Unsupported("SPS: bad Exp-Golomb code")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+
+def sps_size(hvcc: bytes) -> tuple[int, int]:
+    """(width, height) in luma samples that the hvcC's sequence parameter set codes."""
+    pos, sps = 23, None
+    for _ in range(hvcc[22] if len(hvcc) > 22 else 0):
+        if pos + 3 > len(hvcc):
+            break
+        kind, count = hvcc[pos] & 0x3F, int.from_bytes(hvcc[pos + 1 : pos + 3], "big")
+        pos += 3
+        for _ in range(count):
+            length = int.from_bytes(hvcc[pos : pos + 2], "big")
+            if kind == 33 and sps is None:
+                sps = hvcc[pos + 2 : pos + 2 + length]
+            pos += 2 + length
+    if not sps:
+        raise Unsupported("no sequence parameter set")
+    bits = _Bits(sps[2:].replace(b"\0\0\3", b"\0\0"))  # after the 2-byte NAL header
+    bits.u(4)
+    sub_layers = bits.u(3)
+    bits.u(1)
+    bits.u(96)  # general profile, tier and level
+    flags = [(bits.u(1), bits.u(1)) for _ in range(sub_layers)]
+    if sub_layers:
+        bits.u(2 * (8 - sub_layers))
+    for profile, level in flags:
+        bits.u(88 * profile + 8 * level)
+    bits.ue()  # seq_parameter_set_id
+    if bits.ue() == 3:  # chroma_format_idc 4:4:4: separate_colour_plane_flag
+        bits.u(1)
+    return bits.ue(), bits.ue()
 
 
 def _grid(meta: _Meta, data: bytes, item: int) -> tuple[tuple[Tile, ...], int, int, int, int]:
