@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 MODES = ("local2", "dask2", "local1", "nas+desk")
+EXTRA = ("dask1",)
+"""``dask1``: the service on one core serving the scheduler with 1 worker of its own and
+no desktop: what Dask costs the NAS core per photo (against ``local1``)."""
 WARM = 4
 CORPUS = Path(tempfile.gettempdir()) / "facecluster-bench-cluster"
 
@@ -72,10 +76,10 @@ def _config(mode: str, port: int, folder: Path):  # noqa: ANN202 - daemon.config
     from daemon.config import load_config
 
     d = Path(tempfile.mkdtemp(prefix="fc-bench-"))
-    workers = {"local2": 2, "dask2": 2, "local1": 1, "nas+desk": 1}[mode]
+    workers = {"local2": 2, "dask2": 2, "local1": 1, "nas+desk": 1, "dask1": 1}[mode]
     text = (f'watch = ["{folder}"]\nstate_dir = "{d}/state"\nalbums_dir = "{d}/albums"\n'
             f'workers = {workers}\n[engine]\nmodels_dir = "{REPO / "models"}"\n')
-    if mode in ("dask2", "nas+desk"):
+    if mode in ("dask2", "nas+desk", "dask1"):
         text += f'[cluster]\nscheduler = "serve"\nlisten = "127.0.0.1:{port}"\n'
     (d / "config.toml").write_text(text)
     return load_config(d / "config.toml")
@@ -88,22 +92,49 @@ def _desk_worker(address: str, config: Path) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-def _cpu() -> float:
-    """CPU seconds (user + system) of this process and every process under it so far."""
+def _cpu() -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process (the service: client, in-process
+    scheduler, hashing, store), of its own worker processes (the pool's, or Dask's nannies
+    and workers) and of the desktop's ``facecluster worker`` tree (``taskset -c 1``)."""
     import psutil  # distributed depends on it
 
-    total = 0.0
     me = psutil.Process()
+    out = {"service": 0.0, "own": 0.0, "desk": 0.0}
+    desk: set[int] = set()
+    spy: set[int] = set()
+    for p in me.children(recursive=True):
+        try:
+            cmd = p.cmdline()
+        except psutil.Error:
+            continue
+        if "record" in cmd and "--subprocesses" in cmd:
+            spy.add(p.pid)  # the profiler (--profile): not the set-up's
+        elif "worker" in cmd:
+            desk |= {p.pid, *(c.pid for c in p.children(recursive=True))}
     for p in [me, *me.children(recursive=True)]:
+        if p.pid in spy:
+            continue
         try:
             t = p.cpu_times()
         except psutil.Error:
             continue
-        total += t.user + t.system
-    return total
+        role = "service" if p.pid == me.pid else "desk" if p.pid in desk else "own"
+        out[role] += t.user + t.system
+    return out
 
 
-def child(mode: str, photos: list[Path], port: int) -> dict:
+def _profile(out: str | None) -> subprocess.Popen | None:
+    """py-spy (pip install py-spy; a measuring tool, not a dependency) sampling this
+    process and its children during the timed phase, as raw stacks into ``out``."""
+    if not out:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen([str(spy), "record", "--pid", str(os.getpid()), "--subprocesses",
+                             "--nonblocking", "-f", "raw", "-o", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def child(mode: str, photos: list[Path], port: int, profile: str | None = None) -> dict:
     """One set-up in this process: photos/s in the steady state."""
     from daemon.indexer.models import sha256_file
     from daemon.remote import make_indexer
@@ -118,24 +149,30 @@ def child(mode: str, photos: list[Path], port: int) -> dict:
             client = indexer._client
             if mode == "nas+desk":
                 desk = _desk_worker(client.scheduler.address, cfg.config_path)
-            client.wait_for_workers(2, timeout=300)
+            client.wait_for_workers(1 if mode == "dask1" else 2, timeout=300)
         digests = {p: sha256_file(p) for p in photos}
         list(indexer.imap(photos[:WARM], digests))
+        spy = _profile(profile)
         cpu0, t0 = _cpu(), time.perf_counter()
         results = list(indexer.imap(photos[WARM:], digests))
-        took, cpu = time.perf_counter() - t0, _cpu() - cpu0
+        took, cpu1 = time.perf_counter() - t0, _cpu()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         described = indexer.describe()
     if desk is not None:
         desk.terminate()
         desk.wait(30)
     faces = sum(len(getattr(r, "faces", ())) for _, r in results)
-    return {"mode": mode, "photos": len(results), "faces": faces, "seconds": took,
-            "rate": len(results) / took, "cpu_ms": 1000 * cpu / len(results),
+    n = len(results)
+    by_role = {k: 1000 * (cpu1[k] - cpu0[k]) / n for k in cpu0}
+    return {"mode": mode, "photos": n, "faces": faces, "seconds": took, "rate": n / took,
+            "cpu_ms": sum(by_role.values()), "cpu_ms_by_role": by_role,
             "indexing": described}
 
 
 def _run(mode: str, n: int, port: int, folder: str | None) -> dict:
-    pin = ["taskset", "-c", "0"] if mode in ("local1", "nas+desk") else []
+    pin = ["taskset", "-c", "0"] if mode in ("local1", "nas+desk", "dask1") else []
     load = os.getloadavg()[0]
     cmd = [*pin, sys.executable, __file__, "--child", mode, "--photos", str(n),
            "--port", str(port), *(["--dir", folder] if folder else [])]
@@ -153,8 +190,10 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=120)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="24 photos, one round")
-    ap.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=MODES + EXTRA, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=18786)
+    ap.add_argument("--profile", metavar="FILE", help="with --child: py-spy's raw stacks of "
+                    "the timed phase, every process of the set-up (needs py-spy)")
     ap.add_argument("--dir", help="index the first --photos JPEGs of this folder instead "
                     "(e.g. the throughput bench's 12 MP people corpus, where a photo costs "
                     "what a phone's does, not the ~15 ms of a small FIW group shot)")
@@ -167,7 +206,8 @@ def main() -> None:
     else:
         photos = build_corpus(args.photos)
     if args.child:
-        print("RESULT " + json.dumps(child(args.child, photos, args.port), default=str))
+        result = child(args.child, photos, args.port, args.profile)
+        print("RESULT " + json.dumps(result, default=str))
         return
     runs: dict[str, list[dict]] = defaultdict(list)
     for rnd in range(args.repeat):

@@ -335,3 +335,26 @@ def test_a_task_that_killed_workers_is_split_and_a_lone_photo_fails(tmp_path: Pa
     assert resent == [[Path("/p/a.jpg")], [Path("/p/b.jpg")]]  # each alone, to find it
     [(path, error)] = list(indexer._settle(failed, None, batch[:1], {}))
     assert path == Path("/p/a.jpg") and "killed 3 index workers" in error.reason
+
+
+def test_a_photo_handed_back_is_not_counted_for_the_worker(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from daemon.indexer.types import IndexedPhoto
+    from daemon.remote.indexer import _Sent
+    from daemon.remote.task import NeedBytes
+
+    (tmp_path / "config.toml").write_text('[cluster]\nscheduler = "serve"\n')
+    indexer = ClusterIndexer(load_config(tmp_path / "config.toml"))  # never connected
+    resent: list[list[Path]] = []
+    indexer._send = lambda sent, batch, data=None: resent.append([s.path for s in batch])
+    seen = tmp_path / "seen.jpg"
+    unseen = tmp_path / "unseen.jpg"
+    unseen.write_bytes(b"bytes the worker could not see")
+    done = IndexedPhoto(seen, 10, 10, "engine", ())
+    finished = SimpleNamespace(status="finished")
+    batch = [_Sent(seen, "a"), _Sent(unseen, "b")]
+    value = ("tcp://127.0.0.1:1", [done, NeedBytes("cannot read it")])
+    assert list(indexer._settle(finished, value, batch, {})) == [(seen, done)]
+    assert resent == [[unseen]]
+    assert indexer._rates.total("tcp://127.0.0.1:1") == 1  # the ended photo only

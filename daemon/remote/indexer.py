@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from daemon.indexer.models import sha256_file
 from daemon.indexer.pool import THREAD_ENV, IndexPool, Result
 from daemon.indexer.types import PhotoError
 from daemon.remote.fingerprint import fingerprint
+from daemon.remote.rates import WorkerRates
 from daemon.remote.settings import NO_DASHBOARD, listen_address
 
 log = structlog.get_logger(__name__)
@@ -87,7 +87,7 @@ class ClusterIndexer:
         self.lost: str | None = None
         """Why photos go to the local pool now (None while the cluster works)."""
         self._lost_at = float("-inf")
-        self._done: dict[str, deque[float]] = {}
+        self._rates = WorkerRates(RATE_WINDOW)
         self._refused: dict[str, str] = {}
         self._done_queue = None
         self._since: dict = {}
@@ -225,7 +225,6 @@ class ClusterIndexer:
     def describe(self) -> dict:
         """For ``status``: mode, scheduler, and each worker with its photos/s."""
         now = self._clock()
-        rates = {a: _rate(d, now) for a, d in self._done.items()}
         out: dict = {"mode": "local" if self.lost else "cluster", "lost": self.lost,
                      "refused": dict(self._refused)}
         if self._client is not None:
@@ -236,7 +235,8 @@ class ClusterIndexer:
                 workers, out["error"] = {}, f"{type(e).__name__}: {e}"
             out["workers"] = [
                 {"address": a, "name": str(w.get("name", a)),
-                 "photos_per_s": round(rates.get(a, 0.0), 2)}
+                 "photos_per_s": round(self._rates.rate(a, now), 2),
+                 "photos": self._rates.total(a)}
                 for a, w in sorted(workers.items())
             ]
         return out
@@ -386,17 +386,28 @@ class ClusterIndexer:
             yield batch[0].path, _task_error(future.exception())
             return
         address, results = value
+        ended = 0
         for item, result in zip(batch, results, strict=True):
-            yield from self._settle_one(item, result, sent)
-        self._done.setdefault(address, deque()).extend([self._clock()] * len(batch))
+            if self._ended(result):
+                ended += 1
+                yield item.path, result
+            else:
+                yield from self._resend(item, result, sent)
+        self._rates.record(address, ended, self._clock())
         self.lost = None  # it works (again)
 
-    def _settle_one(self, item: _Sent, value: object, sent: dict) -> Iterator[Result]:
+    @staticmethod
+    def _ended(value: object) -> bool:
+        """Faces or a failure: the photo is done (not handed back to be sent again)."""
         from daemon.remote.task import NeedBytes, Refused
 
-        if not isinstance(value, (NeedBytes, Refused)):
-            yield item.path, value
-            return
+        return not isinstance(value, (NeedBytes, Refused))
+
+    def _resend(self, item: _Sent, value: object, sent: dict) -> Iterator[Result]:
+        """Send a handed-back photo again (with its bytes if the worker could not see
+        it), a bounded number of times."""
+        from daemon.remote.task import NeedBytes, Refused
+
         if isinstance(value, Refused) and value.worker not in self._refused:
             self._refuse(value.worker, value.why)
         if item.resends >= MAX_RESENDS:
@@ -448,9 +459,3 @@ def _read(path: Path) -> bytes | PhotoError:
         return PhotoError(f"cannot read: {e.strerror or e}", transient=True)
 
 
-def _rate(done: deque[float], now: float) -> float:
-    while done and done[0] < now - RATE_WINDOW:
-        done.popleft()
-    if len(done) < 2:
-        return 0.0
-    return len(done) / max(now - done[0], 1e-3)
