@@ -211,7 +211,7 @@ def test_a_worker_killed_mid_run_loses_and_doubles_no_photo(
 def test_a_photo_that_kills_workers_ends_failed_with_its_reason(
     cluster: Cluster, testdata: Path
 ) -> None:
-    # Four others fill the first task (names sort before "poison"): the poison photo goes
+    # The last photos of a round go one per task (batch_size): the poison photo goes
     # alone, so it kills two workers, not four (a task of several is split and retried).
     files = _lfw(testdata, 4, skip=40)
     files["poison.jpg"] = next(iter(_lfw(testdata, 1, skip=44).values()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,7 +158,8 @@ class ClusterIndexer:
         # This machine's workers talk to the scheduler and this client only: loopback.
         worker = {"cls": Nanny, "options": {
             "host": "127.0.0.1", "protocol": protocol, "security": sec, "nthreads": 1,
-            "plugins": {EnginePlugin(self.cfg.engine)}, "env": {k: "1" for k in THREAD_ENV},
+            "plugins": {EnginePlugin(self.cfg.engine, same_files=True)},
+            "env": {k: "1" for k in THREAD_ENV},
             **NO_DASHBOARD}}
         cluster = SpecCluster(scheduler=scheduler, workers=dict.fromkeys(range(n), worker),
                               security=sec, name="facecluster")
@@ -252,10 +253,11 @@ class ClusterIndexer:
         if self._client is None:
             yield from self._local_pool().imap(paths)
             return
+        left = len(paths) if isinstance(paths, Sized) else None
         source = iter(paths)
         sent: dict = {}
         try:
-            yield from self._run(source, sent, digests or {})
+            yield from self._run(source, sent, digests or {}, left)
         except _Lost as e:
             if e.keep:  # no workers yet: this round goes local, the scheduler stays up
                 log.warning("cluster_idle", reason=str(e), hint="indexing here this round")
@@ -270,25 +272,27 @@ class ClusterIndexer:
                 with contextlib.suppress(Exception):  # a placeholder, or a closed client
                     future.cancel()
 
-    def _run(self, source: Iterator[Path], sent: dict, digests: Mapping[Path, str]
-             ) -> Iterator[Result]:
+    def _run(self, source: Iterator[Path], sent: dict, digests: Mapping[Path, str],
+             left: int | None) -> Iterator[Result]:
         from distributed import as_completed
 
         # Results are fetched in the client's own thread as tasks finish; this thread only
         # takes them off a thread-safe queue: one wake-up per task, no round trips.
         self._done_queue = as_completed(with_results=True, raise_errors=False)
         more, quiet_since = True, self._clock()
-        window, sized_at = self._window(), self._clock()
+        threads, sized_at = self._threads(), self._clock()
         while True:
             if self._clock() - sized_at > 5.0:  # workers join and leave
-                window, sized_at = self._window(), self._clock()
-            while more and sum(len(b) for b in sent.values()) < window:
+                threads, sized_at = self._threads(), self._clock()
+            while more and sum(len(b) for b in sent.values()) < window(threads):
                 batch: list[_Sent] = []
-                while len(batch) < BATCH:
+                size = batch_size(left, threads)
+                while len(batch) < size:
                     path = next(source, None)
                     if path is None:
                         more = False
                         break
+                    left = None if left is None else left - 1
                     digest = digests.get(path) or _hash(path)
                     if isinstance(digest, PhotoError):
                         yield path, digest
@@ -312,13 +316,12 @@ class ClusterIndexer:
             if batch is not None:
                 yield from self._settle(future, value, batch, sent)
 
-    def _window(self) -> int:
-        """Photos in flight: enough that each worker has its next batch queued."""
+    def _threads(self) -> int:
+        """Photos the cluster's workers index at once."""
         try:
-            threads = sum(int(w.get("nthreads", 1)) for w in self._workers().values())
+            return max(1, sum(int(w.get("nthreads", 1)) for w in self._workers().values()))
         except Exception:  # noqa: BLE001 - the next wait notices a lost scheduler
-            threads = 1
-        return BATCH * max(4, 3 * threads)
+            return 1
 
     def _check_alive(self) -> None:
         """After a long quiet spell: is there still a scheduler, with workers?"""
@@ -419,6 +422,20 @@ class ClusterIndexer:
             return
         item.resends += 1
         self._send(sent, [item], data)
+
+
+def window(threads: int) -> int:
+    """Photos in flight: enough that each worker has its next batch queued."""
+    return BATCH * max(4, 3 * threads)
+
+
+def batch_size(left: int | None, threads: int) -> int:
+    """Photos for the next task: :data:`BATCH`, fewer as the last photos of a round go
+    out, so no worker sits idle while another finishes a full batch at the end (every
+    chunk sync hands over ends so). ``left``: photos not yet taken, None if unknown."""
+    if left is None:
+        return BATCH
+    return max(1, min(BATCH, left // (2 * threads)))
 
 
 class _Lost(Exception):

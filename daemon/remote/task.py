@@ -103,16 +103,21 @@ class EnginePlugin(WorkerPlugin):
 
     name = PLUGIN_NAME
 
-    def __init__(self, engine: EngineConfig, path_map: dict[str, str] | None = None) -> None:
+    def __init__(self, engine: EngineConfig, path_map: dict[str, str] | None = None, *,
+                 same_files: bool = False) -> None:
         self.engine_cfg = engine
         self.path_map = dict(path_map or {})
+        self.same_files = same_files
+        """A worker the service started beside itself: it opens the very files the
+        service has just hashed, so it trusts that hash as the local pool does instead
+        of reading and hashing each photo a second time on the service's own cores."""
         self.engine: Engine | None = None
         self.fingerprint: Fingerprint | None = None
 
     def __getstate__(self) -> dict:
         # Sent to the worker process before it loads anything: never the loaded models.
         return {"engine_cfg": self.engine_cfg, "path_map": self.path_map,
-                "engine": None, "fingerprint": None}
+                "same_files": self.same_files, "engine": None, "fingerprint": None}
 
     async def setup(self, worker: Worker) -> None:
         self.fingerprint = await asyncio.to_thread(fingerprint, self.engine_cfg)
@@ -152,7 +157,9 @@ def _index_bytes(path: str, data: bytes, engine: Engine, detection: DetectionCon
 def _one(plugin: EnginePlugin, path: str, digest: str, data: bytes | None,
          detection: DetectionConfig, workdir: str) -> object:
     assert plugin.engine is not None
-    if data is None:
+    if data is None and plugin.same_files:
+        result = index_one(Path(path), plugin.engine, detection)
+    elif data is None:
         local = map_path(path, plugin.path_map)
         try:
             same = sha256_file(Path(local)) == digest
