@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import DetectionConfig
-from daemon.remote.indexer import BATCH, batch_size
+from daemon.remote.indexer import BATCH, MAX_BATCH, TASK_SECONDS, TaskSpeed, batch_size
 
 
 def _round(n: int, threads: int) -> list[int]:
@@ -34,6 +34,21 @@ def test_more_workers_shrink_batches_earlier_and_an_endless_source_gets_full_one
     assert batch_size(16, threads=4) == 2
     assert batch_size(None, threads=4) == BATCH
     assert batch_size(10_000, threads=64) == BATCH
+
+
+def test_tasks_grow_to_last_about_a_second_once_the_photos_speed_is_known() -> None:
+    speed = TaskSpeed()
+    assert speed.batch() == BATCH  # nothing measured yet
+    speed.add(4 * 0.09, 4)  # 12 MP photos, ~90 ms each
+    assert speed.batch() == round(TASK_SECONDS / 0.09)
+    small = TaskSpeed()
+    small.add(0.06, 4)  # 15 ms each: capped
+    assert small.batch() == MAX_BATCH
+    slow = TaskSpeed()
+    slow.add(8.0, 4)  # a NAS core at 2 s a photo: one per task
+    assert slow.batch() == 1
+    slow.add(0.0, 4)  # a refused batch did nothing: learns nothing
+    assert slow.per_photo == 2.0
 
 
 def test_a_worker_beside_the_service_trusts_its_hash_a_desktop_checks_it(

@@ -354,7 +354,7 @@ def test_a_photo_handed_back_is_not_counted_for_the_worker(tmp_path: Path) -> No
     done = IndexedPhoto(seen, 10, 10, "engine", ())
     finished = SimpleNamespace(status="finished")
     batch = [_Sent(seen, "a"), _Sent(unseen, "b")]
-    value = ("tcp://127.0.0.1:1", [done, NeedBytes("cannot read it")])
+    value = ("tcp://127.0.0.1:1", [done, NeedBytes("cannot read it")], 0.5)
     assert list(indexer._settle(finished, value, batch, {})) == [(seen, done)]
     assert resent == [[unseen]]
     assert indexer._rates.total("tcp://127.0.0.1:1") == 1  # the ended photo only

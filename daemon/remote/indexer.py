@@ -37,8 +37,14 @@ RETRY_EVERY = 60.0
 MAX_RESENDS = 3
 """A photo handed back (bytes needed, a refused worker) is sent again at most this often."""
 BATCH = 4
-"""Photos per task: Dask's own cost (a few ms of CPU per task) is shared by them. A
-batch that kills workers is split, so a poison photo still ends failed alone."""
+"""Photos per task until the workers' speed is known. Dask's own cost (16-20 ms of the
+service's CPU per task, measured: bench/cluster_index.py) is shared by a task's photos.
+A batch that kills workers is split, so a poison photo still ends failed alone."""
+MAX_BATCH = 16
+TASK_SECONDS = 1.0
+"""A task's photos take about this long on a worker: long enough that Dask's cost per
+task is small beside it, short enough that a killed worker or the end of a round costs
+little. Small photos (~15 ms each) go 16 a task; 12 MP ones (~90 ms) about 11."""
 RATE_WINDOW = 60.0
 """Seconds over which each worker's photos/s is measured."""
 
@@ -88,6 +94,7 @@ class ClusterIndexer:
         """Why photos go to the local pool now (None while the cluster works)."""
         self._lost_at = float("-inf")
         self._rates = WorkerRates(RATE_WINDOW)
+        self._speed = TaskSpeed()
         self._refused: dict[str, str] = {}
         self._done_queue = None
         self._since: dict = {}
@@ -284,9 +291,10 @@ class ClusterIndexer:
         while True:
             if self._clock() - sized_at > 5.0:  # workers join and leave
                 threads, sized_at = self._threads(), self._clock()
-            while more and sum(len(b) for b in sent.values()) < window(threads):
+            full = self._speed.batch()
+            while more and sum(len(b) for b in sent.values()) < window(threads, full):
                 batch: list[_Sent] = []
-                size = batch_size(left, threads)
+                size = batch_size(left, threads, full)
                 while len(batch) < size:
                     path = next(source, None)
                     if path is None:
@@ -388,7 +396,8 @@ class ClusterIndexer:
                 return
             yield batch[0].path, _task_error(future.exception())
             return
-        address, results = value
+        address, results, seconds = value
+        self._speed.add(seconds, len(batch))
         ended = 0
         for item, result in zip(batch, results, strict=True):
             if self._ended(result):
@@ -424,18 +433,37 @@ class ClusterIndexer:
         self._send(sent, [item], data)
 
 
-def window(threads: int) -> int:
+@dataclass
+class TaskSpeed:
+    """Seconds a photo takes on the workers (a moving average over tasks), and the
+    batch that makes a task last about :data:`TASK_SECONDS`."""
+
+    per_photo: float | None = None
+
+    def add(self, seconds: float, photos: int) -> None:
+        if photos <= 0 or seconds <= 0:
+            return  # a refused batch did no work: nothing learned
+        now = seconds / photos
+        self.per_photo = now if self.per_photo is None else 0.7 * self.per_photo + 0.3 * now
+
+    def batch(self) -> int:
+        if self.per_photo is None:
+            return BATCH
+        return max(1, min(MAX_BATCH, round(TASK_SECONDS / self.per_photo)))
+
+
+def window(threads: int, full: int = BATCH) -> int:
     """Photos in flight: enough that each worker has its next batch queued."""
-    return BATCH * max(4, 3 * threads)
+    return full * max(4, 3 * threads)
 
 
-def batch_size(left: int | None, threads: int) -> int:
-    """Photos for the next task: :data:`BATCH`, fewer as the last photos of a round go
-    out, so no worker sits idle while another finishes a full batch at the end (every
-    chunk sync hands over ends so). ``left``: photos not yet taken, None if unknown."""
+def batch_size(left: int | None, threads: int, full: int = BATCH) -> int:
+    """Photos for the next task: ``full``, fewer as the last photos of a round go out,
+    so no worker sits idle while another finishes a full batch at the end (every chunk
+    sync hands over ends so). ``left``: photos not yet taken, None if unknown."""
     if left is None:
-        return BATCH
-    return max(1, min(BATCH, left // (2 * threads)))
+        return full
+    return max(1, min(full, left // (2 * threads)))
 
 
 class _Lost(Exception):

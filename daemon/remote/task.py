@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -176,23 +177,24 @@ def _one(plugin: EnginePlugin, path: str, digest: str, data: bytes | None,
 
 
 def index_task(photos: list[tuple[str, str, bytes | None]], detection: DetectionConfig,
-               expected: dict) -> tuple[str, list[object]]:
+               expected: dict) -> tuple[str, list[object], float]:
     """Index a few photos ``(path, content hash, bytes or None)`` on this worker.
 
-    Returns the worker's address and, in order, an ``IndexedPhoto``, ``PhotoError``,
-    ``NeedBytes`` (it cannot see the photo: send ``bytes``) or ``Refused`` for each.
+    Returns the worker's address; in order, an ``IndexedPhoto``, ``PhotoError``,
+    ``NeedBytes`` (it cannot see the photo: send ``bytes``) or ``Refused`` for each; and
+    the seconds it took (the service sizes its next tasks by it).
     """
+    started = time.perf_counter()
     worker = get_worker()
     plugin: EnginePlugin = worker.plugins[PLUGIN_NAME]  # type: ignore[assignment]
     assert plugin.engine is not None and plugin.fingerprint is not None
     wanted = Fingerprint.from_dict(expected)
     why = "no engine named" if wanted is None else refusal(wanted, plugin.fingerprint)
     if why:
-        return worker.address, [Refused(worker.address, why)] * len(photos)
-    return worker.address, [
-        _one(plugin, path, digest, data, detection, worker.local_directory)
-        for path, digest, data in photos
-    ]
+        return worker.address, [Refused(worker.address, why)] * len(photos), 0.0
+    results = [_one(plugin, path, digest, data, detection, worker.local_directory)
+               for path, digest, data in photos]
+    return worker.address, results, time.perf_counter() - started
 
 
 def worker_fingerprint(dask_worker: Worker) -> dict | None:
