@@ -42,9 +42,9 @@ service's CPU per task, measured: bench/cluster_index.py) is shared by a task's 
 A batch that kills workers is split, so a poison photo still ends failed alone."""
 MAX_BATCH = 16
 TASK_SECONDS = 1.0
-"""A task's photos take about this long on a worker: long enough that Dask's cost per
-task is small beside it, short enough that a killed worker or the end of a round costs
-little. Small photos (~15 ms each) go 16 a task; 12 MP ones (~90 ms) about 11."""
+"""A task's photos take about this much of a worker's CPU: Dask's cost per task (CPU on
+the service's core) stays ~2 % of the work, and a killed worker or the end of a round
+costs little. Small photos (~15 ms each) go 16 a task; 12 MP ones (~90 ms) about 11."""
 RATE_WINDOW = 60.0
 """Seconds over which each worker's photos/s is measured."""
 
@@ -435,8 +435,8 @@ class ClusterIndexer:
 
 @dataclass
 class TaskSpeed:
-    """Seconds a photo takes on the workers (a moving average over tasks), and the
-    batch that makes a task last about :data:`TASK_SECONDS`."""
+    """CPU seconds a photo takes on the workers (a moving average over tasks), and the
+    batch that makes a task cost about :data:`TASK_SECONDS`."""
 
     per_photo: float | None = None
 
