@@ -17,7 +17,15 @@ the repository. Four set-ups, each a fresh process, interleaved ``--repeat`` tim
 - ``local1``: the service alone on one core (``taskset -c 0``, the pool in-process): a NAS;
 - ``nas+desk``: the service on core 0 serving the scheduler with 1 worker of its own, and
   ``facecluster worker`` on core 1 (``taskset -c 1``): the NAS + desktop shape
-  (goal >= 1.8x ``local1``).
+  (goal >= 1.8x ``local1``);
+- ``dask1``: as ``nas+desk`` without the desktop: what Dask costs the NAS core, in CPU a
+  photo against ``local1`` (the ratio above is 2 x (local1's CPU) / (local1's + this)
+  at best).
+
+CPU is reported by role: the service process (client, the served scheduler, the own
+workers' nannies, hashing), its own worker processes, the desktop's. On a shared machine
+wall-time ratios mean little; the CPU a photo on the NAS core is what limits the shape.
+``--child MODE --profile FILE`` records py-spy's raw stacks of one timed phase.
 
 Each run waits until every worker has loaded the models, indexes a few photos to warm
 up, then times the rest (photos/s, steady state). The 1-minute load average is printed
@@ -42,10 +50,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-MODES = ("local2", "dask2", "local1", "nas+desk")
-EXTRA = ("dask1",)
-"""``dask1``: the service on one core serving the scheduler with 1 worker of its own and
-no desktop: what Dask costs the NAS core per photo (against ``local1``)."""
+MODES = ("local2", "dask2", "local1", "nas+desk", "dask1")
+EXTRA: tuple[str, ...] = ()
 WARM = 4
 CORPUS = Path(tempfile.gettempdir()) / "facecluster-bench-cluster"
 
@@ -247,6 +253,14 @@ def report(runs: dict[str, list[dict]], n: int) -> None:
     print(f"nas+desk / local1 (one-core service alone), per round: "
           f"{', '.join(f'{x:.2f}' for x in share)}; median {statistics.median(share):.2f}x "
           "(goal >= 1.8)")
+    nas = [d["cpu_ms"] - loc["cpu_ms"] for d, loc in zip(runs["dask1"], runs["local1"],
+                                                          strict=True)]
+    print(f"NAS core, Dask's CPU ms a photo (dask1 - local1), per round: "
+          f"{', '.join(f'{x:.1f}' for x in nas)}; median {statistics.median(nas):.1f} ms")
+    for m in MODES:
+        roles = {k: statistics.median(r["cpu_ms_by_role"][k] for r in runs[m])
+                 for k in ("service", "own", "desk")}
+        print(f"  CPU ms a photo, {m:9s} " + ", ".join(f"{k} {v:.1f}" for k, v in roles.items()))
 
 
 if __name__ == "__main__":

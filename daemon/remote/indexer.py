@@ -37,13 +37,14 @@ RETRY_EVERY = 60.0
 MAX_RESENDS = 3
 """A photo handed back (bytes needed, a refused worker) is sent again at most this often."""
 BATCH = 4
-"""Photos per task until the workers' speed is known. Dask's own cost (16-20 ms of the
-service's CPU per task, measured: bench/cluster_index.py) is shared by a task's photos.
+"""Photos per task until the workers' speed is known. Dask's own cost (~8 ms of the
+service's CPU per task, from the FIW runs of bench/cluster_index.py) is shared by a
+task's photos.
 A batch that kills workers is split, so a poison photo still ends failed alone."""
 MAX_BATCH = 16
 TASK_SECONDS = 1.0
 """A task's photos take about this much of a worker's CPU: Dask's cost per task (CPU on
-the service's core) stays ~2 % of the work, and a killed worker or the end of a round
+the service's core, ~8 ms) stays ~1 % of the work, and a killed worker or the end of a round
 costs little. Small photos (~15 ms each) go 16 a task; 12 MP ones (~90 ms) about 11."""
 RATE_WINDOW = 60.0
 """Seconds over which each worker's photos/s is measured."""
