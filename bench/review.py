@@ -273,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoints", default=",".join(map(str, CHECKPOINTS)))
     ap.add_argument("--round", type=int, default=25, help="answers per round")
     ap.add_argument("--cache", type=Path, default=REPO / ".bench-cache" / "review")
+    ap.add_argument("--runs", default="runs", help="folder of the runs under the library's "
+                    "(another name lets two checkouts use one cached store at once)")
     args = ap.parse_args(argv)
     folder = args.cache / f"{args.library}-{args.faces}"
     truth = build_library(folder, args.library, args.faces)
@@ -288,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     with Store.open_readonly(base / "state") as store:
         known = face_truth(store, photos, truth)
     checkpoints = tuple(int(c) for c in args.checkpoints.split(","))
-    results = {o: run_order(base, folder / "runs", o, photos, known, checkpoints, args.round)
+    results = {o: run_order(base, folder / args.runs, o, photos, known, checkpoints, args.round)
                for o in args.orders.split(",")}
     print(report(args.library, len(known), results))
     return 0

@@ -188,3 +188,74 @@ def test_photo_dates_are_read_once_per_content_jpeg_and_heic(tmp_path: Path) -> 
     assert photo_dates(state, [("h1", jpeg), ("h2", bare)]) == {"h1": "2018-07-01", "h2": ""}
     jpeg.unlink()  # kept by content: not read again
     assert photo_dates(state, [("h1", jpeg), ("h3", heic)])["h1"] == "2018-07-01"
+
+
+def _merged_library() -> tuple[Library, np.ndarray]:
+    """Person 5 holds two humans: 20 faces of one, 8 of another (ids 120-127); person 6
+    is one human of 10 faces."""
+    v, truth = blobs(3, 20, 0.03, seed=11)
+    keep = np.r_[np.arange(0, 28), np.arange(40, 50)]
+    persons = np.array([5] * 28 + [6] * 10, dtype=np.int64)
+    return Library(np.arange(100, 100 + len(keep)), v[keep], persons), truth[keep]
+
+
+def test_a_part_of_a_person_is_asked_against_the_rest_of_them() -> None:
+    from daemon.cluster.dbscan import ClusterParams
+
+    lib, _ = _merged_library()
+    none = answer_closure(parse_labels(""))
+    assert all(q.kind != "part" for q in rank_questions(lib, none))  # no settings: none
+    parts = [q for q in rank_questions(lib, none, params=ClusterParams(0.5, 2))
+             if q.kind == "part"]
+    assert [q.id for q in parts] == [f"person-0005+part-{parts[0].b.members[0]}"]
+    q = parts[0]
+    assert sorted(q.b.members) == list(range(120, 128)) and q.b.size == 8
+    assert q.a.person == 5 and q.a.size == 20 and set(q.a.faces) <= set(range(100, 120))
+    assert q.gain > 0 and set(q.b.faces) <= set(q.b.members) and len(q.b.faces) == 6
+
+
+def test_a_no_to_a_part_moves_all_its_faces_and_it_is_not_asked_again(
+        tmp_path: Path) -> None:
+    from daemon.cluster.dbscan import ClusterParams
+    from daemon.review.record import remember_parts
+
+    lib, _ = _merged_library()
+    params = ClusterParams(0.5, 2)
+    q = next(q for q in rank_questions(lib, answer_closure(parse_labels("")), params=params)
+             if q.kind == "part")
+    remember_parts(tmp_path, {q.id: q.b.members})
+    path = tmp_path / "labels.toml"
+    record_answer(path, tmp_path, parse_labels(""), q.id, "no")
+    labels = load_labels(path)
+    assert labels.people[5].different == tuple(f"face-{f}" for f in q.b.members)
+    assert q.id not in {x.id for x in rank_questions(lib, answer_closure(labels),
+                                                     params=params)}
+    # A "yes" names the faces that were shown: enough that it is not asked again.
+    path.unlink()
+    record_answer(path, tmp_path, parse_labels(""), q.id, "yes")
+    labels = load_labels(path)
+    assert labels.people[5].same_as == tuple(f"face-{f}" for f in q.b.members[:6])
+    assert q.id not in {x.id for x in rank_questions(lib, answer_closure(labels),
+                                                     params=params)}
+
+
+def test_a_part_answered_without_its_listing_names_its_central_face(tmp_path: Path) -> None:
+    path = tmp_path / "labels.toml"
+    record_answer(path, tmp_path, parse_labels(""), "person-0005+part-120", "no")
+    assert load_labels(path).people[5].different == ("face-120",)
+    assert parse_question_id("part-120+person-5") == ("person-0005", "part-120")
+    for bad in ("face-1+part-2", "part-1+part-2", "part-1"):
+        with pytest.raises(LabelsError):
+            parse_question_id(bad)
+
+
+def test_a_split_is_stricter_than_the_users_own_settings() -> None:
+    from daemon.cluster.dbscan import default_params
+    from daemon.config import ClusterConfig
+    from daemon.review.split import configured_params, stricter
+
+    engine = "yunet-2023mar+dlib-resnet-v1"
+    mine = configured_params(engine, ClusterConfig(eps=0.30, min_samples=4))
+    assert (mine.eps, mine.min_samples) == (0.30, 4)
+    assert stricter(mine).eps == pytest.approx(0.30 * 0.85)
+    assert configured_params(engine, ClusterConfig()) == default_params(engine)

@@ -65,7 +65,8 @@ def cmd_json(pipeline, limit: int, order: str, out: TextIO | None = None) -> int
     from daemon.review import session  # the clustering code: not for `review answer`
 
     chosen = session.questions(pipeline.store, pipeline.engine_id, pipeline.labels,
-                               pipeline.cfg.state_dir, order=order)[: max(0, limit)]
+                               pipeline.cfg.state_dir, pipeline.cfg.clustering,
+                               order=order)[: max(0, limit)]
     json.dump(session.as_json(pipeline.store, chosen), out, ensure_ascii=False)
     out.write("\n")
     return 0
@@ -73,7 +74,8 @@ def cmd_json(pipeline, limit: int, order: str, out: TextIO | None = None) -> int
 
 def _describe(side: Side, labels: labels_mod.Labels) -> str:
     if side.person is None:
-        return f"{side.ref} (one face)"
+        return f"{side.ref} (one face)" if side.size == 1 else (
+            f"{side.ref}: {side.size} faces the other side's person holds now")
     name = labels.label(side.person).name
     who = f"{side.ref} ({name})" if name else side.ref
     return f"{who}, {side.size} faces"
@@ -111,7 +113,7 @@ def cmd_loop(pipeline, limit: int, order: str, stdin: TextIO | None = None,  # n
 
     cfg: Config = pipeline.cfg
     todo = session.questions(pipeline.store, pipeline.engine_id, pipeline.labels,
-                             cfg.state_dir, order=order)[: max(0, limit)]
+                             cfg.state_dir, cfg.clustering, order=order)[: max(0, limit)]
     if not todo:
         print("no questions: every person looks settled (new photos may bring some)",
               file=out)
@@ -149,7 +151,8 @@ def cmd_split(pipeline, pid: int, as_json: bool, stdin: TextIO | None = None,  #
 
     stdin, out = stdin or sys.stdin, out or sys.stdout
     key = labels_mod.person_key(pid)
-    faces, parts = person_parts(pipeline.store, pipeline.engine_id, pid)
+    faces, parts = person_parts(pipeline.store, pipeline.engine_id, pid,
+                                pipeline.cfg.clustering)
     by_id = {f.id: f for f in faces}
     if as_json:
         parts_json = [{"faces": [_face_json(by_id[f]) for f in p.shown],

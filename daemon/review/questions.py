@@ -1,7 +1,7 @@
 """Which "are these two the same person?" questions to ask, best first.
 
 A question has two sides, each a person (shown by a few of their faces) or one face.
-Three kinds are worth a person's time, each with an expected gain in faces put right:
+Four kinds are worth a person's time, each with an expected gain in faces put right:
 
 - *fragments*: two people whose centres are close may be one human cut in two; a "yes"
   joins them: the gain is the chance they are one times the pairs of faces it puts
@@ -10,7 +10,11 @@ Three kinds are worth a person's time, each with an expected gain in faces put r
   be someone else; a "no" takes it out: the chance times the wrong pairs it removes
   (``size - 1``);
 - *strays*: a face nobody was given, close to a person; a "yes" gives it to them: the
-  chance times the pairs it adds (``size``).
+  chance times the pairs it adds (``size``);
+- *parts*: a sub-group of a person (a part of a stricter re-clustering of the person's
+  faces alone, :mod:`daemon.review.split`: often another member of the family) against
+  the rest of that person; a "no" moves the whole sub-group out: the chance times the
+  wrong pairs it removes (``part size * rest size``).
 
 The chances are piecewise-linear in the distance, measured with the oracle of
 ``bench/review.py`` on Families In the Wild train (YuNet + dlib; bench/CLUSTERING.md):
@@ -23,9 +27,10 @@ a photo settles (two people with faces in one photo are two; a face is not the p
 who has another face in its photo), and a question answered "not sure" comes back only
 when new photos gave either side more faces.
 
-Question ids are the two sides' references, ``person-0007+person-0012`` or
-``person-0007+face-88`` (people first, then by number): the same question keeps its id
-whatever else changes, so an answer can be given later or by a script.
+Question ids are the two sides' references, ``person-0007+person-0012``,
+``person-0007+face-88`` or ``person-0007+part-88`` (:mod:`daemon.review.ids`): the
+same question keeps its id whatever else changes, so an answer can be given later or by
+a script.
 """
 
 from __future__ import annotations
@@ -36,13 +41,14 @@ from typing import Literal
 
 import numpy as np
 
+from daemon.cluster.dbscan import ClusterParams
 from daemon.cluster.links import Closure
 from daemon.cluster.neighbours import as_unit_float32, build_index, search
 from daemon.people.labels import ref_key
-from daemon.review.ids import question_id, ref_order
+from daemon.review.ids import SHOWN, part_key, question_id, ref_order
+from daemon.review.learn import Observed
+from daemon.review.split import split_faces, stricter
 
-SHOWN = 6
-"""Faces shown per side at most."""
 NEAR = 0.50
 """People (or a stray face and a person) farther apart are not worth asking about."""
 FRAGMENT_CHANCE = ((0.20, 0.12), (0.25, 0.08), (0.30, 0.06), (0.35, 0.02), (0.45, 0.0))
@@ -53,12 +59,20 @@ EDGE_CHANCE = ((-0.08, 0.0), (-0.06, 0.04), (-0.04, 0.16), (-0.02, 0.29), (0.0, 
                (0.02, 0.51), (0.04, 0.75))
 """(how much closer, in root mean square distance, a face is to the faces of the nearest
 other person than to the other faces of its own, chance that it is not its person)."""
+PART_CHANCE = ((0.15, 0.08), (0.225, 0.13), (0.30, 0.10))
+"""(distance between the centres of a sub-group and of the rest of its person, chance
+that the sub-group is someone else), measured on the 76 parts of the FIW store of
+bench/CLUSTERING.md (8% at 0.15-0.20, 13% at 0.20-0.25, 0 of 11 beyond)."""
+PART_MIN = 8
+"""People with fewer faces are not re-clustered for parts."""
+PART_PEOPLE = 500
+"""The largest people re-clustered for parts, at most (a bounded cost per listing)."""
 LOOKALIKES = 5
 """Nearest other people considered per person."""
 EDGES = 0.3
 """Share of a person's faces, farthest from its centre first, considered as edge faces."""
 
-Kind = Literal["fragment", "edge", "stray"]
+Kind = Literal["fragment", "edge", "stray", "part"]
 Order = Literal["gain", "naive"]
 
 
@@ -72,7 +86,9 @@ class Side:
     faces: tuple[int, ...]
     """Face ids to show, at most :data:`SHOWN`."""
     size: int
-    """Faces the side stands for (the person's, or 1)."""
+    """Faces the side stands for (the person's, the part's, or 1)."""
+    members: tuple[int, ...] = ()
+    """A part's face ids, all of them (what an answer about it moves)."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +188,9 @@ def _question(a: Side, b: Side, kind: Kind, gain: float, d: float) -> Question:
 
 
 def _fragments(lib: Library, people: _People, shown: dict[int, set[int]],
-               k: int = LOOKALIKES) -> list[Question]:
+               scale: float = 1.0, k: int = LOOKALIKES) -> list[Question]:
+    """Close people; ``scale``: what this library's answers make of the measured chance
+    (:mod:`daemon.review.learn`)."""
     if len(people.ids) < 2:
         return []
     dist, idx = search(build_index(people.centres), people.centres,
@@ -183,7 +201,7 @@ def _fragments(lib: Library, people: _People, shown: dict[int, set[int]],
             q = int(people.ids[j]) if j >= 0 else -1
             if j < 0 or j == i or d > NEAR or shown.get(p, set()) & shown.get(q, set()):
                 continue  # (a pair found from both sides is one question: same id)
-            gain = _chance(FRAGMENT_CHANCE, float(d)) * int(people.sizes[i]) * int(
+            gain = scale * _chance(FRAGMENT_CHANCE, float(d)) * int(people.sizes[i]) * int(
                 people.sizes[j])
             out.append(_question(_person_side(lib, people, p), _person_side(lib, people, q),
                                  "fragment", gain, float(d)))
@@ -241,6 +259,41 @@ def _strays(lib: Library, people: _People, shown: dict[int, set[int]]) -> list[Q
     return out
 
 
+def _parts(lib: Library, people: _People, params: ClusterParams,
+           answers: Closure) -> list[Question]:
+    """Each big person's faces re-clustered stricter; every part but the largest is
+    asked against the rest of its person."""
+    strict = stricter(params)
+    out = []
+    for i in np.argsort(-people.sizes, kind="stable")[:PART_PEOPLE].tolist():
+        if people.sizes[i] < PART_MIN:
+            break
+        p = int(people.ids[i])
+        rows = people.rows[p]  # nearest the person's centre first
+        photos = None if lib.photos is None else np.asarray(lib.photos)[rows]
+        found = split_faces(lib.face_ids[rows], lib.vectors[rows], photos, strict)
+        me = ref_key("person", p)
+        for part in found[1:]:
+            if any(answers.settled(me, ref_key("face", f)) for f in part.faces):
+                continue  # an answer already said what (some of) these faces are
+            inside = np.isin(lib.face_ids[rows], part.faces)
+            rest = rows[~inside]
+            d = _centre_distance(lib.vectors[rows[inside]], lib.vectors[rest])
+            rest_side = Side(me, p, tuple(int(f) for f in lib.face_ids[rest[:SHOWN]]),
+                             len(rest))
+            part_side = Side(part_key(part.faces[0]), None, part.shown, len(part.faces),
+                             part.faces)
+            gain = _chance(PART_CHANCE, d) * len(part.faces) * len(rest)
+            out.append(_question(rest_side, part_side, "part", gain, d))
+    return out
+
+
+def _centre_distance(a: np.ndarray, b: np.ndarray) -> float:
+    ca, cb = (as_unit_float32(x).mean(axis=0) for x in (a, b))
+    ca, cb = (c / max(float(np.linalg.norm(c)), 1e-12) for c in (ca, cb))
+    return float(np.linalg.norm(ca - cb))
+
+
 def _naive(lib: Library, people: _People) -> list[Question]:
     """The look-alike lists top to bottom (``people --json``'s), person by person: the
     order a user without this ranking would follow."""
@@ -257,19 +310,25 @@ def _naive(lib: Library, people: _People) -> list[Question]:
 
 
 def rank_questions(lib: Library, answers: Closure, skip: Mapping[str, int] | None = None,
-                   order: Order = "gain") -> list[Question]:
+                   order: Order = "gain", params: ClusterParams | None = None,
+                   observed: Observed | None = None) -> list[Question]:
     """Every question worth asking, best first (see the module docstring).
 
     ``skip`` maps ids answered "not sure" to the faces both sides had then: such a
-    question is left out until its sides have more faces.
+    question is left out until its sides have more faces. ``params``: the library's
+    clustering settings; without them no part is asked about. ``observed``: the
+    person-to-person answers so far, which scale the chance of such questions.
     """
     people = _people(lib)
     if order == "naive":
         found = _naive(lib, people)
     else:
         shown = _shown_in(lib)
-        found = _fragments(lib, people, shown) + _edges(lib, people) + _strays(lib, people,
-                                                                             shown)
+        scale = (observed or Observed()).scale()
+        found = (_fragments(lib, people, shown, scale) + _edges(lib, people)
+                 + _strays(lib, people, shown))
+        if params is not None:
+            found += _parts(lib, people, params, answers)
         found.sort(key=lambda q: (-q.gain, q.distance, q.id))
     skip = skip or {}
     seen: set[str] = set()

@@ -1,7 +1,11 @@
 """Recording an answer: "yes" / "no" into labels.toml, "not sure" into the state folder.
 
 "yes" and "no" go into a person's ``same_as`` / ``not`` list through
-:func:`daemon.people.naming.answer`, the one editor of labels.toml. "Not sure" is no knowledge
+:func:`daemon.people.naming.answer`, the one editor of labels.toml. A question about a
+part of a person (``person-0007+part-88``) is answered for all the part's faces: "no"
+puts every one of them in the person's ``not`` list (the next clustering moves them out
+together), "yes" the faces that were shown in ``same_as``. The part's faces are kept in
+the state folder when the question is listed (:func:`remember_parts`). "Not sure" is no knowledge
 about the people, so it stays out of the user's file: ``state/review.json`` keeps it with
 the faces both sides had, only so that the question comes back when new photos add some.
 Light on purpose (no clustering code): ``facecluster review answer`` must be quick.
@@ -19,7 +23,7 @@ import structlog
 from daemon.fsutil import atomic_write
 from daemon.people import naming
 from daemon.people.labels import Labels, parse_ref
-from daemon.review.ids import parse_question_id
+from daemon.review.ids import SHOWN, parse_part, parse_question_id
 
 if TYPE_CHECKING:
     from daemon.store import Store  # numpy and sqlite: not for a "yes" or "no"
@@ -27,23 +31,62 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 UNSURE_FILE = "review.json"
-"""In the state folder: questions answered "not sure", with the faces their sides had."""
+"""In the state folder: questions answered "not sure", with the faces their sides had,
+and the faces of the parts the last listed questions asked about."""
 
 Answer = Literal["yes", "no", "unsure"]
 ANSWERS: tuple[Answer, ...] = ("yes", "no", "unsure")
 
 
-def read_unsure(state_dir: Path) -> dict[str, int]:
-    """Question id -> the faces both sides had when it was answered "not sure"."""
+def _read_state(state_dir: Path) -> dict:
     try:
         data = json.loads((Path(state_dir) / UNSURE_FILE).read_text("utf-8"))
-        return {str(k): int(v) for k, v in data.get("unsure", {}).items()}
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError, AttributeError, TypeError) as e:
+    except (OSError, ValueError) as e:
         log.warning("review_state_unreadable", path=str(Path(state_dir) / UNSURE_FILE),
                     error=str(e))
         return {}
+
+
+def _write_state(state_dir: Path, data: dict) -> None:
+    atomic_write(Path(state_dir) / UNSURE_FILE,
+                 json.dumps(data, indent=1, sort_keys=True).encode())
+
+
+def read_unsure(state_dir: Path) -> dict[str, int]:
+    """Question id -> the faces both sides had when it was answered "not sure"."""
+    try:
+        return {str(k): int(v) for k, v in _read_state(state_dir).get("unsure", {}).items()}
+    except (ValueError, AttributeError, TypeError) as e:
+        log.warning("review_state_unreadable", path=str(Path(state_dir) / UNSURE_FILE),
+                    error=str(e))
+        return {}
+
+
+def read_parts(state_dir: Path) -> dict[str, list[int]]:
+    """Part question id -> the part's face ids (most central first)."""
+    try:
+        return {str(k): [int(f) for f in v]
+                for k, v in _read_state(state_dir).get("parts", {}).items()}
+    except (ValueError, AttributeError, TypeError) as e:
+        log.warning("review_state_unreadable", path=str(Path(state_dir) / UNSURE_FILE),
+                    error=str(e))
+        return {}
+
+
+def remember_parts(state_dir: Path, parts: dict[str, Sequence[int]]) -> None:
+    """Keep the faces of the parts just listed, for their answers (replacing the last
+    listing's: a part is re-found from the store at every listing)."""
+    data = _read_state(state_dir)
+    wanted = {k: [int(f) for f in v] for k, v in sorted(parts.items())}
+    if data.get("parts", {}) == wanted:
+        return
+    data["parts"] = wanted
+    _write_state(state_dir, data)
 
 
 def _holder(labels: Labels, a: str, b: str) -> tuple[int, str]:
@@ -65,7 +108,7 @@ def side_sizes(store: Store, refs: Sequence[str]) -> int:
     counts = {p.id: p.face_count for p in store.people()}
     total = 0
     for r in refs:
-        kind, number = parse_ref(r)  # type: ignore[misc]
+        kind, number = parse_ref(r) or ("part", 0)
         total += counts.get(number, 0) if kind == "person" else 1
     return total
 
@@ -84,12 +127,21 @@ def record_answer(labels_file: Path, state_dir: Path, labels: Labels, qid: str,
     a, b = parse_question_id(qid)
     if answer not in ANSWERS:
         raise naming.NamingError(f"answer yes, no or unsure, not {answer!r}")
+    part = parse_part(b)
+    members = read_parts(state_dir).get(f"{a}+{b}", [part]) if part is not None else []
     if answer == "unsure":
+        data = _read_state(state_dir)
         unsure = read_unsure(state_dir)
-        unsure[f"{a}+{b}"] = side_sizes(store, (a, b)) if store is not None else 0
-        atomic_write(Path(state_dir) / UNSURE_FILE,
-                     json.dumps({"unsure": unsure}, indent=1, sort_keys=True).encode())
+        # (a part's faces are its person's: the person's count is both sides')
+        refs = (a,) if part is not None else (a, b)
+        unsure[f"{a}+{b}"] = side_sizes(store, refs) if store is not None else 0
+        _write_state(state_dir, {**data, "unsure": unsure})
         return None
+    if part is not None:  # a part: every face of it, or (a "yes") the faces shown
+        faces = members if answer == "no" else members[:SHOWN]
+        return naming.answer(labels_file, parse_ref(a)[1],  # type: ignore[index]
+                             [f"face-{f}" for f in faces], same=answer == "yes",
+                             expected_digest=expected_digest)
     holder, other = _holder(labels, a, b)
     return naming.answer(labels_file, holder, other, same=answer == "yes",
                          expected_digest=expected_digest)

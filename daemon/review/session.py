@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.config import ClusterConfig
 from daemon.people.labels import Labels
 from daemon.review.answers import answer_closure
+from daemon.review.learn import person_answers
 from daemon.review.questions import Library, Order, Question, rank_questions
-from daemon.review.record import read_unsure
+from daemon.review.record import read_unsure, remember_parts
+from daemon.review.split import configured_params
 from daemon.store import Store
 
 
@@ -29,10 +32,16 @@ def library(store: Store, engine_id: str) -> Library:
 
 
 def questions(store: Store, engine_id: str, labels: Labels, state_dir: Path,
-              order: Order = "gain") -> list[Question]:
-    """The open questions about the store's faces, best first."""
-    return rank_questions(library(store, engine_id), answer_closure(labels),
-                          read_unsure(state_dir), order=order)
+              clustering: ClusterConfig, order: Order = "gain") -> list[Question]:
+    """The open questions about the store's faces, best first (``clustering``: the
+    config's ``[clustering]``, which the parts of a person are stricter than). The faces
+    of the parts asked about are kept in the state folder for their answers."""
+    found = rank_questions(library(store, engine_id), answer_closure(labels),
+                           read_unsure(state_dir), order=order,
+                           params=configured_params(engine_id, clustering),
+                           observed=person_answers(labels))
+    remember_parts(state_dir, {q.id: q.b.members for q in found if q.kind == "part"})
+    return found
 
 
 def as_json(store: Store, chosen: Sequence[Question]) -> dict:

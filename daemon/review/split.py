@@ -11,13 +11,14 @@ see :func:`daemon.cluster.links.apply_links`) -- and keeps it so after a rebuild
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from daemon.cluster.dbscan import NOISE, ClusterParams, cluster_faces, with_eps
+from daemon.cluster.dbscan import NOISE, ClusterParams, cluster_faces, default_params, with_eps
 from daemon.cluster.neighbours import as_unit_float32
-from daemon.review.questions import SHOWN
+from daemon.config import ClusterConfig
+from daemon.review.ids import SHOWN
 
 STRICT = 0.85
 """The split's eps as a share of the person's usual one."""
@@ -29,6 +30,17 @@ class Part:
 
     faces: tuple[int, ...]
     shown: tuple[int, ...]
+
+
+def configured_params(engine_id: str, clustering: ClusterConfig) -> ClusterParams:
+    """The engine's measured defaults with the user's ``[clustering]`` overrides: what
+    every clustering of this library uses, so a split is stricter than *that*."""
+    params = default_params(engine_id)
+    if clustering.eps > 0:
+        params = with_eps(params, clustering.eps)
+    if clustering.min_samples > 0:
+        params = replace(params, min_samples=clustering.min_samples)
+    return params
 
 
 def stricter(params: ClusterParams, share: float = STRICT) -> ClusterParams:
@@ -55,14 +67,15 @@ def split_faces(face_ids: np.ndarray, vectors: np.ndarray, photos: np.ndarray | 
     return parts
 
 
-def person_parts(store, engine_id: str, person_id: int) -> tuple[list, list[Part]]:  # noqa: ANN001
-    """A stored person's faces (records) and their parts under :func:`stricter` settings."""
-    from daemon.cluster.dbscan import default_params
-
+def person_parts(store, engine_id: str, person_id: int,  # noqa: ANN001
+                 clustering: ClusterConfig) -> tuple[list, list[Part]]:
+    """A stored person's faces (records) and their parts under :func:`stricter` settings
+    (of the library's own: ``clustering`` is the config's ``[clustering]``)."""
     faces = store.faces(person_id=person_id)
     if not faces:
         return faces, []
     ids = np.array([f.id for f in faces], dtype=np.int64)
     photos = np.array([f.photo_id for f in faces], dtype=np.int64)
     vecs = store.face_vectors(ids.tolist())
-    return faces, split_faces(ids, vecs, photos, stricter(default_params(engine_id)))
+    return faces, split_faces(ids, vecs, photos,
+                              stricter(configured_params(engine_id, clustering)))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 import structlog
@@ -24,6 +23,7 @@ from daemon.people import labels
 from daemon.people.identity import Identity, person_refs
 from daemon.review import dates
 from daemon.review.answers import answer_closure, canonical_people, face_links
+from daemon.review.split import configured_params
 from daemon.stages.reports import ClusterReport
 from daemon.store import FaceRecord, Store
 
@@ -130,13 +130,7 @@ class People:
 
     def cluster_params(self) -> cluster.ClusterParams:
         """The engine's measured defaults, with the config's overrides."""
-        params = cluster.default_params(self.engine_id)
-        c = self.cfg.clustering
-        if c.eps > 0:
-            params = cluster.with_eps(params, c.eps)
-        if c.min_samples > 0:
-            params = replace(params, min_samples=c.min_samples)
-        return params
+        return configured_params(self.engine_id, self.cfg.clustering)
 
     def _excluded(self, faces: Sequence[FaceRecord] | None = None) -> set[tuple[int, int]]:
         """(face id, person id) pairs the user marked "not this person" in labels.toml.

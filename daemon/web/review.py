@@ -32,7 +32,8 @@ def _questions(st: WebState, lab) -> list:  # noqa: ANN001 - a LabelsState
     unsure = sorted(read_unsure(st.cfg.state_dir).items())
     return st.library._cached(  # noqa: SLF001 - the library's per-version cache
         f"review:{lab.digest}:{unsure}",
-        lambda: session.questions(store, engine, lab.labels, st.cfg.state_dir))
+        lambda: session.questions(store, engine, lab.labels, st.cfg.state_dir,
+                                  st.cfg.clustering))
 
 
 def review_page(request: Request) -> Response:
@@ -79,7 +80,7 @@ def _split_parts(st: WebState, pid: int) -> list:
     if engine is None:
         return []
     return st.library._cached(  # noqa: SLF001 - the library's per-version cache
-        f"split:{pid}", lambda: person_parts(st.library.store, engine, pid)[1])
+        f"split:{pid}", lambda: person_parts(st.library.store, engine, pid, st.cfg.clustering)[1])
 
 
 def split_page(request: Request) -> Response:
