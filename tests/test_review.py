@@ -259,3 +259,24 @@ def test_a_split_is_stricter_than_the_users_own_settings() -> None:
     assert (mine.eps, mine.min_samples) == (0.30, 4)
     assert stricter(mine).eps == pytest.approx(0.30 * 0.85)
     assert configured_params(engine, ClusterConfig()) == default_params(engine)
+
+
+def test_many_noes_to_close_people_lower_the_chance_of_the_next_ones() -> None:
+    from daemon.review.learn import FRAGMENT_PRIOR, Observed, person_answers
+
+    labels = parse_labels('[people]\nperson-0001 = { same_as = ["person-0002"], '
+                          'not = ["person-0003", "person-0004", "face-9"] }\n'
+                          'person-0005 = { not = ["person-0006"] }\n')
+    assert person_answers(labels) == Observed(yes=1, no=3)  # faces are not counted
+    assert Observed().scale() == pytest.approx(1.0)
+    relatives, strangers = Observed(yes=1, no=40), Observed(yes=20, no=20)
+    assert relatives.scale() < 0.6 < 1.0 < strangers.scale()
+    assert relatives.scale() == pytest.approx((1 + 20 * FRAGMENT_PRIOR) / 61 / FRAGMENT_PRIOR)
+    lib, _ = _library()
+    none = answer_closure(parse_labels(""))
+    before = {q.id: q.gain for q in rank_questions(lib, none) if q.kind == "fragment"}
+    after = {q.id: q.gain for q in rank_questions(lib, none, observed=relatives)
+             if q.kind == "fragment"}
+    assert before.keys() == after.keys() and before
+    assert all(after[k] == pytest.approx(before[k] * relatives.scale(), abs=1e-3)
+               for k in before)
