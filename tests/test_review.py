@@ -280,3 +280,23 @@ def test_many_noes_to_close_people_lower_the_chance_of_the_next_ones() -> None:
     assert before.keys() == after.keys() and before
     assert all(after[k] == pytest.approx(before[k] * relatives.scale(), abs=1e-3)
                for k in before)
+
+
+def test_after_a_no_the_faces_between_the_two_people_come_first() -> None:
+    from tests.synthetic import unit
+
+    v, _ = blobs(2, 12, 0.03, seed=5)  # humans A (rows 0-11) and B (12-23)
+    persons = np.array([7] * 12 + [8] * 12, dtype=np.int64)
+    none = answer_closure(parse_labels(""))
+    apart = answer_closure(parse_labels('[people]\nperson-0007 = { not = ["person-0008"] }\n'))
+
+    def edge_gain(mix: float, answers) -> float:  # noqa: ANN001
+        w = v.copy()
+        w[0] = unit((1 - mix) * v[1:12].mean(axis=0) + mix * v[12:].mean(axis=0))
+        lib = Library(np.arange(200, 224), w, persons)
+        found = {q.id: q.gain for q in rank_questions(lib, answers)}
+        return found.get("person-0007+face-200", 0.0)
+
+    pairs = [(edge_gain(m, none), edge_gain(m, apart)) for m in np.linspace(0.3, 0.6, 31)]
+    assert all(after >= before for before, after in pairs)
+    assert any(after > before > 0 for before, after in pairs)  # a face between, ranked up
