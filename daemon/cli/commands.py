@@ -407,17 +407,14 @@ def _cmd_export(cfg: Config, args: argparse.Namespace) -> int:
     from daemon import albums
 
     with _reader(cfg) as pipeline:
-        folder = pipeline.find_album(args.person)
-        plans = [p for p in pipeline.plans() if p.folder == folder] if folder else []
-    if folder is None:
+        plan = pipeline.find_album(args.person)
+    if plan is None:
         raise UserError(f"no album for {quote(args.person)}: see `facecluster people`")
     # Only what the store puts in this album now; the manifest on the share is not proof.
-    known = albums.KnownPhotos(
-        frozenset(photo for plan in plans for photo in plan.photos), cfg.watch
-    )
-    target = albums.zip_target(args.zip_path, folder)
-    n = albums.export_zip(cfg.albums_dir, folder, target, known=known)
-    print(f"wrote {n} photos of {folder} to {target}")
+    known = albums.KnownPhotos(frozenset(plan.photos), cfg.watch)
+    target = albums.zip_target(args.zip_path, plan.folder)
+    n = albums.export_zip(cfg.albums_dir, plan.folder, target, known=known)
+    print(f"wrote {n} photos of {plan.folder} to {target}")
     return 0
 
 
