@@ -254,7 +254,7 @@ def test_naming_with_a_taken_name_says_it_merges(lib, capsys) -> None:
 
 def test_last_scan_while_the_service_indexes() -> None:
     """Bug 9: `status` said "last scan: never" while the service was busy indexing."""
-    from daemon.cli.commands import _last_scan
+    from daemon.cli.status import _last_scan
     from daemon.service.status import ServiceStatus
 
     def svc(phase: str, message: str) -> ServiceStatus:
