@@ -76,6 +76,8 @@ def test_turning_the_page_on_and_off_in_the_config_applies_while_the_service_run
             svc.cfg.write_text(plain + f"[web]\nenabled = false\nport = {port}\n")
             svc.wait_for("the page stopped after the config change",
                          lambda: _page(client) is None, 60)
+        # The config change may have started a rescan: the stop is tested from rest.
+        svc.wait_for("idle", lambda: svc.status().get("phase") == "idle", 60)
         svc.stop()
     finally:
         svc.close()
