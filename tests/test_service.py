@@ -97,8 +97,10 @@ class Notifications:
         self.sock.close()
 
 
-STOP_GUARD = 120.0
-"""Seconds a stopping service may take before the test calls it hung (not a speed goal)."""
+GUARD = 180.0
+"""Seconds a service may take to start or stop before a test calls it hung: a guard
+against a hang, not a speed goal (on a loaded 2-core machine, importing the models'
+libraries alone has taken over a minute)."""
 
 
 class RunningService:
@@ -150,7 +152,7 @@ rescan_interval = 0
                 [sys.executable, "-m", "daemon", "--config", str(self.cfg), "run"],
                 cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )
-        self.wait_for("READY=1", lambda: self.notify.saw("READY=1", seen), 60)
+        self.wait_for("READY=1", lambda: self.notify.saw("READY=1", seen), GUARD)
         return self.proc
 
     def stop(self) -> None:
@@ -160,7 +162,7 @@ rescan_interval = 0
         assert self.proc is not None
         seen = len(self.notify.messages)
         self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=STOP_GUARD) == 0
+        assert self.proc.wait(timeout=GUARD) == 0
         assert self.notify.saw("STOPPING=1", seen)
         assert read_service_status(self.state) is None
 
