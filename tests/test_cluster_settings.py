@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli.commands import _indexing_lines
+from daemon.cli.status import _indexing_lines
 from daemon.config import ConfigError, from_dict
 from daemon.remote.fingerprint import Fingerprint
 from daemon.remote.settings import is_loopback, parse_address, require_safe

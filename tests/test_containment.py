@@ -364,3 +364,31 @@ def test_export_does_not_follow_a_link_planted_among_the_photos(tmp_path: Path) 
     assert export_zip(albums, "person-0001", zpath, known=known) == 1
     with zipfile.ZipFile(zpath) as z:
         assert b"private key material" not in [z.read(n) for n in z.namelist()]
+
+
+def test_known_photos_locate_only_the_album_s_photos_inside_a_watched_folder(
+        tmp_path: Path) -> None:
+    plan = _one_plan(tmp_path)
+    outside = tmp_path / "elsewhere" / "a.jpg"
+    known = KnownPhotos(frozenset([*plan.photos, outside]), (tmp_path / "photos",))
+    assert known.locate(plan.photos[0]) == (tmp_path / "photos", ("a.jpg",))
+    assert known.locate(outside) is None  # known, but in no watched folder
+    assert known.locate(tmp_path / "photos" / "b.jpg") is None  # watched, not the album's
+    assert known.locate(tmp_path / "photos" / ".." / "photos" / "a.jpg") is None
+
+
+def test_a_copied_entry_of_a_photo_not_in_the_album_is_not_exported(tmp_path: Path) -> None:
+    plan = _one_plan(tmp_path)
+    other = tmp_path / "photos" / "other.jpg"
+    other.write_bytes(b"\xff\xd8 not this album \xff\xd9")
+    albums = tmp_path / "albums"
+    write_albums(albums, [plan, AlbumPlan("person-0002", (2,), (other,), ())], "copy")
+    # The manifest on the share says person-0001 holds a copy of the other album's photo.
+    entry = next((albums / "person-0002").iterdir())
+    (albums / "person-0001" / entry.name).write_bytes(other.read_bytes())
+    _tamper_manifest(albums, {f"person-0001/{entry.name}": {"source": str(other),
+                                                            "mode": "copy"}})
+    zpath = tmp_path / "out.zip"
+    assert export_zip(albums, "person-0001", zpath, known=_known(plan, tmp_path)) == 1
+    with zipfile.ZipFile(zpath) as z:
+        assert b"\xff\xd8 not this album \xff\xd9" not in [z.read(n) for n in z.namelist()]

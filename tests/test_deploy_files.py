@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from daemon.cli.commands import _parser
+from daemon.cli.parser import build_parser
 from daemon.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ def test_launchd_plist_parses_and_runs_a_command_the_cli_accepts():
     assert program.endswith("/.venv/bin/facecluster")
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert "facecluster" in scripts  # what pip installs into .venv/bin
-    parsed = _parser().parse_args(args)
+    parsed = build_parser().parse_args(args)
     assert parsed.command == "run" and str(parsed.config).endswith("config.toml")
     log_dir = Path(plist["StandardOutPath"]).parent
     assert log_dir.parts[-2:] == ("Library", "Logs")

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -253,7 +254,7 @@ def test_naming_with_a_taken_name_says_it_merges(lib, capsys) -> None:
 
 def test_last_scan_while_the_service_indexes() -> None:
     """Bug 9: `status` said "last scan: never" while the service was busy indexing."""
-    from daemon.cli.commands import _last_scan
+    from daemon.cli.status import _last_scan
     from daemon.service.status import ServiceStatus
 
     def svc(phase: str, message: str) -> ServiceStatus:
@@ -286,6 +287,22 @@ def test_export_into_a_folder_or_a_missing_one(lib, capsys) -> None:
     err = capsys.readouterr().err
     assert "does not exist" in err and "nodir" in err and ".facecluster-tmp" not in err
     assert not (root / "nodir").exists()
+
+
+def test_export_reads_the_store_once(lib, capsys, monkeypatch) -> None:
+    """The album is found and its photos known from one read of the store's faces."""
+    from daemon.stages.reflect import Reflect
+
+    cfg, photos, root = lib
+    obama = _who(_people(cfg, capsys), "obama")
+    reads = []
+    real = Reflect._read_faces
+    monkeypatch.setattr(Reflect, "_read_faces", lambda self: reads.append(1) or real(self))
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "export", obama["key"], "--zip", str(root / "o.zip")]) == 0
+    assert len(reads) == 1
+    assert f"of {Path(obama['album']).name} to" in capsys.readouterr().out
+    assert zipfile.is_zipfile(root / "o.zip")
 
 
 def test_config_after_the_command_and_hints_that_can_be_pasted(lib, capsys) -> None:

@@ -222,6 +222,27 @@ def test_hide_and_show_again(lib: Path):
     assert f"person-{pid:04d}" in albums(lib)
 
 
+def test_an_edit_reads_labels_toml_once(lib: Path, monkeypatch: pytest.MonkeyPatch):
+    """Who is known and who was hidden together come from one reading of the file."""
+    from daemon.web.library import Library
+
+    client = client_for(lib)
+    a, b = people(client)[:2]
+    client.post("/name", data={**form_tokens(client), "person": [str(a), str(b)],
+                               "name": "Pair"})
+    client.post("/hide", data={**form_tokens(client), "person": str(a), "hidden": "1"})
+    assert labels_text(lib).count("hide = true") == 2
+    tokens = form_tokens(client, f"/person/{a}")
+    reads = []
+    real = Library.labels
+    monkeypatch.setattr(Library, "labels", lambda self, d: reads.append(d) or real(self, d))
+    r = client.post("/hide", data={**tokens, "person": str(a), "hidden": "0"},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    assert len(reads) == 1
+    assert "hide" not in labels_text(lib)  # both shown again, as they were hidden
+
+
 def _face_of(client: TestClient, pid: int) -> tuple[int, str]:
     """A face of the person whose photo holds no other face of theirs, and its file."""
     page = client.get(f"/person/{pid}").text

@@ -10,7 +10,7 @@ import httpx
 from net import free_port
 
 from daemon.config import from_dict
-from daemon.service.loop import restart_web
+from daemon.service.page import restart_web
 
 
 def _answers(port: int, within: float = 20.0) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from net import free_port
-from test_service import RunningService
+from test_service import GUARD, RunningService
 
 pytestmark = pytest.mark.slow
 
@@ -72,10 +72,12 @@ def test_turning_the_page_on_and_off_in_the_config_applies_while_the_service_run
             assert _page(client) is None
             svc.cfg.write_text(plain + f"[web]\nenabled = true\nport = {port}\n")
             svc.wait_for("the page served after the config change",
-                         lambda: _page(client), 90)
+                         lambda: _page(client), GUARD)
             svc.cfg.write_text(plain + f"[web]\nenabled = false\nport = {port}\n")
             svc.wait_for("the page stopped after the config change",
-                         lambda: _page(client) is None, 60)
+                         lambda: _page(client) is None, GUARD)
+        # The config change may have started a rescan: the stop is tested from rest.
+        svc.wait_for("idle", lambda: svc.status().get("phase") == "idle", GUARD)
         svc.stop()
     finally:
         svc.close()

@@ -56,6 +56,13 @@ class KnownPhotos:
     roots: Sequence[Path]
     """The watched folders."""
 
+    def locate(self, source: Path) -> tuple[Path, tuple[str, ...]] | None:
+        """The watched folder and the parts below it of ``source``, if it is one of the
+        album's photos and inside a watched folder; None means it may not be read."""
+        if source not in self.photos:
+            return None
+        return _under_root(source, self.roots)
+
 
 def _under_root(source: Path, roots: Sequence[Path]) -> tuple[Path, tuple[str, ...]] | None:
     """The watched folder holding ``source`` and the path's parts below it, if any."""
@@ -75,7 +82,7 @@ _NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 def open_original(source: str, known: KnownPhotos) -> int:
     """Open a known photo for reading, following no link below its watched folder."""
     path = Path(source)
-    found = _under_root(path, known.roots) if path in known.photos else None
+    found = known.locate(path)
     if found is None:
         raise ExportError(f"{source}: not a photo facecluster knows in a watched folder")
     # Watched folders are the user's own setting: a link there is theirs and followed.
@@ -118,7 +125,7 @@ def _open_entry(dir_fd: int, name: str, mode: str, source: str, known: KnownPhot
             raise ExportError(f"{name}: the manifest's source is not where the link leads")
         return fd
     # A copy or hardlink is read as the entry itself; it must still be of a known photo.
-    if _under_root(Path(source), known.roots) is None or Path(source) not in known.photos:
+    if known.locate(Path(source)) is None:
         raise ExportError(f"{name}: not an entry of a photo facecluster knows")
     return os.open(name, _NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
 

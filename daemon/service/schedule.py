@@ -29,6 +29,21 @@ ALBUM_BURST_INTERVAL = 5.0
 """During a burst, the album tree is rewritten at most this often (seconds)."""
 
 
+class _Every:
+    """A check done at most once every ``seconds``: due at once, then not again until
+    that many seconds passed (by the schedule's clock)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._next = float("-inf")
+
+    def due(self, now: float) -> bool:
+        if now < self._next:
+            return False
+        self._next = now + self.seconds
+        return True
+
+
 class Schedule:
     """Decides when the service's periodic and deferred work is due (see module doc)."""
 
@@ -48,8 +63,8 @@ class Schedule:
         self._last_album_write = float("-inf")
         self.rescan_wanted = False
         self._next_rescan = self._rescan_due_from(now)
-        self._next_labels_check = float("-inf")
-        self._next_config_check = float("-inf")
+        self._labels_check = _Every(LABELS_POLL)
+        self._config_check = _Every(CONFIG_POLL)
 
     def now(self) -> float:
         """The schedule's clock."""
@@ -139,18 +154,10 @@ class Schedule:
 
     def labels_check_due(self) -> bool:
         """Whether to look at labels.toml now (at most every :data:`LABELS_POLL` s)."""
-        now = self._clock()
-        if now < self._next_labels_check:
-            return False
-        self._next_labels_check = now + LABELS_POLL
-        return True
+        return self._labels_check.due(self._clock())
 
     # -- the config file ----------------------------------------------------------------
 
     def config_check_due(self) -> bool:
         """Whether to look at the config file now (at most every :data:`CONFIG_POLL` s)."""
-        now = self._clock()
-        if now < self._next_config_check:
-            return False
-        self._next_config_check = now + CONFIG_POLL
-        return True
+        return self._config_check.due(self._clock())

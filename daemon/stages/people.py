@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import structlog
@@ -28,6 +29,36 @@ from daemon.stages.reports import ClusterReport
 from daemon.store import FaceRecord, Store
 
 log = structlog.get_logger(__name__)
+
+
+class KeptDates:
+    """``state/photo-dates.json`` as last read, read again only when the file changed
+    (its mtime and size): every batch of new faces looks dates up, and re-parsing the
+    whole library's dates for each would cost what the library costs."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._state_dir = Path(state_dir)
+        self._stamp: tuple[int, int] | None = None
+        self._dates: dict[str, str] = {}
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = (self._state_dir / dates.DATES_FILE).stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def of(self, photos: Mapping[str, Path]) -> dict[str, str]:
+        """Content hash -> date (``""``: none) for ``photos`` (hash -> path) and every
+        photo kept before; only photos never dated are read (and kept)."""
+        stamp = self._file_stamp()
+        if stamp != self._stamp:
+            self._dates, self._stamp = dates.read_dates(self._state_dir), stamp
+        fresh = [(h, p) for h, p in photos.items() if h not in self._dates]
+        if fresh:
+            self._dates = dates.photo_dates(self._state_dir, fresh)
+            self._stamp = self._file_stamp()
+        return self._dates
 
 
 class People:
@@ -61,6 +92,7 @@ class People:
         self._provisional: set[int] = set()
         self.labels = labels.Labels()
         self.labels_error: str | None = None
+        self._dates = KeptDates(cfg.state_dir)
         self.reload_labels()
 
     def reload_labels(self) -> str | None:
@@ -277,14 +309,13 @@ class People:
 
     def _before_birth(self, faces: Sequence[FaceRecord]) -> set[tuple[int, int]]:
         """(face, person) pairs of photos taken before the person was born (labels.toml's
-        ``born``); photo dates are read only when some person has one."""
+        ``born``); photo dates are read only when some person has one, and only for the
+        photos of ``faces`` (a batch of new faces costs its own photos, not the library)."""
         born = dates.born_after(self.labels, self.alias)
         if not born or not faces:
             return set()
-        wanted = {f.photo_id for f in faces}
-        hashes = {rec.id: (rec.content_hash, rec.path) for rec in self.store.iter_photos()
-                  if rec.id in wanted and rec.content_hash}
-        known = dates.photo_dates(self.cfg.state_dir, hashes.values())
+        hashes = self.store.photo_hashes({f.photo_id for f in faces})
+        known = self._dates.of(dict(hashes.values()))
         return dates.before_birth(
             ((f.id, hashes.get(f.photo_id, (None, None))[0]) for f in faces), known, born)
 

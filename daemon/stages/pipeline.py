@@ -202,8 +202,8 @@ class Pipeline:
         """Every person with faces, with their name, album folder and a sample photo."""
         return self._reflect.people(plans)
 
-    def find_album(self, who: str) -> str | None:
-        """The album folder for a folder name, a person's name, or an id like person-0007."""
+    def find_album(self, who: str) -> albums.AlbumPlan | None:
+        """The album plan for a folder name, a person's name, or an id like person-0007."""
         return self._reflect.find_album(who)
 
     # -- the whole thing ---------------------------------------------------------------

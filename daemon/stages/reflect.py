@@ -185,14 +185,15 @@ class Reflect:
         except OSError as e:
             log.warning("people_file_not_written", path=str(target), error=str(e))
 
-    def find_album(self, who: str) -> str | None:
-        """The album folder for a folder name, a person's name, or an id like person-0007."""
+    def find_album(self, who: str) -> albums.AlbumPlan | None:
+        """The album plan for a folder name, a person's name, or an id like person-0007
+        (the store read once: its folder and its photos)."""
         seen = self._read_faces()
         plans = self._plan(seen)
-        for plan in plans:
-            if plan.folder == who:
-                return plan.folder
+        by_folder = {plan.folder: plan for plan in plans}
+        if who in by_folder:
+            return by_folder[who]
         for row in self._rows(plans, seen):
             if who in (row.key, row.name, str(row.id)) and row.album:
-                return Path(row.album).name
+                return by_folder.get(Path(row.album).name)
         return None

@@ -461,6 +461,18 @@ class Store:
             ).fetchall()
         return [_photo(r) for r in rows]
 
+    def photo_hashes(self, ids: Iterable[int]) -> dict[int, tuple[str, Path]]:
+        """Photo id -> (content hash, path) of those of ``ids`` that have a hash: the
+        lean read for a batch's photos (no row of another photo is touched)."""
+        out: dict[int, tuple[str, Path]] = {}
+        with self._lock, self._errors():
+            for chunk in _chunks(sorted({int(i) for i in ids})):
+                rows = self._conn.execute(
+                    f"SELECT id, content_hash, path FROM photos WHERE id IN "
+                    f"({','.join('?' * len(chunk))}) AND content_hash IS NOT NULL", chunk)
+                out.update((r[0], (r[1], _path_of(r[2]))) for r in rows)
+        return out
+
     def iter_photos(self, page: int = 1000) -> Iterator[PhotoRecord]:
         """All photos in id order, read a page at a time (writes may happen meanwhile)."""
         last = 0

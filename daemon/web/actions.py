@@ -8,6 +8,7 @@ meanwhile (a hand edit) is refused with a page saying so, and nothing is written
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import structlog
 from starlette.datastructures import FormData
@@ -17,9 +18,9 @@ from starlette.responses import RedirectResponse, Response
 
 from daemon.people import labels, naming
 from daemon.web.forms import back, number, person_ids, read_form, text
-from daemon.web.library import NotFound
+from daemon.web.library import LabelsState, NotFound
 from daemon.web.render import render
-from daemon.web.state import WebState, web_state
+from daemon.web.state import WebState, labels_of, web_state
 
 log = structlog.get_logger(__name__)
 
@@ -27,6 +28,10 @@ UNDO_DEPTH = 20
 
 Change = Callable[[FormData, str, WebState], tuple[naming.LabelsEdit, str]]
 """One edit: (form, the page's labels digest, state) -> (the edit, what was done)."""
+PeopleChange = Callable[..., tuple[naming.LabelsEdit, str]]
+"""An edit of ticked people: a :data:`Change` that also takes ``now=``, labels.toml as
+this request read it (:func:`labels_of`), so who is known and who shares a name come
+from one reading of the file."""
 
 
 async def _edit(request: Request, change: Change, default_back: str = "/") -> Response:
@@ -54,7 +59,13 @@ async def _edit(request: Request, change: Change, default_back: str = "/") -> Re
     return RedirectResponse(f"{to}{sep}done={done}", status_code=303)
 
 
-def _known(form: FormData, st: WebState) -> list[int]:
+async def _edit_people(request: Request, change: PeopleChange) -> Response:
+    """:func:`_edit` for an edit of ticked people, with the labels this request read."""
+    _, now = labels_of(request)
+    return await _edit(request, partial(change, now=now))
+
+
+def _known(form: FormData, st: WebState, now: LabelsState) -> list[int]:
     """The ticked people, each one the store knows (a made-up id names nobody), with
     everyone who shares a name with them: merged people are one person on the page, and
     an edit of them is an edit of all (as ``facecluster name`` does with a name)."""
@@ -64,14 +75,9 @@ def _known(form: FormData, st: WebState) -> list[int]:
         if pid not in known:
             raise naming.NamingError(
                 f"there is no {labels.person_key(pid)}: reload the page to see who there is")
-    state = st.library.labels(naming.labels_digest(st.cfg.labels_file))
     out: list[int] = []
     for pid in ids:
-        try:
-            members = st.library.person(pid, state).members
-        except NotFound:  # known, but no faces left: themselves only
-            members = (pid,)
-        out += [m for m in members if m not in out]
+        out += [m for m in st.library.members(pid, now) if m not in out]
     return out
 
 
@@ -84,26 +90,29 @@ def _each(digest: str, steps: list[Callable[[str], naming.LabelsEdit]]) -> namin
     return naming.LabelsEdit(edits[0].path, edits[0].before, edits[-1].after)
 
 
-def _name(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit, str]:
+def _name(form: FormData, digest: str, st: WebState, *,
+          now: LabelsState) -> tuple[naming.LabelsEdit, str]:
     ticked = len(set(form.getlist("person")))
-    ids = _known(form, st)
+    ids = _known(form, st, now)
     edit = naming.name_people(st.cfg.labels_file, ids, text(form, "name") or "",
                               expected_digest=digest)
     return edit, "merged" if ticked > 1 else "named"
 
 
-def _merge(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit, str]:
+def _merge(form: FormData, digest: str, st: WebState, *,
+           now: LabelsState) -> tuple[naming.LabelsEdit, str]:
     if len(set(form.getlist("person"))) < 2:
         raise naming.NamingError("tick at least two people to merge")
-    return _name(form, digest, st)
+    return _name(form, digest, st, now=now)
 
 
-def _hide(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit, str]:
-    ids = _known(form, st)
+def _hide(form: FormData, digest: str, st: WebState, *,
+          now: LabelsState) -> tuple[naming.LabelsEdit, str]:
+    ids = _known(form, st, now)
     hidden = text(form, "hidden") != "0"
     path = st.cfg.labels_file
     if not hidden:  # hidden together, they are shown together again (and merge again)
-        people = st.library.labels(naming.labels_digest(path)).labels.people
+        people = now.labels.people
         names = {people[pid].name for pid in ids if pid in people and people[pid].name}
         known = st.library.known_ids()
         ids += sorted(pid for pid, lab in people.items()
@@ -139,8 +148,9 @@ def _exclude_entries(value: object, members: tuple[int, ...],
         return [(owner, f"face-{f.id}") for f in st.library.faces_in_photo(owner, face.path)]
 
 
-def _exclude(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit, str]:
-    members = tuple(_known(form, st))
+def _exclude(form: FormData, digest: str, st: WebState, *,
+             now: LabelsState) -> tuple[naming.LabelsEdit, str]:
+    members = tuple(_known(form, st, now))
     by_owner: dict[int, list[str]] = {}
     for value in form.getlist("entry"):
         for owner, entry in _exclude_entries(value, members, st):
@@ -166,22 +176,22 @@ def _undo(form: FormData, digest: str, st: WebState) -> tuple[naming.LabelsEdit,
 
 async def name_action(request: Request) -> Response:
     """Name (or rename) the ticked people; several ticked are merged under the name."""
-    return await _edit(request, _name)
+    return await _edit_people(request, _name)
 
 
 async def merge_action(request: Request) -> Response:
     """Merge two or more ticked people under one name."""
-    return await _edit(request, _merge)
+    return await _edit_people(request, _merge)
 
 
 async def hide_action(request: Request) -> Response:
     """Hide a person (no album), or show them again."""
-    return await _edit(request, _hide)
+    return await _edit_people(request, _hide)
 
 
 async def exclude_action(request: Request) -> Response:
     """Mark faces or whole photos as not this person."""
-    return await _edit(request, _exclude)
+    return await _edit_people(request, _exclude)
 
 
 async def undo_action(request: Request) -> Response:

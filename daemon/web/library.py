@@ -248,7 +248,9 @@ class Library:
                 return p
         raise NotFound(f"no person {person_id}")
 
-    def _members(self, person_id: int, state: LabelsState) -> tuple[int, ...]:
+    def members(self, person_id: int, state: LabelsState) -> tuple[int, ...]:
+        """Every id shown as one person with ``person_id`` (people who share a name);
+        just ``(person_id,)`` for an id with no faces left."""
         try:
             return self.person(person_id, state).members
         except NotFound:
@@ -276,7 +278,7 @@ class Library:
         album pictures rank them; all members' for merged people."""
         def rank() -> list[int]:
             refs: list[FaceRef] = []
-            for pid in self._members(person_id, state):
+            for pid in self.members(person_id, state):
                 mine = self._own(state).get(pid)
                 if mine is not None:
                     refs += mine.faces
