@@ -532,7 +532,11 @@ def test_vectors_always_equal_blobs(ops: list[tuple[str, int, int]]) -> None:
             elif op == "unlink":
                 paths.ids.unlink(missing_ok=True)
             elif op == "orphan":
-                vector_cache.append(s.state_dir, ENGINE, np.array([10_000 + a]),
+                # What a crash leaves: rows appended for ids the lost commit had taken,
+                # so above every id handed out so far (a live face never shares one).
+                top = max([vector_cache.max_cached_id(s.state_dir)]
+                          + [f.id for f in s.faces()])
+                vector_cache.append(s.state_dir, ENGINE, np.array([top + 1 + a]),
                                     rng.standard_normal((1, DIM)).astype(np.float32))
         assert_vectors_match(s)
 
