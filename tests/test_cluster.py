@@ -395,3 +395,20 @@ def test_peel_breaks_a_chained_giant_component_along_its_weakest_links() -> None
         assert len(values) == 1 and counts[0] >= 0.9 * len(got), (person, values, counts)
         main_label.append(int(values[0]))
     assert len(set(main_label)) == 4
+
+
+def test_label_pairs_gives_every_stored_edge_in_any_block_size() -> None:
+    import scipy.sparse as sp
+
+    from daemon.cluster.edges import label_pairs
+
+    rng = np.random.default_rng(3)
+    dense = np.triu(rng.random((40, 40)) < 0.15, 1)
+    dense = dense | dense.T
+    graph = sp.csr_matrix(dense.astype(np.float32))
+    labels = rng.integers(-1, 5, 40)
+    want = sorted((int(labels[i]), int(labels[j])) for i, j in zip(*np.nonzero(dense)))
+    for block in (1, 7, 40, 1000):
+        got = sorted((int(x), int(y)) for a, b in label_pairs(graph, labels, block)
+                     for x, y in zip(a, b))
+        assert got == want
