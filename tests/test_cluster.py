@@ -407,10 +407,10 @@ def test_label_pairs_gives_every_stored_edge_in_any_block_size() -> None:
     dense = dense | dense.T
     graph = sp.csr_matrix(dense.astype(np.float32))
     labels = rng.integers(-1, 5, 40)
-    want = sorted((int(labels[i]), int(labels[j])) for i, j in zip(*np.nonzero(dense)))
+    want = sorted((int(labels[i]), int(labels[j])) for i, j in zip(*np.nonzero(dense), strict=True))
     for block in (1, 7, 40, 1000):
         got = sorted((int(x), int(y)) for a, b in label_pairs(graph, labels, block)
-                     for x, y in zip(a, b))
+                     for x, y in zip(a, b, strict=True))
         assert got == want
 
 

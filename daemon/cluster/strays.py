@@ -32,7 +32,7 @@ def _votes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row of neighbour labels (-1 = none): the most common label and its count
     (ties to the smaller label; a row with no label gets -1 and 0)."""
     ordered = np.sort(labels, axis=1)
-    counts = (ordered[:, :, None] == ordered[:, None, :]).sum(axis=2)
+    counts = (ordered[:, :, None] == ordered[:, None, :]).sum(axis=2, dtype=np.int16)
     counts[ordered == NOISE] = 0
     # Largest count, then smallest label: the sort puts smaller labels first.
     at = counts.argmax(axis=1)
