@@ -144,13 +144,14 @@ def alternatives(base: ClusterParams) -> list[tuple[str, ClusterParams]]:
                     blob_agree=0.0)
     split = replace(base, rejoin_eps=0.0, blob_size=0, blob_large=0, blob_agree=0.0)
     rows = [("**default**: " + describe(base), base),
-            ("previous default (before issue 19: blob spread 0.34, no cohesion, no second "
-             "pass)", replace(base, blob_spread=0.34, blob_whole=0.0, merge_eps=0.0)),
+            ("default without the strays (the previous default)", replace(base, stray_k=0)),
+            ("before issue 19 (blob spread 0.34, no cohesion, no second pass, no strays)",
+             replace(base, blob_spread=0.34, blob_whole=0.0, merge_eps=0.0, stray_k=0)),
             ("DBSCAN eps 0.5, min_samples 5 (tutorials)",
              replace(plain, eps=0.5, min_samples=5))]
     for eps in (0.28, 0.30, 0.31, 0.32, 0.34):
         rows.append((f"plain DBSCAN eps {eps}, min_samples 2", replace(plain, eps=eps)))
-    rows[3:3] = [("default without cohesion", replace(base, blob_whole=0.0)),
+    rows[4:4] = [("default without cohesion", replace(base, blob_whole=0.0)),
                  ("default without the second linkage pass", replace(base, merge_eps=0.0))]
     rows.append(("plain DBSCAN eps 0.36, min_samples 5", replace(plain, eps=0.36, min_samples=5)))
     for eps, cut in ((0.36, 0.34), (0.36, 0.36), (0.40, 0.35), (0.40, 0.36)):
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=REPO / ".bench-cache")
     ap.add_argument("--distractors", type=int, default=50_000)
     ap.add_argument("--quick", action="store_true",
-                    help="only the default, the previous default and the tutorial")
+                    help="only the default, the previous defaults and the tutorial")
     ap.add_argument("--big", type=int, default=20,
                     help="also scan the photos centre-cropped, as a user's folder, and "
                          "report how the people with at least this many photos are "
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.data}: {len(emb.persons)} photos of {people} people, engine {emb.engine}; "
           f"a face in {found.sum()} photos ({(~found).sum()} scored as noise)\n")
     base = default_params(emb.engine)
-    rows = alternatives(base)[:3] if args.quick else alternatives(base)
+    rows = alternatives(base)[:4] if args.quick else alternatives(base)
     print(HEADER)
     for name, params in rows:
         print(score_row(name, emb.persons, found, x, params), flush=True)
@@ -271,14 +272,15 @@ def big_people_part(args, models: Path) -> None:
 
 
 def big_rows(base: ClusterParams) -> list[tuple[str, ClusterParams]]:
-    previous = replace(base, blob_spread=0.34, blob_whole=0.0, merge_eps=0.0)
+    previous = replace(base, blob_spread=0.34, blob_whole=0.0, merge_eps=0.0, stray_k=0)
     return [("**default**", base),
-            ("previous default (before issue 19)", previous),
+            ("default without the strays (the previous default)", replace(base, stray_k=0)),
+            ("before issue 19", previous),
             ("default without cohesion", replace(base, blob_whole=0.0)),
             ("default without the second linkage pass", replace(base, merge_eps=0.0)),
             ("stress: both blob spread tests at 0.30 (they fire on most big people)",
              replace(base, blob_spread=0.30, blob_large_spread=0.30)),
-            ("stress, previous default", replace(previous, blob_spread=0.30,
+            ("stress, before issue 19", replace(previous, blob_spread=0.30,
                                                  blob_large_spread=0.30)),
             ("default without the blob tests", replace(base, blob_size=0, blob_large=0,
                                                         blob_agree=0.0))]

@@ -187,7 +187,7 @@ def product(params, with_photos: bool = True) -> Method:
 
 def PREVIOUS(base):  # noqa: N802 -- reads as the name of a setting
     """The defaults before issue 19 (the blob re-cut by spread alone, no second pass)."""
-    return replace(base, blob_spread=0.34, blob_whole=0.0, merge_eps=0.0)
+    return replace(base, blob_spread=0.34, blob_whole=0.0, merge_eps=0.0, stray_k=0)
 
 
 def methods(engine: str) -> list[tuple[str, Method]]:
@@ -197,7 +197,9 @@ def methods(engine: str) -> list[tuple[str, Method]]:
     rows: list[tuple[str, Method]] = [
         ("**default**: photo constraints, poor faces by vote, blob re-cut by spread and "
          "by neighbourhood agreement unless cohesive, second linkage pass", product(base)),
-        ("previous default (before issue 19: spread 0.34, no cohesion, no second pass)",
+        ("default without the strays (the previous default)",
+         product(replace(base, stray_k=0))),
+        ("before issue 19 (spread 0.34, no cohesion, no second pass, no strays)",
          product(PREVIOUS(base))),
         ("default without cohesion", product(replace(base, blob_whole=0.0))),
         ("default without the second linkage pass", product(replace(base, merge_eps=0.0))),
@@ -246,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
           f"in {len(np.unique(faces.family))} families, {len(np.unique(faces.photo))} photos; "
           f"engine {faces.engine}; {int((~faces.found).sum())} faces not detected (noise)\n")
     rows = methods(faces.engine)[:1 if args.quick else None]
-    few = methods(faces.engine)[:2] + [m for m in methods(faces.engine) if "either" in m[0]]
+    few = methods(faces.engine)[:3] + [m for m in methods(faces.engine) if "either" in m[0]]
     parts: list[tuple[str, FiwFaces, Callable, list]] = []
     if not args.mixed_only:
         parts.append(("All families in one library", faces, run, rows))

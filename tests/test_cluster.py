@@ -395,3 +395,64 @@ def test_peel_breaks_a_chained_giant_component_along_its_weakest_links() -> None
         assert len(values) == 1 and counts[0] >= 0.9 * len(got), (person, values, counts)
         main_label.append(int(values[0]))
     assert len(set(main_label)) == 4
+
+
+def test_label_pairs_gives_every_stored_edge_in_any_block_size() -> None:
+    import scipy.sparse as sp
+
+    from daemon.cluster.edges import label_pairs
+
+    rng = np.random.default_rng(3)
+    dense = np.triu(rng.random((40, 40)) < 0.15, 1)
+    dense = dense | dense.T
+    graph = sp.csr_matrix(dense.astype(np.float32))
+    labels = rng.integers(-1, 5, 40)
+    want = sorted((int(labels[i]), int(labels[j])) for i, j in zip(*np.nonzero(dense), strict=True))
+    for block in (1, 7, 40, 1000):
+        got = sorted((int(x), int(y)) for a, b in label_pairs(graph, labels, block)
+                     for x, y in zip(a, b, strict=True))
+        assert got == want
+
+
+def _graph(n: int, edges: dict[tuple[int, int], float]):
+    import scipy.sparse as sp
+
+    rows = [i for i, j in edges] + [j for i, j in edges]
+    cols = [j for i, j in edges] + [i for i, j in edges]
+    data = list(edges.values()) * 2
+    return sp.csr_matrix((np.array(data, np.float32), (rows, cols)), shape=(n, n))
+
+
+# Faces 0-2 are one cluster, 0.1 apart; face 3 (noise) is 0.3 from faces 0 and 1; faces
+# 4-5 are a second cluster, 0.1 apart, and face 6 (noise) is 0.3 from faces 1 and 4.
+STRAY_EDGES = {(0, 1): 0.1, (0, 2): 0.1, (1, 2): 0.1, (0, 3): 0.3, (1, 3): 0.3,
+               (4, 5): 0.1, (1, 6): 0.3, (4, 6): 0.3}
+STRAY_LABELS = np.array([0, 0, 0, -1, 1, 1, -1])
+
+
+def test_a_stray_joins_the_cluster_whose_faces_list_it_back() -> None:
+    from daemon.cluster.strays import join_strays
+
+    graph = _graph(7, STRAY_EDGES)
+    out = join_strays(graph, STRAY_LABELS, k=3, share=0.6)
+    # Face 3's nearest are all cluster 0 and face 0 lists it third; face 6's vote is split.
+    assert out.tolist() == [0, 0, 0, 0, 1, 1, -1]
+
+
+def test_a_stray_its_neighbours_do_not_list_back_stays_out() -> None:
+    from daemon.cluster.strays import join_strays
+
+    # With lists of 2, faces 0 and 1 list each other and face 2, never face 3.
+    out = join_strays(_graph(7, STRAY_EDGES), STRAY_LABELS, k=2, share=0.6)
+    assert out.tolist() == STRAY_LABELS.tolist()
+
+
+def test_a_stray_never_joins_a_cluster_holding_a_face_of_its_photo() -> None:
+    from daemon.cluster.strays import join_strays
+
+    photos = np.array([10, 11, 12, 12, 13, 14, 15])
+    out = join_strays(_graph(7, STRAY_EDGES), STRAY_LABELS, k=3, share=0.6, photos=photos)
+    assert out[3] == -1
+    photos[2] = 16  # the clash gone, the same stray joins
+    assert join_strays(_graph(7, STRAY_EDGES), STRAY_LABELS, k=3, share=0.6,
+                       photos=photos)[3] == 0

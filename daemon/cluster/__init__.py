@@ -8,6 +8,8 @@
 - :mod:`.blobs` re-cuts clusters of many look-alike people, sparing a cluster whose
   close pairs stay inside it (:mod:`.cohesion`: one varied person);
 - :mod:`.fragments` merges clusters that link mostly to each other (second linkage pass);
+- :mod:`.strays` gives a face left out the cluster whose faces list it back as a neighbour;
+- :mod:`.edges` walks the eps-graph's edges as cluster-label pairs, in blocks;
 - :mod:`.links` obeys the user's answers: must-link / cannot-link with consequences;
 - :mod:`.similar` lists, per person, the people they may be the same as;
 - :mod:`.stable` keeps person ids stable and assigns new faces by a neighbour vote;

@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-NOISE = -1
+from daemon.cluster.edges import label_pairs
 
-_BLOCK = 65536
+NOISE = -1
 
 
 def cluster_cohesion(graph: sp.csr_matrix, labels: np.ndarray) -> np.ndarray:
@@ -36,13 +36,7 @@ def cluster_cohesion(graph: sp.csr_matrix, labels: np.ndarray) -> np.ndarray:
     m = int(labels.max(initial=-1)) + 1
     inside = np.zeros(m, np.int64)
     total = np.zeros(m, np.int64)
-    indptr, indices = graph.indptr, graph.indices
-    # In blocks of rows: at a million faces the graph holds tens of millions of entries.
-    for start in range(0, graph.shape[0], _BLOCK):
-        end = min(graph.shape[0], start + _BLOCK)
-        rows = np.repeat(np.arange(start, end), np.diff(indptr[start:end + 1]))
-        a = labels[rows]
-        b = labels[indices[indptr[start]:indptr[end]]]
+    for a, b in label_pairs(graph, labels):
         real = a != NOISE
         total += np.bincount(a[real], minlength=m)
         inside += np.bincount(a[real & (a == b)], minlength=m)

@@ -32,6 +32,7 @@ from daemon.cluster.links import Links, apply_links
 from daemon.cluster.neighbours import IndexParams, build_index, eps_graph, search
 from daemon.cluster.quality import attach, weak_faces
 from daemon.cluster.rejoin import rejoin
+from daemon.cluster.strays import join_strays
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +97,13 @@ class ClusterParams:
     merge when each sends at least ``merge_share`` of its leaving eps-graph edges to the
     other; 0 = off."""
     merge_share: float = 0.7
+    stray_k: int = 0
+    """A face in no cluster joins the cluster of at least ``stray_share`` of its
+    ``stray_k`` nearest graph neighbours when ``stray_back`` of those list it back among
+    their own and its average linkage to the cluster is within ``merge_eps`` (when set)
+    (:mod:`.strays`); 0 = off."""
+    stray_share: float = 0.8
+    stray_back: int = 2
     index: IndexParams = field(default_factory=IndexParams)
 
 
@@ -403,6 +411,12 @@ def cluster_faces(vectors: np.ndarray, params: ClusterParams, photos=None,
     if params.merge_eps > 0:
         labels = merge_fragments(v, labels, graph, params.merge_eps, params.merge_share,
                                  ph, rows=None if len(strong) == len(v) else strong)
+    if params.stray_k > 0:
+        # On the strong faces only: the graph is theirs (poor faces joined by vote).
+        labels[strong] = join_strays(graph, labels[strong], params.stray_k,
+                                     params.stray_share, v[strong], params.merge_eps,
+                                     min_back=params.stray_back,
+                                     photos=None if ph is None else ph[strong])
     if links:
         labels = apply_links(labels, v, links)
     if ph is not None:
@@ -454,7 +468,7 @@ _DLIB = ClusterParams(eps=0.37, min_samples=2, guard="split", split_eps=0.365, r
                       blob_agree_size=10, blob_agree_max=80, blob_agree_k=20,
                       blob_agree_spread=0.32, blob_whole=0.5,
                       blob_whole_spread=0.35, merge_eps=0.40,
-                      merge_share=0.7)
+                      merge_share=0.7, stray_k=10, stray_share=0.8, stray_back=2)
 """Measured with the YuNet + dlib engine: eps, split and re-join on LFW-dev
 (bench/cluster_quality.py), the poor-face and blob settings on Families In the Wild
 train (bench/family_quality.py); bench/CLUSTERING.md."""
@@ -507,7 +521,8 @@ def _embedder_params(engine_id: str) -> ClusterParams:
                        # Spreads do not scale linearly between models: off until measured
                        # (the agreement test's re-cut is a distance too).
                        blob_size=0, blob_large=0, blob_agree=0.0,
-                       # The second pass's cut is a dlib distance too: off until measured.
-                       merge_eps=0.0)
+                       # The second pass's cut is a dlib distance too: off until measured,
+                       # and so are the strays, capped by it.
+                       merge_eps=0.0, stray_k=0)
     raise ValueError(f"no clustering defaults for engine {engine_id!r} "
                      "(known embedders: dlib-resnet-v1, sface-2021dec)")

@@ -28,23 +28,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from daemon.cluster.constraints import conflict_keys
+from daemon.cluster.edges import label_pairs
 
 NOISE = -1
-
-_BLOCK = 65536
 
 
 def _edge_counts(graph: sp.csr_matrix, labels: np.ndarray, k: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(a, b, edges from a to b) for every ordered pair of distinct clusters joined by an
     edge, and per cluster the edges leaving it (to other clusters or to noise)."""
-    indptr, indices = graph.indptr, graph.indices
     keys, leaving = [], np.zeros(k, np.int64)
-    for start in range(0, graph.shape[0], _BLOCK):
-        end = min(graph.shape[0], start + _BLOCK)
-        rows = np.repeat(np.arange(start, end), np.diff(indptr[start:end + 1]))
-        a = labels[rows]
-        b = labels[indices[indptr[start]:indptr[end]]]
+    for a, b in label_pairs(graph, labels):
         out = (a != NOISE) & (a != b)
         leaving += np.bincount(a[out], minlength=k)
         both = out & (b != NOISE)

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from daemon.cluster.constraints import conflict_keys
+from daemon.cluster.edges import label_pairs
 from daemon.cluster.neighbours import IndexParams, build_index, search
 
 NOISE = -1
@@ -58,20 +59,11 @@ def _similarity(sums: np.ndarray, counts: np.ndarray, a: np.ndarray, b: np.ndarr
     return out
 
 
-def _cross_edges(graph: sp.csr_matrix, groups: np.ndarray,
-                 block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """The graph's edges between different groups, as group pairs (a < b).
-
-    Read in blocks of rows: at a million faces the graph has tens of millions of
-    entries, nearly all inside one cluster, and only the few between clusters matter.
-    """
-    indptr, indices = graph.indptr, graph.indices
+def _cross_edges(graph: sp.csr_matrix, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The graph's edges between different groups, as group pairs (a < b): nearly all
+    edges lie inside one cluster, and only the few between clusters matter here."""
     a_parts, b_parts = [], []
-    for start in range(0, graph.shape[0], block):
-        end = min(graph.shape[0], start + block)
-        rows = np.repeat(np.arange(start, end), np.diff(indptr[start:end + 1]))
-        a = groups[rows]
-        b = groups[indices[indptr[start]:indptr[end]]]
+    for a, b in label_pairs(graph, groups):
         keep = a < b  # each undirected edge is stored at both ends: keep one
         a_parts.append(a[keep])
         b_parts.append(b[keep])
