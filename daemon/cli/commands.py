@@ -284,7 +284,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``facecluster`` console script and ``python -m daemon``."""
+    """The command line run in this process (the console script goes through :func:`entry`)."""
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config)
@@ -337,7 +337,7 @@ def entry() -> None:
     """
     argv = sys.argv[1:]
     code = main(argv)
-    if _parser().parse_args(argv).command in LEAVE_AT_ONCE and threading.active_count() == 1:
+    if build_parser().parse_args(argv).command in LEAVE_AT_ONCE and threading.active_count() == 1:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
