@@ -1,5 +1,5 @@
 """``python -m daemon`` is the same as the ``facecluster`` command."""
 
-from daemon.cli import main
+from daemon.cli import entry
 
-raise SystemExit(main())
+entry()

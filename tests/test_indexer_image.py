@@ -334,3 +334,74 @@ def test_a_file_far_above_any_photo_s_size_is_refused_unread(tmp_path: Path) -> 
 
     assert _peak_while(read) < 4 << 20
     assert read_photo(big, 10**8, max_bytes=64 << 20).info.format == "jpeg"  # under it: read
+
+
+# --- the JPEG decoder -------------------------------------------------------------------------
+
+
+def _textured(height: int, width: int) -> np.ndarray:
+    """Smooth noise of an odd size: every block differs and the edge blocks are partial."""
+    rng = np.random.default_rng(7)
+    return cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), np.uint8), (7, 7), 0)
+
+
+def _pil_jpeg(image: np.ndarray, mode: str, **kwargs: object) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    out = BytesIO()
+    Image.fromarray(image[:, :, ::-1]).convert(mode).save(out, "JPEG", quality=90, **kwargs)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("mode", "kwargs"),
+    [
+        ("RGB", {}),  # 4:2:0, what cameras write
+        ("RGB", {"subsampling": 0}),  # 4:4:4
+        ("RGB", {"subsampling": 1}),  # 4:2:2
+        ("RGB", {"progressive": True}),
+        ("L", {}),
+        ("CMYK", {}),
+    ],
+)
+@pytest.mark.parametrize("reduction", [1, 2, 4, 8])
+def test_jpeg_decode_gives_opencv_s_pixels_exactly(
+    tmp_path: Path, mode: str, kwargs: dict, reduction: int
+) -> None:
+    # Faces' vectors must not change with the decoder: the very same pixels, every kind.
+    data = _pil_jpeg(_textured(301, 403), mode, **kwargs)
+    photo = read_photo(write(tmp_path, "t.jpg", data), BIG)
+    theirs = cv2.imdecode(
+        np.frombuffer(data, np.uint8),
+        {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+         8: cv2.IMREAD_REDUCED_COLOR_8}[reduction] | cv2.IMREAD_IGNORE_ORIENTATION,
+    )
+    got = decode(photo, reduction)
+    assert got.shape == theirs.shape and np.array_equal(got, theirs)
+
+
+def test_jpeg_decode_uses_libjpeg_turbo_and_falls_back_to_opencv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daemon.indexer import image
+
+    data = _pil_jpeg(_textured(120, 160), "RGB")
+    photo = read_photo(write(tmp_path, "t.jpg", data), BIG)
+    calls: list[int] = []
+    real = image.simplejpeg.decode_jpeg
+
+    def counted(*args: object, **kwargs: object) -> np.ndarray:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(image.simplejpeg, "decode_jpeg", counted)
+    first = decode(photo, 2)
+    assert calls and first.shape == (60, 80, 3)
+
+    def refuses(*args: object, **kwargs: object) -> np.ndarray:
+        raise ValueError("Unsupported color conversion request")
+
+    monkeypatch.setattr(image.simplejpeg, "decode_jpeg", refuses)
+    assert np.array_equal(decode(photo, 2), first)  # OpenCV decoded it instead

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,51 @@ def test_has_photos_under_looks_at_the_folder_only(pipeline: Pipeline) -> None:
     assert not pipeline.store.has_photos_under(root / "sub")
     assert not pipeline.store.has_photos_under(root.parent / "phot")  # a prefix, not a folder
     assert not pipeline.store.has_photos_under(root.parent / "photos-other")
+
+
+class _Indexer:
+    """Indexes each photo into one face of person 0; records when it is told to stop."""
+
+    def __init__(self, engine_id: str) -> None:
+        self.engine_id = engine_id
+        self.stopping = threading.Event()
+
+    def start(self) -> _Indexer:
+        return self
+
+    def __enter__(self) -> _Indexer:
+        return self
+
+    def close(self) -> None:
+        self.stopping.set()
+
+    def describe(self) -> dict:
+        return {"mode": "test"}
+
+    def imap(self, paths, digests=None):  # noqa: ANN001, ANN201
+        for p in paths:
+            yield p, IndexedPhoto(p, 100, 100, self.engine_id, (_face(0),))
+
+
+def test_scan_lets_the_workers_go_while_it_clusters_and_writes_albums(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Their exit (freeing the models) must not add to the command's time after the albums.
+    (tmp_path / "photos").mkdir()
+    for i in range(3):
+        (tmp_path / "photos" / f"{i}.jpg").write_bytes(b"photo %d" % i)
+    cfg = from_dict({"watch": ["photos"], "workers": 2}, tmp_path)
+    seen: list[bool] = []
+    with Pipeline(cfg, create=True, workers=_Indexer("")) as p:
+        indexer = p._sync._pool
+        indexer.engine_id = p.engine_id
+        write = p.write_albums
+
+        def write_albums():  # noqa: ANN202
+            seen.append(indexer.stopping.wait(5.0))
+            return write()
+
+        monkeypatch.setattr(p, "write_albums", write_albums)
+        report = p.scan()
+    assert report.index.indexed == 3 and report.cluster.faces == 3
+    assert seen == [True]

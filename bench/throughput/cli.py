@@ -6,7 +6,7 @@ Usage (the quiet-machine run; see bench/THROUGHPUT.md for the exact commands)::
         [--photos 40] [--repeat 3] [--workers 1,2] [--max-side 960] [--no-baseline]
         [--allow-load] [--quick] [--stages-only] [--fr-site DIR] [--recall] [--profile]
         [--sface] [--compare-scan OLD_CHECKOUT] [--old-checkout OLD_CHECKOUT]
-        [--fr-photos N] [--formats-of people]
+        [--fr-photos N] [--formats-of people] [--timeline]
 
 It waits for, then refuses, a 1-minute load average above 0.5 (wall-clock ratios of a
 shared machine are worthless); ``--allow-load`` runs anyway and says so loudly. Every
@@ -24,6 +24,8 @@ CPU time (``time.thread_time``, far less sensitive to other load than wall time)
 4. ``--sface``: the SFace path with a stand-in network (plumbing only, not the model).
 5. ``--recall`` (``recall.py``): YuNet recall on the hand-boxed VOC photos vs max_side.
 6. ``--compare-scan DIR``: only the whole command, this checkout against another one.
+7. ``--timeline`` (``timeline.py``): one whole scan per corpus, marked from process start
+   to exit (imports, pool ready, first and last photo, clustering, albums, workers' exit).
 ``--quick``: 8 photos, one repetition, to smoke-test the bench in a minute or two.
 
 Prints numbers; asserts nothing.
@@ -36,6 +38,8 @@ import cProfile
 import hashlib
 import os
 import pstats
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,8 +68,10 @@ from bench.throughput.runs import (
     run_ours,
     run_sface_plumbing,
     scan_command,
+    scan_config,
     stage_profile,
 )
+from bench.throughput.timeline import scan_timeline
 from daemon.config import Config, DetectionConfig, EngineConfig
 from daemon.indexer import IndexPool
 from daemon.indexer.engine import open_engine
@@ -165,6 +171,22 @@ def compare_scan(args: argparse.Namespace, corpora: dict[str, list[CorpusPhoto]]
               f"{got[0].albums} albums, {got[0].pictures} pictures")
 
 
+def timelines(args: argparse.Namespace, corpora: dict[str, list[CorpusPhoto]]) -> None:
+    """One whole ``scan`` per corpus with its marks (imports, pool ready, photos, clustering,
+    albums, exit); with ``--compare-scan``, the other checkout's beside it."""
+    code = [("this checkout", REPO)]
+    if args.compare_scan:
+        code.insert(0, ("other checkout", args.compare_scan))
+    for name, photos in corpora.items():
+        for label, repo in code:
+            work = Path(tempfile.mkdtemp(prefix="fc-bench-timeline-"))
+            try:
+                marks = scan_timeline(scan_config(photos[0].path.parent, work), repo, work)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            print(f"\n{name}, {label} ({repo}), load {os.getloadavg()[0]:.2f}:\n{marks}")
+
+
 def stages_only(args: argparse.Namespace, corpora: dict[str, list[CorpusPhoto]],
                 detection: DetectionConfig) -> None:
     """Only the per-stage CPU profile, ``--repeat`` times (usable on a busy machine)."""
@@ -231,6 +253,9 @@ def _arguments() -> argparse.Namespace:
                     help="only the whole `scan` command (each corpus and one photo), this "
                     "code against another checkout (e.g. `git worktree add /tmp/old "
                     "<commit>`), interleaved --repeat times")
+    ap.add_argument("--timeline", action="store_true",
+                    help="one whole `scan` per corpus, marked: where its wall time goes "
+                    "from process start to exit (with --compare-scan: both checkouts)")
     return ap.parse_args()
 
 
@@ -254,6 +279,8 @@ def main() -> None:
         profile(corpora, detection)
     elif args.stages_only:
         stages_only(args, corpora, detection)
+    elif args.timeline:
+        timelines(args, corpora)
     elif args.compare_scan:
         compare_scan(args, corpora)
     else:

@@ -168,7 +168,7 @@ class ScanTime:
     pictures: int = 0
 
 
-def _scan_config(folder: Path, work: Path) -> Path:
+def scan_config(folder: Path, work: Path) -> Path:
     """A config.toml for ``facecluster scan`` of ``folder``, writing only under ``work``."""
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "config.toml"
@@ -185,7 +185,7 @@ def scan_command(folder: Path, repo: Path = REPO) -> ScanTime:
     ``repo``: the checkout whose code runs (another commit, for a before/after)."""
     work = Path(tempfile.mkdtemp(prefix="fc-bench-scan-"))
     try:
-        cfg = _scan_config(folder, work)
+        cfg = scan_config(folder, work)
         env = {**os.environ, "PYTHONPATH": str(repo)}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()

@@ -8,6 +8,6 @@
 - :mod:`.inbox` ``facecluster import ARCHIVE.zip``.
 """
 
-from daemon.cli.commands import main
+from daemon.cli.commands import entry, main
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]

@@ -34,6 +34,11 @@ from daemon.indexer import heif, raw
 from daemon.indexer.types import PhotoError
 from daemon.library.photos import RAW_EXTENSIONS
 
+try:  # libjpeg-turbo's own decoder: the same pixels as OpenCV's, for ~half the CPU at full size
+    import simplejpeg
+except ImportError:  # pragma: no cover - a dependency; OpenCV decodes every JPEG without it
+    simplejpeg = None
+
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Magic numbers of formats that are never a RAW container: a file with a RAW name and one
 # of these is a renamed ordinary image, read for what it is.
@@ -444,9 +449,10 @@ def decode(photo: PhotoBytes, reduction: int = 1) -> np.ndarray:
     """Decode to an upright BGR uint8 image, reduced in the DCT by ``reduction`` for JPEGs.
 
     ``reduction`` (1, 2, 4, 8) is honoured only for JPEG (a RAW's preview included),
-    where it is nearly free; other formats are decoded at full size. Grayscale, 16-bit and
-    alpha images come out as 8-bit BGR (alpha dropped); animated GIFs give their first
-    frame, HEIF bursts their primary image. Raises :class:`PhotoError`.
+    where it is nearly free (libjpeg-turbo through simplejpeg, else OpenCV: the same
+    pixels); other formats are decoded at full size. Grayscale, 16-bit and alpha images
+    come out as 8-bit BGR (alpha dropped); animated GIFs give their first frame, HEIF
+    bursts their primary image. Raises :class:`PhotoError`.
     """
     info = photo.info
     if photo.pixels is not None:
@@ -462,12 +468,36 @@ def decode(photo: PhotoBytes, reduction: int = 1) -> np.ndarray:
     return np.ascontiguousarray(apply_orientation(image, info.orientation))
 
 
+def _turbo_decode(data: bytes, info: ImageInfo, reduction: int) -> np.ndarray | None:
+    """A JPEG decoded by libjpeg-turbo (simplejpeg) reduced in the DCT, or None to leave
+    it to OpenCV: no simplejpeg, or a JPEG it refuses (CMYK, recoverable corruption).
+
+    The same library and settings as OpenCV's decoder (accurate integer IDCT, smooth
+    chroma upsampling), so the same pixels; it skips OpenCV's per-row conversion.
+    """
+    if simplejpeg is None:
+        return None
+    shape = (-(-info.height // reduction), -(-info.width // reduction))
+    try:
+        image = simplejpeg.decode_jpeg(
+            data, "BGR", min_height=shape[0], min_width=shape[1], strict=True
+        )
+    except ValueError:
+        return None
+    # It picks the smallest libjpeg scale giving at least that size: 1/reduction itself.
+    return image if image.shape[:2] == shape else None
+
+
 def _cv_decode(photo: PhotoBytes, reduction: int) -> np.ndarray:
-    """OpenCV's decode of the hand-sniffed formats, as stored (not yet turned upright)."""
+    """The decode of the hand-sniffed formats, as stored (not yet turned upright)."""
     info = photo.info
     if info.format == "jpeg" and _jpeg_truncated(photo.data):
         reason = f"truncated {photo.label} (no end marker)"
         raise PhotoError(_maybe_changed(photo.path, photo.size, photo.mtime_ns, reason))
+    if info.format == "jpeg":
+        turbo = _turbo_decode(photo.data, info, reduction)
+        if turbo is not None:
+            return turbo
     flags = _REDUCED_FLAGS[reduction if info.format == "jpeg" else 1]
     buf = np.frombuffer(photo.data, dtype=np.uint8)
     try:

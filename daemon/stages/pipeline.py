@@ -10,6 +10,7 @@ files, and the album writer only sees plans.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -218,10 +219,17 @@ class Pipeline:
         found = self.discover()
         tick = progress(len(found)) if progress else None
         report = self.index_photos(found, tick)
-        removed = self.sync_missing()
-        clustered = self.recluster()
-        written = self.write_albums()
-        self.mark_scanned()
+        # No photo comes after this: the workers' exit (each frees its models) overlaps
+        # clustering and albums instead of delaying the end of the command.
+        stopping = threading.Thread(target=self._sync.close, name="stop-index-workers")
+        stopping.start()
+        try:
+            removed = self.sync_missing()
+            clustered = self.recluster()
+            written = self.write_albums()
+            self.mark_scanned()
+        finally:
+            stopping.join()
         return ScanReport(report, removed, clustered, written, time.monotonic() - t0)
 
     def mark_scanned(self) -> None:
