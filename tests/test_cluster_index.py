@@ -211,10 +211,10 @@ def test_a_worker_killed_mid_run_loses_and_doubles_no_photo(
 def test_a_photo_that_kills_workers_ends_failed_with_its_reason(
     cluster: Cluster, testdata: Path
 ) -> None:
-    # The last photos of a round go one per task (batch_size): the poison photo goes
-    # alone, so it kills two workers, not four (a task of several is split and retried).
-    files = _lfw(testdata, 4, skip=40)
-    files["poison.jpg"] = next(iter(_lfw(testdata, 1, skip=44).values()))
+    # Photos queued beside the poison one on a dying worker are blamed by Dask too
+    # (KilledWorker): each must be tried again alone and end indexed.
+    files = _lfw(testdata, 12, skip=40)
+    files["poison.jpg"] = next(iter(_lfw(testdata, 1, skip=52).values()))
     cfg = cluster.library("poison", files)
     cluster.indexer._client.wait_for_workers(2, timeout=120)
     with _scan(cfg, Borrowed(cluster.indexer)) as p:
@@ -317,7 +317,7 @@ def test_path_mapping_takes_the_longest_matching_folder() -> None:
     assert map_path("/elsewhere/e.jpg", {}) == "/elsewhere/e.jpg"
 
 
-def test_a_task_that_killed_workers_is_split_and_a_lone_photo_fails(tmp_path: Path) -> None:
+def test_a_task_that_killed_workers_is_split_and_a_photo_fails_only_alone(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
     from distributed.scheduler import KilledWorker
@@ -333,7 +333,11 @@ def test_a_task_that_killed_workers_is_split_and_a_lone_photo_fails(tmp_path: Pa
     batch = [_Sent(Path("/p/a.jpg"), "a"), _Sent(Path("/p/b.jpg"), "b")]
     assert list(indexer._settle(failed, None, batch, {})) == []
     assert resent == [[Path("/p/a.jpg")], [Path("/p/b.jpg")]]  # each alone, to find it
-    [(path, error)] = list(indexer._settle(failed, None, batch[:1], {}))
+    # Alone in its task, but others were out: Dask blames all a dying worker held.
+    assert list(indexer._settle(failed, None, batch[:1], {})) == []
+    assert indexer._suspects == batch[:1]
+    suspect = _Sent(Path("/p/a.jpg"), "a", alone=True)  # tried with nothing else out
+    [(path, error)] = list(indexer._settle(failed, None, [suspect], {}))
     assert path == Path("/p/a.jpg") and "killed 3 index workers" in error.reason
 
 

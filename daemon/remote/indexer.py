@@ -4,9 +4,11 @@ Photos go out as tasks, a bounded number at a time; faces come back and are yiel
 the one writer (sync), each path exactly once whatever Dask retried. A worker killed
 mid-photo costs nothing: Dask runs the task again elsewhere. A photo that kills workers
 ``allowed-failures`` times ends as a :class:`PhotoError` saying so (Dask's
-``KilledWorker``), never retried for ever. When the scheduler is gone the remaining and
-in-flight photos go to a local :class:`IndexPool`, and :meth:`describe` says so for
-``status``; a later round tries the scheduler again.
+``KilledWorker``), never retried for ever; but only once it did so alone. Dask blames
+every task a dying worker held, so a photo queued beside a poison one is first a
+suspect, tried again with nothing else out, and judged by that. When the scheduler is
+gone the remaining and in-flight photos go to a local :class:`IndexPool`, and
+:meth:`describe` says so for ``status``; a later round tries the scheduler again.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class _Sent:
     path: Path
     digest: str
     resends: int = 0
+    alone: bool = False
+    """Sent with nothing else in flight: a killed worker can only be its doing."""
 
 
 class ClusterIndexer:
@@ -99,6 +103,9 @@ class ClusterIndexer:
         self._refused: dict[str, str] = {}
         self._done_queue = None
         self._since: dict = {}
+        self._suspects: list[_Sent] = []
+        """Photos whose task killed workers while others were out: each is tried again
+        alone before it is judged (see the module)."""
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -264,6 +271,7 @@ class ClusterIndexer:
         left = len(paths) if isinstance(paths, Sized) else None
         source = iter(paths)
         sent: dict = {}
+        self._suspects = []
         try:
             yield from self._run(source, sent, digests or {}, left)
         except _Lost as e:
@@ -273,7 +281,9 @@ class ClusterIndexer:
             else:
                 self._fall_back(str(e))
             rest = [s.path for batch in sent.values() for s in batch]
+            rest += [s.path for s in self._suspects]
             sent.clear()
+            self._suspects = []
             yield from self._local_pool().imap([*rest, *source])
         finally:
             for future in sent:
@@ -293,7 +303,12 @@ class ClusterIndexer:
             if self._clock() - sized_at > 5.0:  # workers join and leave
                 threads, sized_at = self._threads(), self._clock()
             full = self._speed.batch()
-            while more and sum(len(b) for b in sent.values()) < window(threads, full):
+            if self._suspects and not sent:  # no new work until each is tried alone
+                item = self._suspects.pop(0)
+                item.alone = True
+                self._send(sent, [item])
+            while (more and not self._suspects
+                   and sum(len(b) for b in sent.values()) < window(threads, full)):
                 batch: list[_Sent] = []
                 size = batch_size(left, threads, full)
                 while len(batch) < size:
@@ -395,7 +410,13 @@ class ClusterIndexer:
                 for item in batch:
                     self._send(sent, [item])
                 return
-            yield batch[0].path, _task_error(future.exception())
+            item, exc = batch[0], future.exception()
+            if _killed_workers(exc) and not item.alone:
+                log.info("cluster_photo_suspect", path=str(item.path),
+                         hint="its task killed workers; tried again alone")
+                self._suspects.append(item)
+                return
+            yield item.path, _task_error(exc)
             return
         address, results, seconds = value
         self._speed.add(seconds, len(batch))
@@ -481,10 +502,14 @@ def _expected_key() -> str:
     return EXPECTED_KEY
 
 
-def _task_error(exc: BaseException | None) -> PhotoError:
+def _killed_workers(exc: BaseException | None) -> bool:
     from distributed.scheduler import KilledWorker
 
-    if isinstance(exc, KilledWorker):
+    return isinstance(exc, KilledWorker)
+
+
+def _task_error(exc: BaseException | None) -> PhotoError:
+    if _killed_workers(exc):
         return PhotoError(
             f"indexing it killed {exc.allowed_failures + 1} index workers "
             "(cluster allowed-failures reached); not tried again until the file changes")
