@@ -8,11 +8,19 @@ Tests that need it skip with a clear reason when it is absent, so a fresh clone 
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from shared_data import testdata_dir
+
+# The indexer keeps dlib's converted graph in a cache folder (daemon/indexer/graphcache.py):
+# the suite gets its own, so a graph cached by an older converter never stands in for the
+# code under test. Set before any test (or service it starts) reads the environment.
+os.environ.pop("CACHE_DIRECTORY", None)
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="facecluster-test-cache-")
 
 YUNET_NAME = "face_detection_yunet_2023mar.onnx"
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from daemon.indexer.graphcache import cached_graph
 from daemon.indexer.onnxpb import Graph
 from daemon.indexer.ortsession import OrtUnavailable, open_session
 
@@ -285,7 +286,7 @@ def open_resnet(path: Path, backend: str = "auto", threads: int = 1) -> Network:
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    model = onnx_model(read_resnet(path))
+    model = cached_graph(Path(path), lambda: onnx_model(read_resnet(path)))
     if backend in ("auto", "onnxruntime"):
         try:
             return OrtNetwork(model, threads)
