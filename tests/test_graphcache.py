@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon import fsutil
 from daemon.indexer import graphcache
 
 
@@ -29,7 +30,7 @@ def test_the_graph_is_built_once_then_read(source: Path, tmp_path: Path) -> None
     assert graphcache.cached_graph(source, _builder(calls), cache) == b"graph-bytes"
     assert graphcache.cached_graph(source, _builder(calls), cache) == b"graph-bytes"
     assert len(calls) == 1
-    assert [p.name for p in cache.iterdir() if p.name.startswith(".tmp")] == []
+    assert [p.name for p in cache.iterdir() if p.name.startswith(fsutil.TMP_PREFIX)] == []
 
 
 def test_a_changed_source_is_built_again(source: Path, tmp_path: Path) -> None:
@@ -39,6 +40,7 @@ def test_a_changed_source_is_built_again(source: Path, tmp_path: Path) -> None:
     source.write_bytes(b"weights v2, longer")
     assert graphcache.cached_graph(source, _builder(calls, b"new"), cache) == b"new"
     assert len(calls) == 2
+    assert len(list(cache.iterdir())) == 1  # the old file's graph is gone, not piled up
 
 
 def test_a_damaged_cache_is_never_served(source: Path, tmp_path: Path) -> None:

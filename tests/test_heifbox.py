@@ -211,3 +211,12 @@ def test_coded_size_must_agree_with_the_stated_one(face_photo: np.ndarray) -> No
     # frame the pixel-bomb check never saw, so the fast path declines it
     with pytest.raises(heifbox.Unsupported, match="coded 320x240"):
         heifbox.primary_layout(formats.with_ispe(data, 100))
+
+
+def test_grid_tiles_must_fit_the_stated_size() -> None:
+    from daemon.indexer.heifbox import _covers
+
+    assert _covers(512, 8, 4032) and _covers(512, 6, 3072)  # an iPhone's 4032x3024 grid
+    assert not _covers(512, 7, 4032)  # a gap
+    assert not _covers(512, 8, 3000)  # a whole spare tile
+    assert not _covers(16384, 1, 100)  # a huge tile under a small stated size

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import structlog
+
+from daemon.fsutil import atomic_writer
 
 log = structlog.get_logger(__name__)
 
@@ -35,10 +36,14 @@ def cache_dir() -> Path:
     return Path(xdg) / "facecluster"
 
 
+def _stem(source: Path) -> str:
+    """The part of a cached graph's name that names its source file."""
+    return f"{source.stem}-{hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]}"
+
+
 def _name(source: Path) -> str:
     st = source.stat()
-    where = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
-    return f"{source.stem}-{where}-{st.st_size}-{st.st_mtime_ns}-f{FORMAT}.onnx"
+    return f"{_stem(source)}-{st.st_size}-{st.st_mtime_ns}-f{FORMAT}.onnx"
 
 
 def _read(path: Path) -> bytes | None:
@@ -53,17 +58,15 @@ def _read(path: Path) -> bytes | None:
     return graph
 
 
-def _write(path: Path, graph: bytes) -> None:
+def _write(path: Path, graph: bytes, stem: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(hashlib.sha256(graph).digest())
-            f.write(graph)
-        os.replace(tmp, path)  # whole or not at all: two workers may write at once
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Whole or not at all: two workers may write at once.
+    with atomic_writer(path, durable=False, mode=0o600) as f:
+        f.write(hashlib.sha256(graph).digest())
+        f.write(graph)
+    for old in path.parent.glob(f"{stem}-*.onnx"):  # an older file or converter's: 22 MB
+        if old != path:
+            old.unlink(missing_ok=True)
 
 
 def cached_graph(source: Path, build: Callable[[], bytes], directory: Path | None = None
@@ -79,7 +82,7 @@ def cached_graph(source: Path, build: Callable[[], bytes], directory: Path | Non
         return graph
     graph = build()
     try:
-        _write(path, graph)
+        _write(path, graph, _stem(source))
     except OSError as e:
         log.debug("graph_cache_not_written", path=str(path), error=str(e))
     return graph

@@ -35,7 +35,7 @@ import numpy as np
 import structlog
 
 from daemon.indexer import heifdecode
-from daemon.indexer.heifbox import Unsupported, primary_layout
+from daemon.indexer.heifbox import primary_layout
 from daemon.indexer.types import PhotoError
 
 log = structlog.get_logger(__name__)
@@ -202,11 +202,7 @@ def _decode_fast(data: bytes) -> np.ndarray | None:
     try:
         layout = primary_layout(data)
         return heifdecode.decode(layout)
-    except Unsupported as e:
-        log.debug("heic_fallback", reason=str(e))
-    except heifdecode.DecodeError as e:
-        log.debug("heic_fallback", reason=f"FFmpeg: {e}")
-    except Exception as e:  # an older PyAV API, a parser bug: never worth the photo
+    except Exception as e:  # unsupported layout, FFmpeg's refusal, a parser bug: libheif's turn
         log.debug("heic_fallback", reason=f"{type(e).__name__}: {e}")
     return None
 

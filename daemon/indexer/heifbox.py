@@ -315,9 +315,16 @@ def _grid(meta: _Meta, data: bytes, item: int) -> tuple[tuple[Tile, ...], int, i
     tw, th = tiles[0].width, tiles[0].height
     if any((t.width, t.height) != (tw, th) for t in tiles):
         raise Unsupported("grid tiles of different sizes")
-    if tw * cols < width or th * rows < height:
-        raise Unsupported("grid tiles do not cover the image")
+    if not (_covers(tw, cols, width) and _covers(th, rows, height)):
+        raise Unsupported(f"{rows}x{cols} tiles of {tw}x{th} do not fit a {width}x{height} grid")
     return tiles, rows, cols, width, height
+
+
+def _covers(tile: int, count: int, size: int) -> bool:
+    """Tiles cover the image and overshoot it by less than one tile, and no tile is much
+    larger than the image: the pixel limit is checked on the grid's stated size, so a
+    small grid must not carry huge tiles (the canvas is as large as the tiles)."""
+    return size <= tile * count < size + tile and tile < size + 64
 
 
 def _transforms(props: list[tuple[bytes, bytes]]) -> tuple[tuple[str, int], ...]:
@@ -357,7 +364,6 @@ def primary_layout(data: bytes) -> Layout:
     else:
         raise Unsupported(f"primary item type {kind!r}")
     matrix, full_range = _colour(props)
-    if matrix is None and tiles:
-        tile_props = _properties(meta, meta.refs.get((b"dimg", item), [item])[0])
-        matrix, full_range = _colour(tile_props)
+    if matrix is None and kind == b"grid":  # the colour box may sit on the tiles
+        matrix, full_range = _colour(_properties(meta, meta.refs[(b"dimg", item)][0]))
     return Layout(tiles, rows, cols, width, height, _transforms(props), matrix, full_range)
