@@ -317,7 +317,7 @@ def test_path_mapping_takes_the_longest_matching_folder() -> None:
     assert map_path("/elsewhere/e.jpg", {}) == "/elsewhere/e.jpg"
 
 
-def test_a_task_that_killed_workers_is_split_and_a_photo_fails_only_alone(tmp_path: Path) -> None:
+def test_a_task_that_killed_workers_has_its_photos_judged_only_alone(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
     from distributed.scheduler import KilledWorker
@@ -332,10 +332,14 @@ def test_a_task_that_killed_workers_is_split_and_a_photo_fails_only_alone(tmp_pa
     failed = SimpleNamespace(status="error", exception=lambda: killed)
     batch = [_Sent(Path("/p/a.jpg"), "a"), _Sent(Path("/p/b.jpg"), "b")]
     assert list(indexer._settle(failed, None, batch, {})) == []
-    assert resent == [[Path("/p/a.jpg")], [Path("/p/b.jpg")]]  # each alone, to find it
+    assert resent == [] and indexer._suspects == batch  # each to be tried alone, later
+    indexer._suspects = []
     # Alone in its task, but others were out: Dask blames all a dying worker held.
     assert list(indexer._settle(failed, None, batch[:1], {})) == []
     assert indexer._suspects == batch[:1]
+    broken = SimpleNamespace(status="error", exception=lambda: RuntimeError("bug"))
+    assert list(indexer._settle(broken, None, batch, {})) == []  # not a death: split
+    assert resent == [[Path("/p/a.jpg")], [Path("/p/b.jpg")]]
     suspect = _Sent(Path("/p/a.jpg"), "a", alone=True)  # tried with nothing else out
     [(path, error)] = list(indexer._settle(failed, None, [suspect], {}))
     assert path == Path("/p/a.jpg") and "killed 3 index workers" in error.reason

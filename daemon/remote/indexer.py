@@ -42,7 +42,7 @@ BATCH = 4
 """Photos per task until the workers' speed is known. Dask's own cost (~8 ms of the
 service's CPU per task, from the FIW runs of bench/cluster_index.py) is shared by a
 task's photos.
-A batch that kills workers is split, so a poison photo still ends failed alone."""
+A batch that kills workers has each of its photos tried alone before any is judged."""
 MAX_BATCH = 16
 TASK_SECONDS = 1.0
 """A task's photos take about this much of a worker's CPU: Dask's cost per task (CPU on
@@ -307,7 +307,8 @@ class ClusterIndexer:
                 item = self._suspects.pop(0)
                 item.alone = True
                 self._send(sent, [item])
-            while (more and not self._suspects
+            held = self._suspects or any(b[0].alone for b in sent.values())
+            while (more and not held
                    and sum(len(b) for b in sent.values()) < window(threads, full)):
                 batch: list[_Sent] = []
                 size = batch_size(left, threads, full)
@@ -406,17 +407,17 @@ class ClusterIndexer:
             sent[future] = batch  # still to do: the local pool takes it
             raise _Lost("the scheduler cancelled the work (it restarted or is gone)")
         if future.status != "finished":
-            if len(batch) > 1:  # find out which photo it was: each alone
+            exc = future.exception()
+            if _killed_workers(exc) and not batch[0].alone:  # each tried alone, then judged
+                log.info("cluster_photo_suspect", paths=[str(s.path) for s in batch],
+                         hint="their task killed workers; each is tried again alone")
+                self._suspects.extend(batch)
+                return
+            if len(batch) > 1:  # find out which photo it was: each on its own
                 for item in batch:
                     self._send(sent, [item])
                 return
-            item, exc = batch[0], future.exception()
-            if _killed_workers(exc) and not item.alone:
-                log.info("cluster_photo_suspect", path=str(item.path),
-                         hint="its task killed workers; tried again alone")
-                self._suspects.append(item)
-                return
-            yield item.path, _task_error(exc)
+            yield batch[0].path, _task_error(exc)
             return
         address, results, seconds = value
         self._speed.add(seconds, len(batch))
