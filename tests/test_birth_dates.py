@@ -61,6 +61,13 @@ def test_new_faces_read_their_own_photos_and_the_dates_file_once(
     assert len(reads) == 2
     assert p.store.faces(ids=later)[0].person_id != ann
 
+    # A photo never dated (the common case: it was just indexed): its own date is read
+    # and kept, the library's dates are not parsed again.
+    undated = _add(p, "a6", [0])
+    people.assign_incremental(undated)
+    assert len(reads) == 2
+    assert "a6" in real_read(state)  # kept, so it is not read again either
+
 
 def test_a_full_clustering_keeps_the_early_photo_out(born_library) -> None:
     p, ann = born_library

@@ -88,9 +88,13 @@ def read_dates(state_dir: Path) -> dict[str, str]:
         return {}
 
 
-def photo_dates(state_dir: Path, photos: Iterable[tuple[str, Path]]) -> dict[str, str]:
-    """Content hash -> date for ``photos`` (hash, path), reading only those not kept yet."""
-    kept = read_dates(state_dir)
+def photo_dates(state_dir: Path, photos: Iterable[tuple[str, Path]],
+                kept: dict[str, str] | None = None) -> dict[str, str]:
+    """Content hash -> date for ``photos`` (hash, path), reading only those not kept yet.
+
+    ``kept``: the dates file as the caller already holds it (updated in place), so a
+    batch of new photos does not parse the whole library's dates again."""
+    kept = read_dates(state_dir) if kept is None else kept
     fresh = {h: exif_date(p) or "" for h, p in photos if h not in kept}
     if fresh:
         kept.update(fresh)

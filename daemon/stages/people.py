@@ -56,7 +56,7 @@ class KeptDates:
             self._dates, self._stamp = dates.read_dates(self._state_dir), stamp
         fresh = [(h, p) for h, p in photos.items() if h not in self._dates]
         if fresh:
-            self._dates = dates.photo_dates(self._state_dir, fresh)
+            self._dates = dates.photo_dates(self._state_dir, fresh, self._dates)
             self._stamp = self._file_stamp()
         return self._dates
 
