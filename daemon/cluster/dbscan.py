@@ -413,10 +413,14 @@ def cluster_faces(vectors: np.ndarray, params: ClusterParams, photos=None,
                                  ph, rows=None if len(strong) == len(v) else strong)
     if params.stray_k > 0:
         # On the strong faces only: the graph is theirs (poor faces joined by vote).
+        # All strong (the usual case): pass v itself, not a copy (512 MB at 1M faces).
+        def pick(a: np.ndarray) -> np.ndarray:
+            return a if len(strong) == len(v) else a[strong]
+
         labels[strong] = join_strays(graph, labels[strong], params.stray_k,
-                                     params.stray_share, v[strong], params.merge_eps,
+                                     params.stray_share, pick(v), params.merge_eps,
                                      min_back=params.stray_back,
-                                     photos=None if ph is None else ph[strong])
+                                     photos=None if ph is None else pick(ph))
     if links:
         labels = apply_links(labels, v, links)
     if ph is not None:

@@ -13,9 +13,9 @@ What tells them apart is reciprocity (the k-reciprocal neighbours of Zhong et al
 re-ranking): one person's stray face is also among the nearest faces of that person's
 faces, while a stranger's nearest faces have closer faces of their own. So a face in no
 cluster joins cluster C when at least ``share`` of its ``k`` nearest faces (its eps-graph
-row: no new search) are in C, at least ``min_votes`` of them, and at least one of those
-lists it back among its own ``k`` nearest -- never a cluster that already has a face of
-its photo. Measured in ``bench/CLUSTERING.md`` ("Strays").
+row: no new search) are in C, at least ``min_votes`` of them, and at least ``min_back``
+of those list it back among their own ``k`` nearest (2 in the dlib defaults) -- never
+a cluster that already has a face of its photo. Measured in ``bench/CLUSTERING.md`` ("Strays").
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _within(vectors: np.ndarray, labels: np.ndarray, faces: np.ndarray, target: 
 
 def join_strays(graph: sp.csr_matrix, labels: np.ndarray, k: int, share: float,
                 vectors: np.ndarray | None = None, cut: float = 0.0,
-                min_votes: int = 2, min_back: int = 1,
+                min_votes: int = 2, min_back: int = 2,
                 photos: np.ndarray | None = None) -> np.ndarray:
     """Labels with the noise faces that their neighbours claim back joined (module
     docstring). ``graph`` is the symmetric eps-graph over the same faces as ``labels``;
