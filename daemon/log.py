@@ -6,7 +6,9 @@ short snake_case names with key-value fields, e.g. ``log.info("photo_indexed", f
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from typing import Protocol
 
@@ -74,3 +76,16 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=_stderr),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
+
+
+def leave_now(code: int = 0) -> None:
+    """End the process without the interpreter's teardown, its output flushed first.
+
+    Freeing numpy, OpenCV, the models and the rest module by module costs ~0.1-0.2 s
+    of CPU at every exit, and nothing needs it once the work is written: an index
+    worker's results went out through its pipe, a ``scan``'s store is closed.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

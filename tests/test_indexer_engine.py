@@ -363,8 +363,8 @@ def test_a_worker_leaves_at_once_but_keeps_its_last_output() -> None:
     import sys
 
     code = (
-        "import sys\nfrom daemon.indexer.pool import _leave\n"
-        "sys.stdout.write('last line')\n_leave()"
+        "import sys\nfrom daemon.log import leave_now\n"
+        "sys.stdout.write('last line')\nleave_now()"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -8,7 +8,6 @@ traceback is shown only with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -285,7 +284,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line run in this process (the console script goes through :func:`entry`)."""
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """One parsed command line: its exit code, errors as one readable line."""
     try:
         cfg = load_config(args.config)
         if args.command in ("run", "worker"):
@@ -335,11 +338,8 @@ def entry() -> None:
     its output is flushed and the process ends at once. Not when a thread is still
     running (it would be cut off), and ``main`` itself never does it (tests call it).
     """
-    argv = sys.argv[1:]
-    code = main(argv)
-    if build_parser().parse_args(argv).command in LEAVE_AT_ONCE and threading.active_count() == 1:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
+    args = build_parser().parse_args(sys.argv[1:])
+    code = run(args)
+    if args.command in LEAVE_AT_ONCE and threading.active_count() == 1:
+        logsetup.leave_now(code)
     sys.exit(code)
