@@ -14,9 +14,9 @@ Light on purpose (no clustering code): ``facecluster review answer`` must be qui
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import structlog
 
@@ -35,6 +35,7 @@ UNSURE_FILE = "review.json"
 and the faces of the parts the last listed questions asked about."""
 
 Answer = Literal["yes", "no", "unsure"]
+V = TypeVar("V")
 ANSWERS: tuple[Answer, ...] = ("yes", "no", "unsure")
 
 
@@ -57,25 +58,31 @@ def _write_state(state_dir: Path, data: dict) -> None:
                  json.dumps(data, indent=1, sort_keys=True).encode())
 
 
+def _section(data: dict, key: str, value: Callable[[object], V]) -> dict[str, V]:
+    """One table of the review state, each value converted; empty if it is malformed."""
+    try:
+        return {str(k): value(v) for k, v in data.get(key, {}).items()}
+    except (ValueError, AttributeError, TypeError) as e:
+        log.warning("review_state_unreadable", table=key, error=str(e))
+        return {}
+
+
+def _face_ids(v: object) -> list[int]:
+    return [int(f) for f in v]  # type: ignore[attr-defined]
+
+
+def _count(v: object) -> int:
+    return int(v)  # type: ignore[call-overload]
+
+
 def read_unsure(state_dir: Path) -> dict[str, int]:
     """Question id -> the faces both sides had when it was answered "not sure"."""
-    try:
-        return {str(k): int(v) for k, v in _read_state(state_dir).get("unsure", {}).items()}
-    except (ValueError, AttributeError, TypeError) as e:
-        log.warning("review_state_unreadable", path=str(Path(state_dir) / UNSURE_FILE),
-                    error=str(e))
-        return {}
+    return _section(_read_state(state_dir), "unsure", _count)
 
 
 def read_parts(state_dir: Path) -> dict[str, list[int]]:
     """Part question id -> the part's face ids (most central first)."""
-    try:
-        return {str(k): [int(f) for f in v]
-                for k, v in _read_state(state_dir).get("parts", {}).items()}
-    except (ValueError, AttributeError, TypeError) as e:
-        log.warning("review_state_unreadable", path=str(Path(state_dir) / UNSURE_FILE),
-                    error=str(e))
-        return {}
+    return _section(_read_state(state_dir), "parts", _face_ids)
 
 
 def remember_parts(state_dir: Path, parts: dict[str, Sequence[int]]) -> None:
@@ -128,10 +135,11 @@ def record_answer(labels_file: Path, state_dir: Path, labels: Labels, qid: str,
     if answer not in ANSWERS:
         raise naming.NamingError(f"answer yes, no or unsure, not {answer!r}")
     part = parse_part(b)
-    members = read_parts(state_dir).get(f"{a}+{b}", [part]) if part is not None else []
+    data = _read_state(state_dir)  # once: an answer must be quick
+    members = (_section(data, "parts", _face_ids).get(f"{a}+{b}", [part])
+               if part is not None else [])
     if answer == "unsure":
-        data = _read_state(state_dir)
-        unsure = read_unsure(state_dir)
+        unsure = _section(data, "unsure", _count)
         # (a part's faces are its person's: the person's count is both sides')
         refs = (a,) if part is not None else (a, b)
         unsure[f"{a}+{b}"] = side_sizes(store, refs) if store is not None else 0
