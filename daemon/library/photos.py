@@ -51,7 +51,8 @@ IGNORED_DIRS = frozenset(
 TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", "~", ".swp")
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def is_under(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or below it."""
     return path == folder or path.is_relative_to(folder)
 
 
@@ -62,9 +63,9 @@ def is_ignored(path: Path, cfg: Config) -> bool:
     folder), hidden files and folders, temporary/partial files, NAS metadata folders.
     """
     p = Path(os.path.abspath(path))
-    if _inside(p, cfg.albums_dir) or _inside(p, cfg.state_dir):
+    if is_under(p, cfg.albums_dir) or is_under(p, cfg.state_dir):
         return True
-    root = next((r for r in cfg.watch if _inside(p, r)), None)
+    root = next((r for r in cfg.watch if is_under(p, r)), None)
     parts = p.relative_to(root).parts if root is not None else p.parts[1:]
     for part in parts:
         if part.startswith(".") or part in IGNORED_DIRS:

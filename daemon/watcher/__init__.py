@@ -41,7 +41,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from daemon.config import Config
-from daemon.library.photos import is_ignored, is_photo
+from daemon.library.photos import is_ignored, is_photo, is_under
 from daemon.library.roots import MountPoints, root_present, root_watchable
 from daemon.watcher.changes import (
     Change,
@@ -50,7 +50,6 @@ from daemon.watcher.changes import (
     RootGone,
     WatchEvent,
     file_signature,
-    is_under,
 )
 
 log = structlog.get_logger(__name__)

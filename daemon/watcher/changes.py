@@ -20,6 +20,8 @@ from typing import Literal
 
 import structlog
 
+from daemon.library.photos import is_under
+
 log = structlog.get_logger(__name__)
 
 ChangeKind = Literal["upsert", "delete", "move"]
@@ -28,6 +30,8 @@ CLOSE_SETTLE_SECONDS = 0.5
 """After a close-after-write, size and mtime must still be unchanged this long (capped at
 ``settle_seconds``): a writer that re-opens the file per chunk must not be read between
 chunks, but one that wrote and closed should not wait the full settle time."""
+
+
 @dataclass(frozen=True)
 class Change:
     """One change to act on.
@@ -73,11 +77,6 @@ def file_signature(path: Path) -> Signature | None:
     if not stat.S_ISREG(st.st_mode):
         return None
     return st.st_size, st.st_mtime_ns
-
-
-def is_under(path: Path, root: Path) -> bool:
-    """Whether ``path`` is ``root`` or below it."""
-    return path == root or path.is_relative_to(root)
 
 
 @dataclass
