@@ -250,9 +250,9 @@ def test_a_part_answered_without_its_listing_names_its_central_face(tmp_path: Pa
 
 
 def test_a_split_is_stricter_than_the_users_own_settings() -> None:
-    from daemon.cluster.dbscan import default_params
+    from daemon.cluster.dbscan import configured_params, default_params
     from daemon.config import ClusterConfig
-    from daemon.review.split import configured_params, stricter
+    from daemon.review.split import stricter
 
     engine = "yunet-2023mar+dlib-resnet-v1"
     mine = configured_params(engine, ClusterConfig(eps=0.30, min_samples=4))

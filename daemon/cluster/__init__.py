@@ -22,6 +22,7 @@ from daemon.cluster.dbscan import (
     NOISE,
     ClusterParams,
     cluster_faces,
+    configured_params,
     default_params,
     with_eps,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "bcubed_scores",
     "closure",
     "cluster_faces",
+    "configured_params",
     "decide_locally",
     "default_params",
     "eps_graph",

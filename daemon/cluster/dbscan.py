@@ -11,7 +11,7 @@ matrix. Measurements and the alternatives tried are in ``bench/CLUSTERING.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,6 +33,9 @@ from daemon.cluster.neighbours import IndexParams, build_index, eps_graph, searc
 from daemon.cluster.quality import attach, weak_faces
 from daemon.cluster.rejoin import rejoin
 from daemon.cluster.strays import join_strays
+
+if TYPE_CHECKING:
+    from daemon.config import ClusterConfig
 
 log = structlog.get_logger(__name__)
 
@@ -530,3 +533,14 @@ def _embedder_params(engine_id: str) -> ClusterParams:
                        merge_eps=0.0, stray_k=0)
     raise ValueError(f"no clustering defaults for engine {engine_id!r} "
                      "(known embedders: dlib-resnet-v1, sface-2021dec)")
+
+
+def configured_params(engine_id: str, clustering: ClusterConfig) -> ClusterParams:
+    """The engine's measured defaults with the user's ``[clustering]`` overrides: what
+    every clustering of a library uses (and what a split is made stricter than)."""
+    params = default_params(engine_id)
+    if clustering.eps > 0:
+        params = with_eps(params, clustering.eps)
+    if clustering.min_samples > 0:
+        params = replace(params, min_samples=clustering.min_samples)
+    return params

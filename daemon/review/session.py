@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from daemon.cluster.dbscan import configured_params
 from daemon.config import ClusterConfig
 from daemon.people.labels import Labels
 from daemon.review.answers import answer_closure
 from daemon.review.learn import person_answers
 from daemon.review.questions import Library, Order, Question, rank_questions
 from daemon.review.record import read_unsure, remember_parts
-from daemon.review.split import configured_params
 from daemon.store import Store
 
 

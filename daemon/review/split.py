@@ -11,11 +11,11 @@ see :func:`daemon.cluster.links.apply_links`) -- and keeps it so after a rebuild
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from daemon.cluster.dbscan import NOISE, ClusterParams, cluster_faces, default_params, with_eps
+from daemon.cluster.dbscan import NOISE, ClusterParams, cluster_faces, configured_params, with_eps
 from daemon.cluster.neighbours import as_unit_float32
 from daemon.config import ClusterConfig
 from daemon.review.ids import SHOWN
@@ -30,17 +30,6 @@ class Part:
 
     faces: tuple[int, ...]
     shown: tuple[int, ...]
-
-
-def configured_params(engine_id: str, clustering: ClusterConfig) -> ClusterParams:
-    """The engine's measured defaults with the user's ``[clustering]`` overrides: what
-    every clustering of this library uses, so a split is stricter than *that*."""
-    params = default_params(engine_id)
-    if clustering.eps > 0:
-        params = with_eps(params, clustering.eps)
-    if clustering.min_samples > 0:
-        params = replace(params, min_samples=clustering.min_samples)
-    return params
 
 
 def stricter(params: ClusterParams, share: float = STRICT) -> ClusterParams:

@@ -24,7 +24,6 @@ from daemon.people import labels
 from daemon.people.identity import Identity, person_refs
 from daemon.review import dates
 from daemon.review.answers import answer_closure, canonical_people, face_links
-from daemon.review.split import configured_params
 from daemon.stages.reports import ClusterReport
 from daemon.store import FaceRecord, Store
 
@@ -162,7 +161,7 @@ class People:
 
     def cluster_params(self) -> cluster.ClusterParams:
         """The engine's measured defaults, with the config's overrides."""
-        return configured_params(self.engine_id, self.cfg.clustering)
+        return cluster.configured_params(self.engine_id, self.cfg.clustering)
 
     def _excluded(self, faces: Sequence[FaceRecord] | None = None) -> set[tuple[int, int]]:
         """(face id, person id) pairs the user marked "not this person" in labels.toml.
