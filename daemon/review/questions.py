@@ -62,7 +62,9 @@ other person than to the other faces of its own, chance that it is not its perso
 PART_CHANCE = ((0.15, 0.08), (0.225, 0.13), (0.30, 0.10))
 """(distance between the centres of a sub-group and of the rest of its person, chance
 that the sub-group is someone else), measured on the 76 parts of the FIW store of
-bench/CLUSTERING.md (8% at 0.15-0.20, 13% at 0.20-0.25, 0 of 11 beyond)."""
+bench/CLUSTERING.md (8% at 0.15-0.20, 13% at 0.20-0.25). Beyond 0.25 none of 11 was
+someone else, too few to rule such parts out: the table holds 0.10 there (``np.interp``
+keeps the last value), a guess, not a measurement."""
 PART_MIN = 8
 """People with fewer faces are not re-clustered for parts."""
 PART_PEOPLE = 500
